@@ -1,0 +1,15 @@
+//! ernie-tensor: the bottom layer of ernie-ft. The [`Backend`] trait every device implements, the CPU
+//! backend with its reference kernels, the Philox RNG shared with the CUDA kernels, and dtype decoding for
+//! checkpoints.
+
+pub mod backend;
+pub mod cpu;
+pub mod dtype;
+pub mod float;
+pub mod philox;
+
+pub use backend::{AdamWStep, Backend, NoiseNorm, ParamSlot, TokenBatch};
+pub use cpu::ops::{AttnShape, TokShape};
+pub use cpu::Cpu;
+pub use float::Float;
+pub use philox::RngStream;

@@ -1,0 +1,121 @@
+//! Philox 4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3"), the counter-based RNG
+//! behind every dropout mask and noise draw. The value for element `i` of stream `s` depends only on
+//! (seed, s, i), so masks are identical for any thread count and on any device (the CUDA kernels use the
+//! same function, see kernels/common.cuh).
+
+const M0: u32 = 0xD251_1F53;
+const M1: u32 = 0xCD9E_8D57;
+const W0: u32 = 0x9E37_79B9;
+const W1: u32 = 0xBB67_AE85;
+
+#[inline]
+fn mulhilo(a: u32, b: u32) -> (u32, u32) {
+    let p = (a as u64) * (b as u64);
+    ((p >> 32) as u32, p as u32)
+}
+
+/// One Philox4x32-10 block: 4 random words from a 128-bit counter and a 64-bit key.
+#[inline]
+pub fn philox4x32(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    let (mut c, mut k) = (ctr, key);
+    for _ in 0..10 {
+        let (hi0, lo0) = mulhilo(M0, c[0]);
+        let (hi1, lo1) = mulhilo(M1, c[2]);
+        c = [hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0];
+        k = [k[0].wrapping_add(W0), k[1].wrapping_add(W1)];
+    }
+    c
+}
+
+/// A random stream: `seed` is the run's seed, `stream` names one use (step, layer, site, pass).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RngStream {
+    pub seed: u64,
+    pub stream: u64,
+}
+
+impl RngStream {
+    pub fn new(seed: u64, stream: u64) -> Self {
+        Self { seed, stream }
+    }
+
+    /// A derived stream for a sub-site, mixed so that nearby ids do not collide.
+    pub fn derive(self, site: u64) -> Self {
+        let mut z = self.stream ^ site.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Self { seed: self.seed, stream: z ^ (z >> 31) }
+    }
+
+    /// The random 32-bit word for element `i` of this stream.
+    #[inline]
+    pub fn word(&self, i: u64) -> u32 {
+        let block = i >> 2;
+        let ctr = [block as u32, (block >> 32) as u32, self.stream as u32, (self.stream >> 32) as u32];
+        philox4x32(ctr, [self.seed as u32, (self.seed >> 32) as u32])[(i & 3) as usize]
+    }
+
+    /// The four words of block `b` (elements 4b..4b+3): kernels that walk contiguous runs use this.
+    #[inline]
+    pub fn block(&self, b: u64) -> [u32; 4] {
+        let ctr = [b as u32, (b >> 32) as u32, self.stream as u32, (self.stream >> 32) as u32];
+        philox4x32(ctr, [self.seed as u32, (self.seed >> 32) as u32])
+    }
+
+    /// Uniform in [0, 1) with 24 random bits (exact in f32).
+    #[inline]
+    pub fn uniform(&self, i: u64) -> f32 {
+        to_uniform(self.word(i))
+    }
+
+    /// Standard normal by Box-Muller from elements 2i and 2i+1.
+    pub fn normal(&self, i: u64) -> f32 {
+        let u1 = (to_uniform(self.word(2 * i)) as f64).max(1e-12);
+        let u2 = to_uniform(self.word(2 * i + 1)) as f64;
+        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    }
+}
+
+#[inline]
+pub fn to_uniform(w: u32) -> f32 {
+    (w >> 8) as f32 * (1.0 / 16_777_216.0)
+}
+
+/// Dropout keeps element `i` when its uniform draw is at or above `p`.
+#[inline]
+pub fn keep(rng: &RngStream, i: u64, p: f32) -> bool {
+    rng.uniform(i) >= p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn philox_known_answer() {
+        // Random123 known-answer vectors for philox4x32_10.
+        assert_eq!(philox4x32([0, 0, 0, 0], [0, 0]), [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
+        assert_eq!(
+            philox4x32([0xffffffff; 4], [0xffffffff; 2]),
+            [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
+        );
+        assert_eq!(
+            philox4x32([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]),
+            [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
+        );
+    }
+
+    #[test]
+    fn uniform_mean_and_streams_differ() {
+        let a = RngStream::new(7, 1);
+        let b = a.derive(2);
+        let n = 100_000;
+        let mean: f64 = (0..n).map(|i| a.uniform(i) as f64).sum::<f64>() / n as f64;
+        assert!((mean - 0.5).abs() < 0.01, "{mean}");
+        let same = (0..1000).filter(|&i| a.word(i) == b.word(i)).count();
+        assert!(same < 3);
+        let nm: f64 = (0..n).map(|i| a.normal(i) as f64).sum::<f64>() / n as f64;
+        let nv: f64 = (0..n).map(|i| (a.normal(i) as f64).powi(2)).sum::<f64>() / n as f64;
+        assert!(nm.abs() < 0.02 && (nv - 1.0).abs() < 0.03, "{nm} {nv}");
+    }
+}
