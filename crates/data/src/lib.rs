@@ -1,0 +1,12 @@
+//! Data side of ernie-ft: tokenizers for BERT-family encoders ([`tokenize`]), CLUE-style JSON-lines
+//! readers, label sets, batching ([`clue`]) and default locations of model and data ([`paths`]).
+
+pub mod clue;
+pub mod error;
+pub mod paths;
+pub mod tokenize;
+
+pub use clue::{read_examples, split_holdout, Batch, Dataset, Example, Item, LabelSet, TaskSpec};
+pub use error::{Error, Result};
+pub use paths::{resolve_data_dir, resolve_model_dir};
+pub use tokenize::{Encoded, TextTokenizer, TokenizerKind};

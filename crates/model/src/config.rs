@@ -1,0 +1,165 @@
+//! Model configuration read from a Hugging Face `config.json` (BERT or ERNIE 3.0).
+
+use crate::ModelError;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The encoder family, from `model_type`. Both share one architecture; ERNIE 3.0 may add task-type
+/// embeddings and stores its weights under the `ernie.` prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelType {
+    Bert,
+    Ernie,
+}
+
+impl ModelType {
+    /// The state-dict prefix HF uses for the encoder of `*ForSequenceClassification`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            ModelType::Bert => "bert",
+            ModelType::Ernie => "ernie",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub model_type: ModelType,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+    pub hidden_act: String,
+    pub hidden_dropout_prob: f32,
+    pub attention_probs_dropout_prob: f32,
+    pub initializer_range: f32,
+    /// ERNIE 3.0: task-type embeddings are added to the input embeddings.
+    pub use_task_id: bool,
+    pub task_type_vocab_size: usize,
+    pub pad_token_id: u32,
+}
+
+/// The raw JSON, every field optional so that missing ones get HF's defaults and wrong ones a clear error.
+#[derive(Deserialize)]
+struct RawConfig {
+    model_type: Option<String>,
+    vocab_size: Option<usize>,
+    hidden_size: Option<usize>,
+    num_hidden_layers: Option<usize>,
+    num_attention_heads: Option<usize>,
+    intermediate_size: Option<usize>,
+    max_position_embeddings: Option<usize>,
+    type_vocab_size: Option<usize>,
+    layer_norm_eps: Option<f64>,
+    hidden_act: Option<String>,
+    hidden_dropout_prob: Option<f32>,
+    attention_probs_dropout_prob: Option<f32>,
+    initializer_range: Option<f32>,
+    use_task_id: Option<bool>,
+    task_type_vocab_size: Option<usize>,
+    pad_token_id: Option<u32>,
+}
+
+impl ModelConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        Self::from_json(&text).map_err(|msg| ModelError::Config { path: path.to_path_buf(), msg })
+    }
+
+    /// Parse and validate; the error is a message without the file name (the caller adds it).
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let raw: RawConfig = serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
+        let model_type = match raw.model_type.as_deref() {
+            Some("bert") | None => ModelType::Bert,
+            Some("ernie") => ModelType::Ernie,
+            Some(other) => return Err(format!("model_type {other:?} is not supported (bert or ernie)")),
+        };
+        let need = |v: Option<usize>, name: &str| v.ok_or_else(|| format!("missing required field {name:?}"));
+        let cfg = ModelConfig {
+            model_type,
+            vocab_size: need(raw.vocab_size, "vocab_size")?,
+            hidden_size: need(raw.hidden_size, "hidden_size")?,
+            num_hidden_layers: need(raw.num_hidden_layers, "num_hidden_layers")?,
+            num_attention_heads: need(raw.num_attention_heads, "num_attention_heads")?,
+            intermediate_size: need(raw.intermediate_size, "intermediate_size")?,
+            max_position_embeddings: raw.max_position_embeddings.unwrap_or(512),
+            type_vocab_size: raw.type_vocab_size.unwrap_or(2),
+            layer_norm_eps: raw.layer_norm_eps.unwrap_or(1e-12),
+            hidden_act: raw.hidden_act.unwrap_or_else(|| "gelu".into()),
+            hidden_dropout_prob: raw.hidden_dropout_prob.unwrap_or(0.1),
+            attention_probs_dropout_prob: raw.attention_probs_dropout_prob.unwrap_or(0.1),
+            initializer_range: raw.initializer_range.unwrap_or(0.02),
+            use_task_id: raw.use_task_id.unwrap_or(false),
+            task_type_vocab_size: raw.task_type_vocab_size.unwrap_or(3),
+            pad_token_id: raw.pad_token_id.unwrap_or(0),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.hidden_size == 0 || self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return Err(format!(
+                "hidden_size {} must be a positive multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        for (name, v) in [
+            ("vocab_size", self.vocab_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        // HF's "gelu" is the exact erf form; the tanh approximations are different functions.
+        if self.hidden_act != "gelu" {
+            return Err(format!("hidden_act {:?} is not supported (only the exact \"gelu\")", self.hidden_act));
+        }
+        for (name, p) in [("hidden_dropout_prob", self.hidden_dropout_prob), ("attention_probs_dropout_prob", self.attention_probs_dropout_prob)] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(format!("{name} {p} must be in [0, 1)"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// The config as HF writes it (what a saved checkpoint carries).
+    pub fn to_hf_json(&self, num_labels: usize) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "architectures": [if self.model_type == ModelType::Bert { "BertForSequenceClassification" } else { "ErnieForSequenceClassification" }],
+            "model_type": self.model_type.prefix(),
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "intermediate_size": self.intermediate_size,
+            "max_position_embeddings": self.max_position_embeddings,
+            "type_vocab_size": self.type_vocab_size,
+            "layer_norm_eps": self.layer_norm_eps,
+            "hidden_act": self.hidden_act,
+            "hidden_dropout_prob": self.hidden_dropout_prob,
+            "attention_probs_dropout_prob": self.attention_probs_dropout_prob,
+            "initializer_range": self.initializer_range,
+            "pad_token_id": self.pad_token_id,
+            "num_labels": num_labels,
+        });
+        if self.model_type == ModelType::Ernie {
+            v["use_task_id"] = self.use_task_id.into();
+            v["task_type_vocab_size"] = self.task_type_vocab_size.into();
+        }
+        v
+    }
+}

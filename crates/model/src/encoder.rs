@@ -1,0 +1,408 @@
+//! The encoder with its classification head: explicit forward that keeps what the backward needs, and an
+//! explicit backward that yields every parameter's gradient (and, for the adv strategy, the gradient with
+//! respect to the attention-score noise of every layer). No autograd graph: the backward is written out.
+
+use crate::params::{idx, param_specs, HostParams, Layout, ParamSpec};
+use crate::ModelConfig;
+use ernie_tensor::{AttnShape, Backend, RngStream, TokShape, TokenBatch};
+
+/// Token inputs of a batch on the host: `batch` rows of `seq` tokens, right-padded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tokens {
+    pub batch: usize,
+    pub seq: usize,
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    /// ERNIE task-type ids; all 0 when empty.
+    pub task_ids: Vec<u32>,
+    /// 1 for real tokens, 0 for padding.
+    pub mask: Vec<u32>,
+}
+
+impl Tokens {
+    /// Rows of `[batch, seq]` from per-example id lists, right-padded with `pad_id`.
+    pub fn from_rows(rows: &[(Vec<u32>, Vec<u32>)], pad_id: u32) -> Self {
+        let seq = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        let mut t = Tokens { batch: rows.len(), seq, ids: vec![], type_ids: vec![], task_ids: vec![], mask: vec![] };
+        for (ids, types) in rows {
+            let pad = seq - ids.len();
+            t.ids.extend(ids.iter().copied().chain(std::iter::repeat_n(pad_id, pad)));
+            t.type_ids.extend(types.iter().copied().chain(std::iter::repeat_n(0, pad)));
+            t.mask.extend(std::iter::repeat_n(1, ids.len()).chain(std::iter::repeat_n(0, pad)));
+        }
+        t
+    }
+
+    /// The same rows twice, stacked along the batch dimension (R-Drop).
+    pub fn doubled(&self) -> Self {
+        let cat = |v: &Vec<u32>| [v.clone(), v.clone()].concat();
+        Tokens {
+            batch: 2 * self.batch,
+            seq: self.seq,
+            ids: cat(&self.ids),
+            type_ids: cat(&self.type_ids),
+            task_ids: if self.task_ids.is_empty() { vec![] } else { cat(&self.task_ids) },
+            mask: cat(&self.mask),
+        }
+    }
+
+    pub fn to_device<B: Backend>(&self, b: &B, hidden: usize) -> TokenBatch<B::Ids> {
+        let n = self.batch * self.seq;
+        let task = if self.task_ids.is_empty() { vec![0; n] } else { self.task_ids.clone() };
+        TokenBatch {
+            shape: TokShape { batch: self.batch, seq: self.seq, hidden },
+            ids: b.upload_ids(&self.ids),
+            type_ids: b.upload_ids(&self.type_ids),
+            task_ids: b.upload_ids(&task),
+            key_mask: b.upload_ids(&self.mask),
+        }
+    }
+}
+
+/// How one forward pass runs.
+pub struct ForwardOpts<'a, B: Backend> {
+    /// Dropout on (training) or off (evaluation).
+    pub train: bool,
+    /// Hidden dropout (embeddings, attention output, FFN output, pooler output).
+    pub hidden_dropout: f32,
+    /// Dropout on the attention probabilities.
+    pub attn_dropout: f32,
+    /// Stream for every dropout mask of this pass; each site derives its own sub-stream.
+    pub rng: RngStream,
+    /// Noise added to each layer's pre-softmax attention scores (adv), `[batch, heads, seq, seq]` each.
+    pub score_noise: Option<&'a [B::Buf]>,
+}
+
+impl<B: Backend> ForwardOpts<'_, B> {
+    pub fn eval() -> Self {
+        ForwardOpts { train: false, hidden_dropout: 0.0, attn_dropout: 0.0, rng: RngStream::new(0, 0), score_noise: None }
+    }
+    fn p_hidden(&self) -> f32 {
+        if self.train { self.hidden_dropout } else { 0.0 }
+    }
+    fn p_attn(&self) -> f32 {
+        if self.train { self.attn_dropout } else { 0.0 }
+    }
+}
+
+/// What one layer's forward keeps for its backward.
+pub struct LayerCache<B: Backend> {
+    q: B::Buf,
+    k: B::Buf,
+    v: B::Buf,
+    probs: B::Buf,
+    ctx: B::Buf,
+    s1: B::Buf,
+    mean1: B::Buf,
+    rstd1: B::Buf,
+    y1: B::Buf,
+    inter_pre: B::Buf,
+    inter: B::Buf,
+    s2: B::Buf,
+    mean2: B::Buf,
+    rstd2: B::Buf,
+}
+
+/// The result of a forward pass and everything its backward needs.
+pub struct Forward<B: Backend> {
+    pub tokens: TokenBatch<B::Ids>,
+    /// `hidden[0]` is the embedding output, `hidden[i + 1]` the output of layer `i`; the last one is the
+    /// final hidden state `[batch*seq, hidden]`.
+    pub hidden: Vec<B::Buf>,
+    pub pooled: B::Buf,
+    pub logits: B::Buf,
+    emb_sum: B::Buf,
+    emb_mean: B::Buf,
+    emb_rstd: B::Buf,
+    layers: Vec<LayerCache<B>>,
+    pooled_dropped: B::Buf,
+    p_hidden: f32,
+    p_attn: f32,
+    rng: RngStream,
+}
+
+impl<B: Backend> Forward<B> {
+    pub fn batch(&self) -> usize {
+        self.tokens.shape.batch
+    }
+    pub fn final_hidden(&self) -> &B::Buf {
+        self.hidden.last().expect("at least the embedding output")
+    }
+}
+
+/// What a backward pass should produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackwardWants {
+    /// Accumulate parameter gradients. When false the weight-gradient GEMMs are skipped entirely.
+    pub params: bool,
+    /// Return the gradient with respect to each layer's attention-score noise.
+    pub score_noise: bool,
+}
+
+/// Gradients in parameter order.
+pub struct Grads<B: Backend> {
+    pub bufs: Vec<B::Buf>,
+}
+
+impl<B: Backend> Grads<B> {
+    pub fn zero(&mut self, b: &B) {
+        for g in &mut self.bufs {
+            b.fill(g, 0.0);
+        }
+    }
+}
+
+/// Sub-stream ids of the dropout sites in one pass.
+mod site {
+    pub const EMB: u64 = 1;
+    pub const POOLER: u64 = 2;
+    pub fn layer(l: usize, which: u64) -> u64 {
+        0x100 + 4 * l as u64 + which
+    }
+    pub const ATTN_PROBS: u64 = 0;
+    pub const ATTN_OUT: u64 = 1;
+    pub const FFN_OUT: u64 = 2;
+}
+
+/// A BERT/ERNIE encoder with pooler and classifier, its parameters on backend `B`.
+pub struct Encoder<B: Backend> {
+    pub config: ModelConfig,
+    pub num_labels: usize,
+    pub specs: Vec<ParamSpec>,
+    pub layout: Layout,
+    pub params: Vec<B::Buf>,
+}
+
+impl<B: Backend> Encoder<B> {
+    pub fn from_host(b: &B, host: &HostParams) -> Self {
+        let (specs, layout) = param_specs(&host.config, host.num_labels);
+        debug_assert_eq!(specs, host.specs);
+        let params = host.values.iter().map(|v| b.upload(v)).collect();
+        Encoder { config: host.config.clone(), num_labels: host.num_labels, specs, layout, params }
+    }
+
+    pub fn to_host(&self, b: &B) -> HostParams {
+        HostParams {
+            config: self.config.clone(),
+            num_labels: self.num_labels,
+            specs: self.specs.clone(),
+            values: self.params.iter().map(|p| b.download(p)).collect(),
+            initialised: vec![],
+        }
+    }
+
+    pub fn zero_grads(&self, b: &B) -> Grads<B> {
+        Grads { bufs: self.specs.iter().map(|s| b.zeros(s.numel())).collect() }
+    }
+
+    pub fn num_parameters(&self) -> usize {
+        self.specs.iter().map(|s| s.numel()).sum()
+    }
+
+    fn p(&self, i: usize) -> &B::Buf {
+        &self.params[i]
+    }
+    fn lp(&self, layer: usize, off: usize) -> &B::Buf {
+        &self.params[self.layout.layer(layer, off)]
+    }
+
+    fn attn_shape(&self, t: TokShape) -> AttnShape {
+        AttnShape { batch: t.batch, seq: t.seq, heads: self.config.num_attention_heads, head_dim: self.config.head_dim() }
+    }
+
+    /// Check a batch against the model's limits (an error, never an out-of-bounds read).
+    pub fn check_tokens(&self, t: &Tokens) -> Result<(), String> {
+        let n = t.batch * t.seq;
+        if t.ids.len() != n || t.type_ids.len() != n || t.mask.len() != n || !(t.task_ids.is_empty() || t.task_ids.len() == n) {
+            return Err(format!("token arrays do not match batch {} x seq {}", t.batch, t.seq));
+        }
+        if t.seq > self.config.max_position_embeddings {
+            return Err(format!("sequence length {} exceeds max_position_embeddings {}", t.seq, self.config.max_position_embeddings));
+        }
+        if let Some(&id) = t.ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+            return Err(format!("token id {id} is outside the vocabulary ({} entries)", self.config.vocab_size));
+        }
+        if let Some(&ty) = t.type_ids.iter().find(|&&x| x as usize >= self.config.type_vocab_size) {
+            return Err(format!("token type id {ty} is outside type_vocab_size {}", self.config.type_vocab_size));
+        }
+        if let Some(&ty) = t.task_ids.iter().find(|&&x| !self.config.use_task_id && x != 0 || x as usize >= self.config.task_type_vocab_size) {
+            return Err(format!("task type id {ty} is not valid for this model"));
+        }
+        for r in 0..t.batch {
+            if t.mask[r * t.seq] == 0 {
+                return Err(format!("row {r} has no real first token (every row needs its [CLS])"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Forward pass to the logits, keeping everything the backward needs.
+    pub fn forward(&self, b: &B, tokens: &Tokens, opts: &ForwardOpts<'_, B>) -> Forward<B> {
+        let cfg = &self.config;
+        let h = cfg.hidden_size;
+        let tb = tokens.to_device(b, h);
+        let ts = tb.shape;
+        let m = ts.batch * ts.seq;
+        let a = self.attn_shape(ts);
+        let (ph, pa) = (opts.p_hidden(), opts.p_attn());
+        let rng = opts.rng;
+        let eps = cfg.layer_norm_eps;
+        let task = self.layout.task.map(|i| self.p(i));
+
+        let emb = b.embed_sum(&tb, self.p(idx::WORD), self.p(idx::POS), self.p(idx::TYPE), task);
+        let (_, emb_y, emb_mean, emb_rstd) = b.layer_norm(&emb, None, self.p(self.layout.emb_ln_w), self.p(self.layout.emb_ln_b), eps, h);
+        let x0 = b.dropout(&emb_y, ph, rng.derive(site::EMB));
+        let mut hidden = vec![x0];
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for l in 0..cfg.num_hidden_layers {
+            let x = hidden.last().unwrap();
+            let q = b.linear(x, self.lp(l, idx::Q_W), Some(self.lp(l, idx::Q_B)), m, h, h);
+            let k = b.linear(x, self.lp(l, idx::K_W), Some(self.lp(l, idx::K_B)), m, h, h);
+            let v = b.linear(x, self.lp(l, idx::V_W), Some(self.lp(l, idx::V_B)), m, h, h);
+            let noise = opts.score_noise.map(|n| &n[l]);
+            let (ctx, probs) = b.attention(a, &q, &k, &v, &tb.key_mask, noise, pa, rng.derive(site::layer(l, site::ATTN_PROBS)));
+            let ao = b.linear(&ctx, self.lp(l, idx::AO_W), Some(self.lp(l, idx::AO_B)), m, h, h);
+            let ao = b.dropout(&ao, ph, rng.derive(site::layer(l, site::ATTN_OUT)));
+            let (s1, y1, mean1, rstd1) = b.layer_norm(&ao, Some(x), self.lp(l, idx::LN1_W), self.lp(l, idx::LN1_B), eps, h);
+            let inter_pre = b.linear(&y1, self.lp(l, idx::I_W), Some(self.lp(l, idx::I_B)), m, cfg.intermediate_size, h);
+            let inter = b.gelu(&inter_pre);
+            let out = b.linear(&inter, self.lp(l, idx::O_W), Some(self.lp(l, idx::O_B)), m, h, cfg.intermediate_size);
+            let out = b.dropout(&out, ph, rng.derive(site::layer(l, site::FFN_OUT)));
+            let (s2, y2, mean2, rstd2) = b.layer_norm(&out, Some(&y1), self.lp(l, idx::LN2_W), self.lp(l, idx::LN2_B), eps, h);
+            layers.push(LayerCache { q, k, v, probs, ctx, s1, mean1, rstd1, y1, inter_pre, inter, s2, mean2, rstd2 });
+            hidden.push(y2);
+        }
+        let cls_rows: Vec<usize> = (0..ts.batch).map(|r| r * ts.seq).collect();
+        let cls = b.gather_rows(hidden.last().unwrap(), &cls_rows, h);
+        let pooled = b.tanh(&b.linear(&cls, self.p(self.layout.pooler_w), Some(self.p(self.layout.pooler_b)), ts.batch, h, h));
+        let pooled_dropped = b.dropout(&pooled, ph, rng.derive(site::POOLER));
+        let logits = b.linear(&pooled_dropped, self.p(self.layout.cls_w), Some(self.p(self.layout.cls_b)), ts.batch, self.num_labels, h);
+        Forward {
+            tokens: tb,
+            hidden,
+            pooled,
+            logits,
+            emb_sum: emb,
+            emb_mean,
+            emb_rstd,
+            layers,
+            pooled_dropped,
+            p_hidden: ph,
+            p_attn: pa,
+            rng,
+        }
+    }
+
+    /// Backward from `dlogits` through a cached forward. Adds parameter gradients into `grads` when
+    /// `wants.params`; returns the per-layer gradient w.r.t. the attention-score noise when
+    /// `wants.score_noise` (empty otherwise).
+    pub fn backward(&self, b: &B, fw: &Forward<B>, dlogits: &B::Buf, wants: BackwardWants, grads: &mut Grads<B>) -> Vec<B::Buf> {
+        let cfg = &self.config;
+        let h = cfg.hidden_size;
+        let ts = fw.tokens.shape;
+        let m = ts.batch * ts.seq;
+        let a = self.attn_shape(ts);
+        let (ph, pa, rng) = (fw.p_hidden, fw.p_attn, fw.rng);
+        let lay = &self.layout;
+        let g = &mut grads.bufs;
+        // LayerNorm backward always yields its dw/db; when parameter gradients are not wanted they go to
+        // scratch buffers (they are vectors: negligible next to the skipped weight GEMMs).
+        let mut scratch_w = b.zeros(h);
+        let mut scratch_b = b.zeros(h);
+
+        // Classifier and pooler.
+        let (cls_w, cls_b) = two_mut(g, lay.cls_w, lay.cls_b);
+        if wants.params {
+            b.linear_bwd_params(dlogits, &fw.pooled_dropped, ts.batch, self.num_labels, h, cls_w, Some(cls_b));
+        }
+        let dpooled = b.linear_bwd_input(dlogits, self.p(lay.cls_w), ts.batch, self.num_labels, h);
+        let dpooled = b.dropout(&dpooled, ph, rng.derive(site::POOLER));
+        let dpool_pre = b.tanh_bwd(&dpooled, &fw.pooled);
+        let cls_rows: Vec<usize> = (0..ts.batch).map(|r| r * ts.seq).collect();
+        let cls_in = b.gather_rows(fw.final_hidden(), &cls_rows, h);
+        let (pw, pb) = two_mut(g, lay.pooler_w, lay.pooler_b);
+        if wants.params {
+            b.linear_bwd_params(&dpool_pre, &cls_in, ts.batch, h, h, pw, Some(pb));
+        }
+        let dcls = b.linear_bwd_input(&dpool_pre, self.p(lay.pooler_w), ts.batch, h, h);
+        let mut dx = b.scatter_rows(&dcls, &cls_rows, h, m);
+
+        let mut dnoise = Vec::new();
+        for l in (0..cfg.num_hidden_layers).rev() {
+            let c = &fw.layers[l];
+            let x_in = &fw.hidden[l];
+            let i_size = cfg.intermediate_size;
+            // Output LayerNorm (residual y1 + dropout(out)).
+            let ds2 = {
+                let (w, bb) = if wants.params { two_mut(g, lay.layer(l, idx::LN2_W), lay.layer(l, idx::LN2_B)) } else { (&mut scratch_w, &mut scratch_b) };
+                b.layer_norm_bwd(&dx, &c.s2, self.lp(l, idx::LN2_W), &c.mean2, &c.rstd2, h, w, bb)
+            };
+            let dout = b.dropout(&ds2, ph, rng.derive(site::layer(l, site::FFN_OUT)));
+            if wants.params {
+                let (w, bb) = two_mut(g, lay.layer(l, idx::O_W), lay.layer(l, idx::O_B));
+                b.linear_bwd_params(&dout, &c.inter, m, h, i_size, w, Some(bb));
+            }
+            let dinter = b.linear_bwd_input(&dout, self.lp(l, idx::O_W), m, h, i_size);
+            let dinter_pre = b.gelu_bwd(&dinter, &c.inter_pre);
+            if wants.params {
+                let (w, bb) = two_mut(g, lay.layer(l, idx::I_W), lay.layer(l, idx::I_B));
+                b.linear_bwd_params(&dinter_pre, &c.y1, m, i_size, h, w, Some(bb));
+            }
+            let mut dy1 = b.linear_bwd_input(&dinter_pre, self.lp(l, idx::I_W), m, i_size, h);
+            b.axpby(&mut dy1, 1.0, &ds2, 1.0);
+            // Attention LayerNorm (residual x_in + dropout(attn_out)).
+            let ds1 = {
+                let (w, bb) = if wants.params { two_mut(g, lay.layer(l, idx::LN1_W), lay.layer(l, idx::LN1_B)) } else { (&mut scratch_w, &mut scratch_b) };
+                b.layer_norm_bwd(&dy1, &c.s1, self.lp(l, idx::LN1_W), &c.mean1, &c.rstd1, h, w, bb)
+            };
+            let dao = b.dropout(&ds1, ph, rng.derive(site::layer(l, site::ATTN_OUT)));
+            if wants.params {
+                let (w, bb) = two_mut(g, lay.layer(l, idx::AO_W), lay.layer(l, idx::AO_B));
+                b.linear_bwd_params(&dao, &c.ctx, m, h, h, w, Some(bb));
+            }
+            let dctx = b.linear_bwd_input(&dao, self.lp(l, idx::AO_W), m, h, h);
+            let (dq, dk, dv, dscores) =
+                b.attention_bwd(a, &dctx, &c.q, &c.k, &c.v, &c.probs, pa, rng.derive(site::layer(l, site::ATTN_PROBS)), wants.score_noise);
+            if let Some(ds) = dscores {
+                dnoise.push(ds);
+            }
+            // The adv probe needs only the noise gradients: below layer 0 there is nothing left to compute.
+            if !wants.params && l == 0 {
+                break;
+            }
+            let mut dx_in = ds1;
+            for (dproj, w_off, b_off) in [(&dq, idx::Q_W, idx::Q_B), (&dk, idx::K_W, idx::K_B), (&dv, idx::V_W, idx::V_B)] {
+                if wants.params {
+                    let (w, bb) = two_mut(g, lay.layer(l, w_off), lay.layer(l, b_off));
+                    b.linear_bwd_params(dproj, x_in, m, h, h, w, Some(bb));
+                }
+                let d = b.linear_bwd_input(dproj, self.lp(l, w_off), m, h, h);
+                b.axpby(&mut dx_in, 1.0, &d, 1.0);
+            }
+            dx = dx_in;
+        }
+        dnoise.reverse();
+        if !wants.params {
+            return dnoise;
+        }
+        // Embeddings: dropout, LayerNorm, then the scatter into the tables.
+        let demb_y = b.dropout(&dx, ph, rng.derive(site::EMB));
+        let demb = {
+            let (w, bb) = two_mut(g, lay.emb_ln_w, lay.emb_ln_b);
+            b.layer_norm_bwd(&demb_y, &fw.emb_sum, self.p(lay.emb_ln_w), &fw.emb_mean, &fw.emb_rstd, h, w, bb)
+        };
+        let (word, rest) = g.split_at_mut(idx::POS);
+        let (pos, rest) = rest.split_at_mut(1);
+        let (typ, rest) = rest.split_at_mut(1);
+        let dtask = lay.task.map(|t| &mut rest[t - idx::TYPE - 1]);
+        b.embed_sum_bwd(&fw.tokens, &demb, &mut word[idx::WORD], &mut pos[0], &mut typ[0], dtask);
+        dnoise
+    }
+}
+
+/// Two distinct mutable elements of a slice.
+fn two_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
+    assert!(i < j, "two_mut expects i < j");
+    let (a, b) = v.split_at_mut(j);
+    (&mut a[i], &mut b[0])
+}
