@@ -94,3 +94,17 @@ pub fn rel_max_err(got: &[f64], want: &[f64]) -> f64 {
     let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
     max_abs_diff(got, want) / scale.max(1e-300)
 }
+
+/// The e5-small-zh config (used with random weights when the shared model is absent, e.g. in benchmarks).
+pub const E5_SMALL_CONFIG: &str = r#"{"model_type": "bert", "vocab_size": 21356, "hidden_size": 384, "num_hidden_layers": 12,
+ "num_attention_heads": 12, "intermediate_size": 1536, "max_position_embeddings": 512, "type_vocab_size": 2,
+ "layer_norm_eps": 1e-12, "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}"#;
+
+/// e5-small-zh with a fresh head from the shared folder, or the same shape with random weights.
+pub fn e5_or_random(num_labels: usize) -> (ernie_model::HostParams, &'static str) {
+    use ernie_model::{HeadInit, HostParams, ModelConfig};
+    match shared_model() {
+        Some(dir) => (HostParams::load_dir(&dir, num_labels, HeadInit { seed: 0 }).expect("e5-small-zh loads"), "e5-small-zh weights"),
+        None => (HostParams::random(ModelConfig::from_json(E5_SMALL_CONFIG).unwrap(), num_labels, 0), "random weights, e5-small shape"),
+    }
+}

@@ -77,10 +77,7 @@ pub(crate) fn resolve(s: &Search<'_>) -> Result<PathBuf> {
     Err(Error::NotFound {
         what: s.what,
         searched: candidates,
-        hint: format!(
-            "pass the {} explicitly or set {}",
-            s.what, s.env_var
-        ),
+        hint: format!("pass the {} explicitly or set {}", s.what, s.env_var),
     })
 }
 

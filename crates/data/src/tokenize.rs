@@ -128,7 +128,11 @@ impl TextTokenizer {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
         if let Err(e) = std::str::from_utf8(bytes) {
-            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
             return Err(Error::Tokenizer {
                 path: path.to_path_buf(),
                 message: format!("line {line} is not valid UTF-8"),
@@ -189,10 +193,12 @@ impl TextTokenizer {
         let from_template = inner
             .post_process(Encoding::default(), None, true)
             .ok()
-            .and_then(|e| match (e.get_ids().first(), e.get_special_tokens_mask().first()) {
-                (Some(&id), Some(1)) => Some(id),
-                _ => None,
-            });
+            .and_then(
+                |e| match (e.get_ids().first(), e.get_special_tokens_mask().first()) {
+                    (Some(&id), Some(1)) => Some(id),
+                    _ => None,
+                },
+            );
         let cls_id = from_template
             .or_else(|| inner.token_to_id("[CLS]"))
             .or_else(|| inner.token_to_id("<s>"))
@@ -323,5 +329,7 @@ fn encode_error(text: &str, e: impl fmt::Display) -> Error {
 fn read_do_lower_case(path: &Path) -> Result<Option<bool>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| malformed(path, e))?;
-    Ok(value.get("do_lower_case").and_then(serde_json::Value::as_bool))
+    Ok(value
+        .get("do_lower_case")
+        .and_then(serde_json::Value::as_bool))
 }

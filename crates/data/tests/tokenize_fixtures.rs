@@ -20,7 +20,9 @@ struct Fixture {
 }
 
 fn i64_tensor(st: &SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<i64>) {
-    let t = st.tensor(name).unwrap_or_else(|e| panic!("fixture tensor {name}: {e}"));
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|e| panic!("fixture tensor {name}: {e}"));
     assert_eq!(t.dtype(), Dtype::I64, "{name}");
     let values = t
         .data()
@@ -120,5 +122,8 @@ fn e5_single_and_pair_templates() {
     let long = "很长的句子".repeat(50);
     let t = tok.encode(&long, Some(&long), 20).expect("truncated pair");
     assert_eq!(t.len(), 20);
-    assert!(tok.encode("x", Some("y"), 4).is_err(), "4 specials leave no room");
+    assert!(
+        tok.encode("x", Some("y"), 4).is_err(),
+        "4 specials leave no room"
+    );
 }

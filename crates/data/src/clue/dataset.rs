@@ -46,7 +46,8 @@ impl Batch {
     /// Pads raw encodings (e.g. texts typed by a user) into a batch without labels or ids.
     pub fn from_encoded(rows: &[Encoded], pad_id: u32) -> Self {
         let padded = pad_rows(
-            rows.iter().map(|e| (e.ids.as_slice(), e.type_ids.as_slice())),
+            rows.iter()
+                .map(|e| (e.ids.as_slice(), e.type_ids.as_slice())),
             pad_id,
         );
         padded.into_batch(None, vec![None; rows.len()])
@@ -140,7 +141,8 @@ impl Dataset {
     pub fn collate(&self, indices: &[usize], pad_id: u32) -> Batch {
         let rows: Vec<&Item> = indices.iter().map(|&i| &self.items[i]).collect();
         let padded = pad_rows(
-            rows.iter().map(|r| (r.ids.as_slice(), r.type_ids.as_slice())),
+            rows.iter()
+                .map(|r| (r.ids.as_slice(), r.type_ids.as_slice())),
             pad_id,
         );
         let labels = self
@@ -172,10 +174,7 @@ impl Padded {
     }
 }
 
-fn pad_rows<'a>(
-    rows: impl Iterator<Item = (&'a [u32], &'a [u32])> + Clone,
-    pad_id: u32,
-) -> Padded {
+fn pad_rows<'a>(rows: impl Iterator<Item = (&'a [u32], &'a [u32])> + Clone, pad_id: u32) -> Padded {
     let batch = rows.clone().count();
     let seq = rows.clone().map(|(ids, _)| ids.len()).max().unwrap_or(0);
     let mut ids = vec![pad_id; batch * seq];

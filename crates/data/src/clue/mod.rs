@@ -205,11 +205,7 @@ pub(crate) fn for_each_json_line(
         f(line, obj)?;
     }
     if seen == 0 {
-        return Err(Error::data(
-            path,
-            1,
-            "the file is empty (no JSON lines)",
-        ));
+        return Err(Error::data(path, 1, "the file is empty (no JSON lines)"));
     }
     Ok(())
 }

@@ -12,6 +12,13 @@ pub fn shared_dir() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// Prints `SKIPPED (needs ../shared): name` straight to stderr: `eprintln!` would be swallowed by
+/// the test harness's output capture for a passing test.
+pub fn report_skip(name: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED (needs ../shared): {name}");
+}
+
 /// Binds the shared folder or returns from the test with a visible SKIPPED line.
 #[macro_export]
 macro_rules! require_shared {
@@ -19,7 +26,7 @@ macro_rules! require_shared {
         match common::shared_dir() {
             Some(dir) => dir,
             None => {
-                eprintln!("SKIPPED (needs ../shared): {}", $name);
+                common::report_skip($name);
                 return;
             }
         }
@@ -49,5 +56,8 @@ pub fn vocab_dir() -> tempfile::TempDir {
 }
 
 pub fn vocab_id(token: &str) -> u32 {
-    VOCAB.iter().position(|t| *t == token).expect("token in test vocab") as u32
+    VOCAB
+        .iter()
+        .position(|t| *t == token)
+        .expect("token in test vocab") as u32
 }
