@@ -250,7 +250,7 @@ pub fn gelu_bwd<T: Float>(dy: &[T], x: &[T]) -> Vec<T> {
         .zip(x.par_iter())
         .map(|(&g, &v)| {
             let cdf = T::c(0.5) * (T::one() + (v * T::c(INV_SQRT2)).erf());
-            let pdf = T::c(INV_SQRT_2PI) * (T::c(-0.5) * v * v).exp();
+            let pdf = T::c(INV_SQRT_2PI) * (T::c(-0.5) * v * v).exp_fast();
             g * (cdf + v * pdf)
         })
         .collect()
@@ -273,18 +273,26 @@ pub fn dropout<T: Float>(x: &[T], p: f32, rng: RngStream) -> Vec<T> {
     if p <= 0.0 {
         return x.to_vec();
     }
-    let scale = T::c(1.0 / (1.0 - p as f64));
     let mut y = vec![T::zero(); x.len()];
-    y.par_chunks_mut(4096).enumerate().for_each(|(c, yc)| {
-        let base = c * 4096;
-        for (i, v) in yc.iter_mut().enumerate() {
-            let g = base + i;
-            if to_uniform(rng.word(g as u64)) >= p {
-                *v = x[g] * scale;
-            }
-        }
+    const CHUNK: usize = 4096; // a multiple of 4: chunks start on Philox block boundaries
+    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).enumerate().for_each(|(c, (yc, xc))| {
+        dropout_scales(yc, c * CHUNK, p, rng);
+        yc.iter_mut().zip(xc).for_each(|(y, &x)| *y *= x);
     });
     y
+}
+
+/// Fill `out` with the dropout factors (`1/(1-p)` kept, 0 dropped) of elements `start..start+out.len()`
+/// of stream `rng`. `start` must be a multiple of 4 (one Philox block gives four elements).
+pub fn dropout_scales<T: Float>(out: &mut [T], start: usize, p: f32, rng: RngStream) {
+    debug_assert_eq!(start % 4, 0);
+    let scale = T::c(1.0 / (1.0 - p as f64));
+    for (j, quad) in out.chunks_mut(4).enumerate() {
+        let w = rng.block((start / 4 + j) as u64);
+        for (o, &w) in quad.iter_mut().zip(&w) {
+            *o = if to_uniform(w) >= p { scale } else { T::zero() };
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------- attention
@@ -341,35 +349,32 @@ pub fn attention_fwd<T: Float>(
     probs.par_chunks_mut(l * l).enumerate().for_each(|(bh, p)| {
         let (b, h) = (bh / a.heads, bh % a.heads);
         matmul(l, l, d, p, 0, l, head_view(q, a, b, h), head_view_t(k, a, b, h), false, false);
-        let mask = &key_mask[b * l..(b + 1) * l];
+        let maskf: Vec<T> = key_mask[b * l..(b + 1) * l].iter().map(|&m| if m != 0 { T::one() } else { T::zero() }).collect();
         let dl = delta.map(|dd| &dd[bh * l * l..(bh + 1) * l * l]);
         for i in 0..l {
             let row = &mut p[i * l..(i + 1) * l];
-            let mut mx = T::neg_infinity();
-            for j in 0..l {
-                if mask[j] != 0 {
-                    let mut s = row[j] * scale;
-                    if let Some(dl) = dl {
-                        s += dl[i * l + j];
-                    }
-                    row[j] = s;
-                    mx = mx.max(s);
-                }
+            // Branch-free over the row so that it vectorises: padded keys get exp(...) * 0 = exactly 0.
+            match dl {
+                Some(dl) => row.iter_mut().zip(&dl[i * l..(i + 1) * l]).for_each(|(s, &d)| *s = *s * scale + d),
+                None => row.iter_mut().for_each(|s| *s *= scale),
             }
+            let mx = row.iter().zip(&maskf).fold(T::neg_infinity(), |m, (&s, &k)| if k > T::zero() { m.max(s) } else { m });
             let mut sum = T::zero();
-            for j in 0..l {
-                if mask[j] != 0 {
-                    let e = (row[j] - mx).exp();
-                    row[j] = e;
-                    sum += e;
-                } else {
-                    row[j] = T::zero();
-                }
+            for (s, &k) in row.iter_mut().zip(&maskf) {
+                *s = (*s - mx).exp_fast() * k;
+                sum += *s;
             }
             let inv = T::one() / sum;
             row.iter_mut().for_each(|x| *x *= inv);
         }
-        let pd = dropout(p, dropout_p, rng.derive(bh as u64));
+        let pd = if dropout_p > 0.0 {
+            let mut keep = vec![T::zero(); l * l];
+            dropout_scales(&mut keep, 0, dropout_p, rng.derive(bh as u64));
+            keep.iter_mut().zip(p.iter()).for_each(|(k, &x)| *k *= x);
+            keep
+        } else {
+            p.to_vec()
+        };
         // SAFETY: each (b, h) task writes a disjoint block of ctx: rows of batch b, columns of head h.
         let ctx_all = unsafe { std::slice::from_raw_parts_mut(ctx_ptr.get(), ctx_len) };
         matmul(l, d, l, ctx_all, b * l * hd + h * d, hd, View::rows(&pd, l), head_view(v, a, b, h), false, false);
@@ -402,8 +407,15 @@ pub fn attention_bwd<T: Float>(
     (0..a.batch * a.heads).into_par_iter().for_each(|bh| {
         let (b, h) = (bh / a.heads, bh % a.heads);
         let p = &probs[bh * l * l..(bh + 1) * l * l];
-        let r = rng.derive(bh as u64);
-        let pd = dropout(p, dropout_p, r);
+        let keep = (dropout_p > 0.0).then(|| {
+            let mut k = vec![T::zero(); l * l];
+            dropout_scales(&mut k, 0, dropout_p, rng.derive(bh as u64));
+            k
+        });
+        let pd: Vec<T> = match &keep {
+            Some(k) => p.iter().zip(k).map(|(&x, &k)| x * k).collect(),
+            None => p.to_vec(),
+        };
         // SAFETY: each (b, h) task writes disjoint blocks (rows of b, columns of h; its own score block).
         let (dq_all, dk_all, dv_all) = unsafe {
             (
@@ -418,7 +430,9 @@ pub fn attention_bwd<T: Float>(
         // dP_dropped = dctx @ v^T, then through the dropout mask
         let mut dp = vec![T::zero(); l * l];
         matmul(l, l, d, &mut dp, 0, l, head_view(dctx, a, b, h), head_view_t(v, a, b, h), false, false);
-        let dp = dropout(&dp, dropout_p, r);
+        if let Some(k) = &keep {
+            dp.iter_mut().zip(k).for_each(|(d, &k)| *d *= k);
+        }
         // softmax backward: ds = p * (dp - sum_j p dp)
         let mut ds = vec![T::zero(); l * l];
         for i in 0..l {
