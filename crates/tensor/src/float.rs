@@ -70,7 +70,9 @@ impl Float for f64 {
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     let x = x.clamp(-87.33654, 88.72283);
-    let n = (x * std::f32::consts::LOG2_E).round();
+    // Round to nearest with the 1.5 * 2^23 trick: unlike f32::round it compiles to vector adds.
+    const MAGIC: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -131,4 +133,59 @@ mod tests {
         assert_eq!(exp_f32(-1000.0), exp_f32(-87.33654));
         assert!(exp_f32(-1000.0) < 1e-37 && exp_f32(f32::NEG_INFINITY) >= 0.0);
     }
+}
+
+/// Sum with 8 independent accumulators: vectorises (a serial float sum cannot be reordered by the
+/// compiler) and is still a fixed order, so deterministic.
+#[inline]
+pub fn sum_lanes<T: Float>(x: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..8 {
+            acc[k] += c[k];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for &v in rest {
+        s += v;
+    }
+    s
+}
+
+/// `sum_i a_i * b_i` with 8 independent accumulators (see [`sum_lanes`]).
+#[inline]
+pub fn dot_lanes<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let n = a.len().min(b.len());
+    let full = n / 8 * 8;
+    for (ca, cb) in a[..full].chunks_exact(8).zip(b[..full].chunks_exact(8)) {
+        for k in 0..8 {
+            acc[k] += ca[k] * cb[k];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for i in full..n {
+        s += a[i] * b[i];
+    }
+    s
+}
+
+/// Maximum with 8 independent lanes.
+#[inline]
+pub fn max_lanes<T: Float>(x: &[T]) -> T {
+    let mut acc = [T::neg_infinity(); 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..8 {
+            acc[k] = if c[k] > acc[k] { c[k] } else { acc[k] };
+        }
+    }
+    let mut m = acc.iter().copied().fold(T::neg_infinity(), T::max);
+    for &v in rest {
+        m = m.max(v);
+    }
+    m
 }

@@ -5,6 +5,7 @@
 
 use super::matmul::{matmul, View};
 use crate::philox::{to_uniform, RngStream};
+use crate::float::{dot_lanes, max_lanes, sum_lanes};
 use crate::Float;
 use rayon::prelude::*;
 
@@ -119,7 +120,7 @@ pub fn layer_norm_fwd<T: Float>(
 ) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
     let rows = x.len() / cols;
     let s: Vec<T> = match residual {
-        Some(r) => x.par_iter().zip(r.par_iter()).map(|(a, b)| *a + *b).collect(),
+        Some(r) => add(x, r),
         None => Vec::new(),
     };
     let src = if residual.is_some() { &s[..] } else { x };
@@ -130,8 +131,9 @@ pub fn layer_norm_fwd<T: Float>(
     y.par_chunks_mut(cols).zip(mean.par_iter_mut()).zip(rstd.par_iter_mut()).enumerate().for_each(
         |(r, ((yr, m), rs))| {
             let xr = &src[r * cols..(r + 1) * cols];
-            let mu = xr.iter().copied().sum::<T>() / n;
-            let var = xr.iter().map(|&v| (v - mu) * (v - mu)).sum::<T>() / n;
+            let mu = sum_lanes(xr) / n;
+            let centered: Vec<T> = xr.iter().map(|&v| v - mu).collect();
+            let var = dot_lanes(&centered, &centered) / n;
             let inv = T::one() / (var + T::c(eps)).sqrt();
             for j in 0..cols {
                 yr[j] = (xr[j] - mu) * inv * w[j] + b[j];
@@ -240,29 +242,44 @@ const INV_SQRT2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 /// 1 / sqrt(2 pi)
 const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 
+/// Elementwise `out[i] = f(a[i], b[i])` in chunks, so the inner loop vectorises (rayon's per-item
+/// iterators do not).
+fn map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    const CHUNK: usize = 1 << 14;
+    let mut out = vec![T::zero(); a.len()];
+    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| {
+        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+            *o = f(a, b);
+        }
+    });
+    out
+}
+
 /// Exact (erf) GELU: `0.5 x (1 + erf(x / sqrt 2))`.
 pub fn gelu_fwd<T: Float>(x: &[T]) -> Vec<T> {
-    x.par_iter().map(|&v| T::c(0.5) * v * (T::one() + (v * T::c(INV_SQRT2)).erf())).collect()
+    map2(x, x, |v, _| T::c(0.5) * v * (T::one() + (v * T::c(INV_SQRT2)).erf()))
 }
 
 pub fn gelu_bwd<T: Float>(dy: &[T], x: &[T]) -> Vec<T> {
-    dy.par_iter()
-        .zip(x.par_iter())
-        .map(|(&g, &v)| {
-            let cdf = T::c(0.5) * (T::one() + (v * T::c(INV_SQRT2)).erf());
-            let pdf = T::c(INV_SQRT_2PI) * (T::c(-0.5) * v * v).exp_fast();
-            g * (cdf + v * pdf)
-        })
-        .collect()
+    map2(dy, x, |g, v| {
+        let cdf = T::c(0.5) * (T::one() + (v * T::c(INV_SQRT2)).erf());
+        let pdf = T::c(INV_SQRT_2PI) * (T::c(-0.5) * v * v).exp_fast();
+        g * (cdf + v * pdf)
+    })
 }
 
 pub fn tanh_fwd<T: Float>(x: &[T]) -> Vec<T> {
-    x.par_iter().map(|v| v.tanh()).collect()
+    map2(x, x, |v, _| v.tanh())
 }
 
 /// Backward of tanh given its output `y`.
 pub fn tanh_bwd<T: Float>(dy: &[T], y: &[T]) -> Vec<T> {
-    dy.par_iter().zip(y.par_iter()).map(|(&g, &t)| g * (T::one() - t * t)).collect()
+    map2(dy, y, |g, t| g * (T::one() - t * t))
+}
+
+/// `a + b` elementwise.
+pub fn add<T: Float>(a: &[T], b: &[T]) -> Vec<T> {
+    map2(a, b, |a, b| a + b)
 }
 
 // ---------------------------------------------------------------------------------------------- dropout
@@ -358,12 +375,12 @@ pub fn attention_fwd<T: Float>(
                 Some(dl) => row.iter_mut().zip(&dl[i * l..(i + 1) * l]).for_each(|(s, &d)| *s = *s * scale + d),
                 None => row.iter_mut().for_each(|s| *s *= scale),
             }
-            let mx = row.iter().zip(&maskf).fold(T::neg_infinity(), |m, (&s, &k)| if k > T::zero() { m.max(s) } else { m });
-            let mut sum = T::zero();
+            // Padded keys: -inf for the max, then exp(...) * 0 = exactly 0.
+            let mx = max_lanes(&row.iter().zip(&maskf).map(|(&s, &k)| if k > T::zero() { s } else { T::neg_infinity() }).collect::<Vec<T>>());
             for (s, &k) in row.iter_mut().zip(&maskf) {
                 *s = (*s - mx).exp_fast() * k;
-                sum += *s;
             }
+            let sum = sum_lanes(row);
             let inv = T::one() / sum;
             row.iter_mut().for_each(|x| *x *= inv);
         }
@@ -437,7 +454,7 @@ pub fn attention_bwd<T: Float>(
         let mut ds = vec![T::zero(); l * l];
         for i in 0..l {
             let (pr, dpr) = (&p[i * l..(i + 1) * l], &dp[i * l..(i + 1) * l]);
-            let dot: T = pr.iter().zip(dpr).map(|(&x, &y)| x * y).sum();
+            let dot = dot_lanes(pr, dpr);
             for j in 0..l {
                 ds[i * l + j] = pr[j] * (dpr[j] - dot);
             }
