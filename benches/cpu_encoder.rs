@@ -45,7 +45,7 @@ fn bench(c: &mut Criterion) {
         bench.iter(|| {
             step += 1;
             grads.zero(&b);
-            let opts = ForwardOpts { train: true, hidden_dropout: 0.1, attn_dropout: 0.1, rng: RngStream::new(0, step), score_noise: None };
+            let opts = ForwardOpts { train: true, hidden_dropout: 0.1, attn_dropout: 0.1, rng: RngStream::new(0, step), score_noise: None, row_offset: 0 };
             let fw = enc.forward(&b, &tokens, &opts);
             let (_, dl) = b.softmax_ce(&fw.logits, &labels, LABELS, 1.0 / B as f64);
             enc.backward(&b, &fw, &dl, BackwardWants { params: true, score_noise: false }, &mut grads);

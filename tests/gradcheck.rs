@@ -224,7 +224,7 @@ fn model_and_batch(c: &Case) -> (HostParams, Tokens, Vec<u32>) {
 fn loss_of(host: &HostParams, t: &Tokens, labels: &[u32], c: &Case, noise: Option<&[Vec<f64>]>) -> f64 {
     let b = B::new();
     let enc = Encoder::from_host(&b, host);
-    let opts = ForwardOpts { train: c.dropout, hidden_dropout: 0.2, attn_dropout: 0.2, rng: RngStream::new(c.seed, 1), score_noise: noise };
+    let opts = ForwardOpts { train: c.dropout, hidden_dropout: 0.2, attn_dropout: 0.2, rng: RngStream::new(c.seed, 1), score_noise: noise, row_offset: 0 };
     let fw = enc.forward(&b, t, &opts);
     let (ce, _) = b.softmax_ce(&fw.logits, &labels.to_vec(), 3, 1.0);
     let u = randn(fw.logits.len(), 77, 1.0);
@@ -240,7 +240,7 @@ proptest! {
         let enc = Encoder::from_host(&b, &host);
         let a = AttnShape { batch: t.batch, seq: t.seq, heads: c.heads, head_dim: c.hidden_per_head };
         let noise: Option<Vec<Vec<f64>>> = c.noise.then(|| (0..c.layers).map(|l| b.randn_key_masked(a, &t.mask, 0.5, RngStream::new(c.seed, 50 + l as u64))).collect());
-        let opts = ForwardOpts { train: c.dropout, hidden_dropout: 0.2, attn_dropout: 0.2, rng: RngStream::new(c.seed, 1), score_noise: noise.as_deref() };
+        let opts = ForwardOpts { train: c.dropout, hidden_dropout: 0.2, attn_dropout: 0.2, rng: RngStream::new(c.seed, 1), score_noise: noise.as_deref(), row_offset: 0 };
         let fw = enc.forward(&b, &t, &opts);
         let (_, mut dl) = b.softmax_ce(&fw.logits, &labels, 3, 1.0 / t.batch as f64);
         b.axpby(&mut dl, 1.0, &randn(fw.logits.len(), 77, 1.0), 0.3);

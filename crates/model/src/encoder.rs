@@ -71,11 +71,15 @@ pub struct ForwardOpts<'a, B: Backend> {
     pub rng: RngStream,
     /// Noise added to each layer's pre-softmax attention scores (adv), `[batch, heads, seq, seq]` each.
     pub score_noise: Option<&'a [B::Buf]>,
+    /// Index of this batch's first row in a larger batch: dropout masks are a function of (seed, site,
+    /// row, element), so a forward of rows `r0..r0+n` with `row_offset = r0` draws exactly the masks those
+    /// rows get in the full batch.
+    pub row_offset: usize,
 }
 
 impl<B: Backend> ForwardOpts<'_, B> {
     pub fn eval() -> Self {
-        ForwardOpts { train: false, hidden_dropout: 0.0, attn_dropout: 0.0, rng: RngStream::new(0, 0), score_noise: None }
+        ForwardOpts { train: false, hidden_dropout: 0.0, attn_dropout: 0.0, rng: RngStream::new(0, 0), score_noise: None, row_offset: 0 }
     }
     fn p_hidden(&self) -> f32 {
         if self.train { self.hidden_dropout } else { 0.0 }
@@ -119,6 +123,7 @@ pub struct Forward<B: Backend> {
     p_hidden: f32,
     p_attn: f32,
     rng: RngStream,
+    row_offset: usize,
 }
 
 impl<B: Backend> Forward<B> {
@@ -149,6 +154,30 @@ impl<B: Backend> Grads<B> {
         for g in &mut self.bufs {
             b.fill(g, 0.0);
         }
+    }
+}
+
+/// The random stream of one dropout site, offset to this batch's first row.
+struct Sites {
+    rng: RngStream,
+    row_offset: usize,
+    seq: usize,
+    hidden: usize,
+    heads: usize,
+}
+
+impl Sites {
+    /// A site over `[rows*seq, hidden]` activations.
+    fn tokens(&self, site: u64) -> RngStream {
+        self.rng.derive(site).with_offset((self.row_offset * self.seq * self.hidden) as u64)
+    }
+    /// The attention-probability site (offset in (batch, head) blocks).
+    fn attention(&self, site: u64) -> RngStream {
+        self.rng.derive(site).with_offset((self.row_offset * self.heads) as u64)
+    }
+    /// A site over `[rows, hidden]` (the pooler output).
+    fn rows(&self, site: u64) -> RngStream {
+        self.rng.derive(site).with_offset((self.row_offset * self.hidden) as u64)
     }
 }
 
@@ -245,13 +274,13 @@ impl<B: Backend> Encoder<B> {
         let m = ts.batch * ts.seq;
         let a = self.attn_shape(ts);
         let (ph, pa) = (opts.p_hidden(), opts.p_attn());
-        let rng = opts.rng;
+        let rng = Sites { rng: opts.rng, row_offset: opts.row_offset, seq: ts.seq, hidden: h, heads: cfg.num_attention_heads };
         let eps = cfg.layer_norm_eps;
         let task = self.layout.task.map(|i| self.p(i));
 
         let emb = b.embed_sum(&tb, self.p(idx::WORD), self.p(idx::POS), self.p(idx::TYPE), task);
         let (_, emb_y, emb_mean, emb_rstd) = b.layer_norm(&emb, None, self.p(self.layout.emb_ln_w), self.p(self.layout.emb_ln_b), eps, h);
-        let x0 = b.dropout(&emb_y, ph, rng.derive(site::EMB));
+        let x0 = b.dropout(&emb_y, ph, rng.tokens(site::EMB));
         let mut hidden = vec![x0];
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for l in 0..cfg.num_hidden_layers {
@@ -260,14 +289,14 @@ impl<B: Backend> Encoder<B> {
             let k = b.linear(x, self.lp(l, idx::K_W), Some(self.lp(l, idx::K_B)), m, h, h);
             let v = b.linear(x, self.lp(l, idx::V_W), Some(self.lp(l, idx::V_B)), m, h, h);
             let noise = opts.score_noise.map(|n| &n[l]);
-            let (ctx, probs) = b.attention(a, &q, &k, &v, &tb.key_mask, noise, pa, rng.derive(site::layer(l, site::ATTN_PROBS)));
+            let (ctx, probs) = b.attention(a, &q, &k, &v, &tb.key_mask, noise, pa, rng.attention(site::layer(l, site::ATTN_PROBS)));
             let ao = b.linear(&ctx, self.lp(l, idx::AO_W), Some(self.lp(l, idx::AO_B)), m, h, h);
-            let ao = b.dropout(&ao, ph, rng.derive(site::layer(l, site::ATTN_OUT)));
+            let ao = b.dropout(&ao, ph, rng.tokens(site::layer(l, site::ATTN_OUT)));
             let (s1, y1, mean1, rstd1) = b.layer_norm(&ao, Some(x), self.lp(l, idx::LN1_W), self.lp(l, idx::LN1_B), eps, h);
             let inter_pre = b.linear(&y1, self.lp(l, idx::I_W), Some(self.lp(l, idx::I_B)), m, cfg.intermediate_size, h);
             let inter = b.gelu(&inter_pre);
             let out = b.linear(&inter, self.lp(l, idx::O_W), Some(self.lp(l, idx::O_B)), m, h, cfg.intermediate_size);
-            let out = b.dropout(&out, ph, rng.derive(site::layer(l, site::FFN_OUT)));
+            let out = b.dropout(&out, ph, rng.tokens(site::layer(l, site::FFN_OUT)));
             let (s2, y2, mean2, rstd2) = b.layer_norm(&out, Some(&y1), self.lp(l, idx::LN2_W), self.lp(l, idx::LN2_B), eps, h);
             layers.push(LayerCache { q, k, v, probs, ctx, s1, mean1, rstd1, y1, inter_pre, inter, s2, mean2, rstd2 });
             hidden.push(y2);
@@ -275,7 +304,7 @@ impl<B: Backend> Encoder<B> {
         let cls_rows: Vec<usize> = (0..ts.batch).map(|r| r * ts.seq).collect();
         let cls = b.gather_rows(hidden.last().unwrap(), &cls_rows, h);
         let pooled = b.tanh(&b.linear(&cls, self.p(self.layout.pooler_w), Some(self.p(self.layout.pooler_b)), ts.batch, h, h));
-        let pooled_dropped = b.dropout(&pooled, ph, rng.derive(site::POOLER));
+        let pooled_dropped = b.dropout(&pooled, ph, rng.rows(site::POOLER));
         let logits = b.linear(&pooled_dropped, self.p(self.layout.cls_w), Some(self.p(self.layout.cls_b)), ts.batch, self.num_labels, h);
         Forward {
             tokens: tb,
@@ -289,12 +318,13 @@ impl<B: Backend> Encoder<B> {
             pooled_dropped,
             p_hidden: ph,
             p_attn: pa,
-            rng,
+            rng: opts.rng,
+            row_offset: opts.row_offset,
         }
     }
 
     /// Backward from `dlogits` through a cached forward. Adds parameter gradients into `grads` when
-    /// `wants.params`; returns the per-layer gradient w.r.t. the attention-score noise when
+    /// `wants.params` (otherwise `grads` is not touched and may be empty); returns the per-layer gradient w.r.t. the attention-score noise when
     /// `wants.score_noise` (empty otherwise).
     pub fn backward(&self, b: &B, fw: &Forward<B>, dlogits: &B::Buf, wants: BackwardWants, grads: &mut Grads<B>) -> Vec<B::Buf> {
         let cfg = &self.config;
@@ -302,7 +332,8 @@ impl<B: Backend> Encoder<B> {
         let ts = fw.tokens.shape;
         let m = ts.batch * ts.seq;
         let a = self.attn_shape(ts);
-        let (ph, pa, rng) = (fw.p_hidden, fw.p_attn, fw.rng);
+        let (ph, pa) = (fw.p_hidden, fw.p_attn);
+        let rng = Sites { rng: fw.rng, row_offset: fw.row_offset, seq: ts.seq, hidden: h, heads: cfg.num_attention_heads };
         let lay = &self.layout;
         let g = &mut grads.bufs;
         // LayerNorm backward always yields its dw/db; when parameter gradients are not wanted they go to
@@ -311,17 +342,17 @@ impl<B: Backend> Encoder<B> {
         let mut scratch_b = b.zeros(h);
 
         // Classifier and pooler.
-        let (cls_w, cls_b) = two_mut(g, lay.cls_w, lay.cls_b);
         if wants.params {
+            let (cls_w, cls_b) = two_mut(g, lay.cls_w, lay.cls_b);
             b.linear_bwd_params(dlogits, &fw.pooled_dropped, ts.batch, self.num_labels, h, cls_w, Some(cls_b));
         }
         let dpooled = b.linear_bwd_input(dlogits, self.p(lay.cls_w), ts.batch, self.num_labels, h);
-        let dpooled = b.dropout(&dpooled, ph, rng.derive(site::POOLER));
+        let dpooled = b.dropout(&dpooled, ph, rng.rows(site::POOLER));
         let dpool_pre = b.tanh_bwd(&dpooled, &fw.pooled);
         let cls_rows: Vec<usize> = (0..ts.batch).map(|r| r * ts.seq).collect();
         let cls_in = b.gather_rows(fw.final_hidden(), &cls_rows, h);
-        let (pw, pb) = two_mut(g, lay.pooler_w, lay.pooler_b);
         if wants.params {
+            let (pw, pb) = two_mut(g, lay.pooler_w, lay.pooler_b);
             b.linear_bwd_params(&dpool_pre, &cls_in, ts.batch, h, h, pw, Some(pb));
         }
         let dcls = b.linear_bwd_input(&dpool_pre, self.p(lay.pooler_w), ts.batch, h, h);
@@ -337,7 +368,7 @@ impl<B: Backend> Encoder<B> {
                 let (w, bb) = if wants.params { two_mut(g, lay.layer(l, idx::LN2_W), lay.layer(l, idx::LN2_B)) } else { (&mut scratch_w, &mut scratch_b) };
                 b.layer_norm_bwd(&dx, &c.s2, self.lp(l, idx::LN2_W), &c.mean2, &c.rstd2, h, w, bb)
             };
-            let dout = b.dropout(&ds2, ph, rng.derive(site::layer(l, site::FFN_OUT)));
+            let dout = b.dropout(&ds2, ph, rng.tokens(site::layer(l, site::FFN_OUT)));
             if wants.params {
                 let (w, bb) = two_mut(g, lay.layer(l, idx::O_W), lay.layer(l, idx::O_B));
                 b.linear_bwd_params(&dout, &c.inter, m, h, i_size, w, Some(bb));
@@ -355,14 +386,14 @@ impl<B: Backend> Encoder<B> {
                 let (w, bb) = if wants.params { two_mut(g, lay.layer(l, idx::LN1_W), lay.layer(l, idx::LN1_B)) } else { (&mut scratch_w, &mut scratch_b) };
                 b.layer_norm_bwd(&dy1, &c.s1, self.lp(l, idx::LN1_W), &c.mean1, &c.rstd1, h, w, bb)
             };
-            let dao = b.dropout(&ds1, ph, rng.derive(site::layer(l, site::ATTN_OUT)));
+            let dao = b.dropout(&ds1, ph, rng.tokens(site::layer(l, site::ATTN_OUT)));
             if wants.params {
                 let (w, bb) = two_mut(g, lay.layer(l, idx::AO_W), lay.layer(l, idx::AO_B));
                 b.linear_bwd_params(&dao, &c.ctx, m, h, h, w, Some(bb));
             }
             let dctx = b.linear_bwd_input(&dao, self.lp(l, idx::AO_W), m, h, h);
             let (dq, dk, dv, dscores) =
-                b.attention_bwd(a, &dctx, &c.q, &c.k, &c.v, &c.probs, pa, rng.derive(site::layer(l, site::ATTN_PROBS)), wants.score_noise);
+                b.attention_bwd(a, &dctx, &c.q, &c.k, &c.v, &c.probs, pa, rng.attention(site::layer(l, site::ATTN_PROBS)), wants.score_noise);
             if let Some(ds) = dscores {
                 dnoise.push(ds);
             }
@@ -386,7 +417,7 @@ impl<B: Backend> Encoder<B> {
             return dnoise;
         }
         // Embeddings: dropout, LayerNorm, then the scatter into the tables.
-        let demb_y = b.dropout(&dx, ph, rng.derive(site::EMB));
+        let demb_y = b.dropout(&dx, ph, rng.tokens(site::EMB));
         let demb = {
             let (w, bb) = two_mut(g, lay.emb_ln_w, lay.emb_ln_b);
             b.layer_norm_bwd(&demb_y, &fw.emb_sum, self.p(lay.emb_ln_w), &fw.emb_mean, &fw.emb_rstd, h, w, bb)

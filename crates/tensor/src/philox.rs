@@ -28,34 +28,45 @@ pub fn philox4x32(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 }
 
 /// A random stream: `seed` is the run's seed, `stream` names one use (step, layer, site, pass).
+/// `offset` is where a buffer starts in the stream's index space: a forward over rows `r0..r0+n` of a
+/// larger batch sets it so that its masks are exactly those rows' masks in the full batch (R-Drop's one
+/// 2B forward equals two B forwards; micro-batches equal the whole batch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RngStream {
     pub seed: u64,
     pub stream: u64,
+    pub offset: u64,
 }
 
 impl RngStream {
     pub fn new(seed: u64, stream: u64) -> Self {
-        Self { seed, stream }
+        Self { seed, stream, offset: 0 }
     }
 
-    /// A derived stream for a sub-site, mixed so that nearby ids do not collide.
+    /// The same stream seen from index `offset` on.
+    pub fn with_offset(self, offset: u64) -> Self {
+        Self { offset, ..self }
+    }
+
+    /// A derived stream for a sub-site, mixed so that nearby ids do not collide (offset 0).
     pub fn derive(self, site: u64) -> Self {
         let mut z = self.stream ^ site.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Self { seed: self.seed, stream: z ^ (z >> 31) }
+        Self { seed: self.seed, stream: z ^ (z >> 31), offset: 0 }
     }
 
-    /// The random 32-bit word for element `i` of this stream.
+    /// The random 32-bit word for element `i` of this stream (after the offset).
     #[inline]
     pub fn word(&self, i: u64) -> u32 {
+        let i = i + self.offset;
         let block = i >> 2;
         let ctr = [block as u32, (block >> 32) as u32, self.stream as u32, (self.stream >> 32) as u32];
         philox4x32(ctr, [self.seed as u32, (self.seed >> 32) as u32])[(i & 3) as usize]
     }
 
-    /// The four words of block `b` (elements 4b..4b+3): kernels that walk contiguous runs use this.
+    /// The four words of absolute block `b` (stream elements 4b..4b+3, offset not applied): kernels that
+    /// walk contiguous runs use this when `offset + start` is a multiple of 4.
     #[inline]
     pub fn block(&self, b: u64) -> [u32; 4] {
         let ctr = [b as u32, (b >> 32) as u32, self.stream as u32, (self.stream >> 32) as u32];

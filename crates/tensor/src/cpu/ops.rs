@@ -300,16 +300,29 @@ pub fn dropout<T: Float>(x: &[T], p: f32, rng: RngStream) -> Vec<T> {
 }
 
 /// Fill `out` with the dropout factors (`1/(1-p)` kept, 0 dropped) of elements `start..start+out.len()`
-/// of stream `rng`. `start` must be a multiple of 4 (one Philox block gives four elements).
+/// of stream `rng`. `start` must be a multiple of 4.
 pub fn dropout_scales<T: Float>(out: &mut [T], start: usize, p: f32, rng: RngStream) {
     debug_assert_eq!(start % 4, 0);
     let scale = T::c(1.0 / (1.0 - p as f64));
+    let abs = start as u64 + rng.offset;
+    if abs % 4 != 0 {
+        // Unaligned offset: one Philox block per element (rare: only row offsets of odd-sized rows).
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = if to_uniform(rng.word((start + j) as u64)) >= p { scale } else { T::zero() };
+        }
+        return;
+    }
     for (j, quad) in out.chunks_mut(4).enumerate() {
-        let w = rng.block((start / 4 + j) as u64);
+        let w = rng.block(abs / 4 + j as u64);
         for (o, &w) in quad.iter_mut().zip(&w) {
             *o = if to_uniform(w) >= p { scale } else { T::zero() };
         }
     }
+}
+
+/// The stream of attention block `bh`: a stream's offset counts (batch, head) blocks for attention.
+pub fn attention_block_stream(rng: RngStream, bh: usize) -> RngStream {
+    RngStream { offset: 0, ..rng }.derive(bh as u64 + rng.offset)
 }
 
 // ---------------------------------------------------------------------------------------------- attention
@@ -386,7 +399,7 @@ pub fn attention_fwd<T: Float>(
         }
         let pd = if dropout_p > 0.0 {
             let mut keep = vec![T::zero(); l * l];
-            dropout_scales(&mut keep, 0, dropout_p, rng.derive(bh as u64));
+            dropout_scales(&mut keep, 0, dropout_p, attention_block_stream(rng, bh));
             keep.iter_mut().zip(p.iter()).for_each(|(k, &x)| *k *= x);
             keep
         } else {
@@ -426,7 +439,7 @@ pub fn attention_bwd<T: Float>(
         let p = &probs[bh * l * l..(bh + 1) * l * l];
         let keep = (dropout_p > 0.0).then(|| {
             let mut k = vec![T::zero(); l * l];
-            dropout_scales(&mut k, 0, dropout_p, rng.derive(bh as u64));
+            dropout_scales(&mut k, 0, dropout_p, attention_block_stream(rng, bh));
             k
         });
         let pd: Vec<T> = match &keep {
