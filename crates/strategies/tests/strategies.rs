@@ -1,0 +1,245 @@
+//! Each strategy against an independent computation.
+
+use ernie_model::{BackwardWants, Encoder, ForwardOpts, HostParams, ModelConfig, ModelType, Tokens};
+use ernie_strategies::{adv, fma, layer_decay, objective, rdrop, AdvConfig, AdvObjective, Dropout, RDropConfig, Recipe};
+use ernie_tensor::{Backend, Cpu, NoiseNorm, RngStream};
+
+type B = Cpu<f64>;
+
+fn config(layers: usize) -> ModelConfig {
+    ModelConfig {
+        model_type: ModelType::Bert,
+        vocab_size: 13,
+        hidden_size: 8,
+        num_hidden_layers: layers,
+        num_attention_heads: 2,
+        intermediate_size: 12,
+        max_position_embeddings: 16,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+        hidden_act: "gelu".into(),
+        hidden_dropout_prob: 0.1,
+        attention_probs_dropout_prob: 0.1,
+        initializer_range: 0.02,
+        use_task_id: false,
+        task_type_vocab_size: 3,
+        pad_token_id: 0,
+    }
+}
+
+fn batch() -> (Tokens, Vec<u32>) {
+    let rows = vec![(vec![1, 4, 5, 6, 2], vec![0, 0, 0, 1, 1]), (vec![1, 7, 2], vec![0, 0, 0]), (vec![1, 9, 10, 2], vec![0, 0, 1, 1])];
+    (Tokens::from_rows(&rows, 0), vec![2, 0, 1])
+}
+
+#[test]
+fn layer_decay_multipliers_follow_the_formula() {
+    let cfg = ModelConfig { hidden_size: 384, num_attention_heads: 12, intermediate_size: 1536, vocab_size: 100, num_hidden_layers: 12, ..config(12) };
+    let host = HostParams::random(cfg, 2, 0);
+    let m = layer_decay::multipliers(&host.specs, 12, 0.8);
+    for (s, &mult) in host.specs.iter().zip(&m) {
+        let want = if s.name.starts_with("embeddings.") {
+            0.8f64.powi(14)
+        } else if let Some(rest) = s.name.strip_prefix("encoder.layer.") {
+            let i: i32 = rest.split('.').next().unwrap().parse().unwrap();
+            0.8f64.powi(13 - i)
+        } else {
+            assert!(s.name.starts_with("pooler") || s.name.starts_with("classifier"), "{}", s.name);
+            1.0
+        };
+        assert!((mult - want).abs() < 1e-15, "{}: {mult} vs {want}", s.name);
+    }
+    let t = layer_decay::table(12, 0.8);
+    assert!(t.contains("embeddings") && t.contains("encoder.layer.11") && t.contains("1.000000"), "{t}");
+    assert!(t.contains(&format!("{:.6}", 0.8f64.powi(14))));
+}
+
+#[test]
+fn rdrop_one_doubled_forward_equals_two_forwards_with_the_same_masks() {
+    let b = B::new();
+    let enc = Encoder::from_host(&b, &HostParams::random(config(2), 3, 1));
+    let (t, _) = batch();
+    let opts = |row_offset| ForwardOpts::<B> { train: true, hidden_dropout: 0.3, attn_dropout: 0.3, rng: RngStream::new(5, 9), score_noise: None, row_offset };
+    let both = enc.forward(&b, &t.doubled(), &opts(0));
+    let first = enc.forward(&b, &t, &opts(0));
+    let second = enc.forward(&b, &t, &opts(t.batch));
+    let c = 3;
+    let (l1, l2) = (&both.logits[..t.batch * c], &both.logits[t.batch * c..]);
+    let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+    assert!(close(l1, &first.logits) && close(l2, &second.logits), "halves equal the separate forwards");
+    assert!(!close(l1, l2), "the two copies get independent dropout masks");
+    // And the hidden states too (not just the logits).
+    let h = 8 * t.seq * t.batch;
+    assert!(close(&both.final_hidden()[h..], second.final_hidden()));
+}
+
+#[test]
+fn rdrop_loss_and_gradient() {
+    let b = B::new();
+    let (batch, c) = (3, 4);
+    let r = RngStream::new(1, 1);
+    let logits: Vec<f64> = (0..2 * batch * c).map(|i| 2.0 * r.normal(i as u64) as f64).collect();
+    let labels = vec![1, 3, 0, 1, 3, 0];
+    let cfg = RDropConfig { alpha: 0.7 };
+    let parts = rdrop::loss(&b, &logits, &labels, batch, c, &cfg);
+    // Independent computation of the value.
+    let lsm = |row: &[f64]| {
+        let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let z = row.iter().map(|v| (v - m).exp()).sum::<f64>().ln() + m;
+        row.iter().map(|v| v - z).collect::<Vec<_>>()
+    };
+    let f = |x: &[f64]| {
+        let rows: Vec<Vec<f64>> = x.chunks(c).map(lsm).collect();
+        let ce = (0..2 * batch).map(|r| -rows[r][labels[r] as usize]).sum::<f64>() / (2 * batch) as f64;
+        let kl = (0..batch)
+            .map(|r| {
+                let (p, q) = (&rows[r], &rows[r + batch]);
+                0.5 * (0..c).map(|k| (p[k].exp() - q[k].exp()) * (p[k] - q[k])).sum::<f64>()
+            })
+            .sum::<f64>()
+            / batch as f64;
+        ce + 0.7 * kl
+    };
+    assert!((parts.total - f(&logits)).abs() < 1e-12);
+    for i in 0..logits.len() {
+        let mut x = logits.clone();
+        x[i] += 1e-6;
+        let fp = f(&x);
+        x[i] -= 2e-6;
+        let num = (fp - f(&x)) / 2e-6;
+        assert!((num - parts.dlogits[i]).abs() < 1e-8, "dlogits[{i}]: {num} vs {}", parts.dlogits[i]);
+    }
+}
+
+fn adv_setup() -> (B, Encoder<B>, Tokens, Vec<u32>) {
+    let b = B::new();
+    let enc = Encoder::from_host(&b, &HostParams::random(config(2), 3, 2));
+    let (t, y) = batch();
+    (b, enc, t, y)
+}
+
+#[test]
+fn adv_noise_gradient_matches_finite_differences_and_is_normalised() {
+    let (b, enc, t, _) = adv_setup();
+    let opts = ForwardOpts::<B> { train: true, hidden_dropout: 0.1, attn_dropout: 0.1, rng: RngStream::new(3, 3), score_noise: None, row_offset: 0 };
+    let clean = enc.forward(&b, &t, &opts);
+    // The probe gradient g: recompute it here as the backward of KL(clean || probe) w.r.t. the noise and
+    // compare with finite differences of that KL.
+    let shape = ernie_tensor::AttnShape { batch: t.batch, seq: t.seq, heads: 2, head_dim: 4 };
+    let delta0: Vec<Vec<f64>> = (0..2).map(|l| b.randn_key_masked(shape, &t.mask, 0.3, RngStream::new(8, l))).collect();
+    let kl_of = |noise: &[Vec<f64>]| {
+        let fw = enc.forward(&b, &t, &ForwardOpts { score_noise: Some(noise), ..opts });
+        b.kl_detached(&clean.logits, &fw.logits, 3, 1.0 / t.batch as f64).0.iter().sum::<f64>() / t.batch as f64
+    };
+    let probe = enc.forward(&b, &t, &ForwardOpts { score_noise: Some(&delta0), ..opts });
+    let (_, d) = b.kl_detached(&clean.logits, &probe.logits, 3, 1.0 / t.batch as f64);
+    let g = enc.backward(&b, &probe, &d, BackwardWants { params: false, score_noise: true }, &mut ernie_model::Grads { bufs: vec![] });
+    let scale = g.iter().flatten().map(|v| v.abs()).fold(0.0, f64::max);
+    for l in 0..2 {
+        for i in (0..shape.score_len()).step_by(7) {
+            let mut nz = delta0.clone();
+            nz[l][i] += 1e-6;
+            let fp = kl_of(&nz);
+            nz[l][i] -= 2e-6;
+            let num = (fp - kl_of(&nz)) / 2e-6;
+            assert!((num - g[l][i]).abs() < 1e-6 * scale + 1e-10, "layer {l} score {i}: {num:e} vs {:e}", g[l][i]);
+        }
+    }
+    // adversarial_noise: per example and per layer, ||delta|| = epsilon, zero on padded keys.
+    for (norm, measure) in [(NoiseNorm::L2, 0), (NoiseNorm::Max, 1)] {
+        let cfg = AdvConfig { epsilon: 0.5, norm, init_sigma: 0.3, ..AdvConfig::default() };
+        let (delta, kl) = adv::adversarial_noise(&b, &enc, &t, &clean.logits, &opts, &cfg, RngStream::new(4, 4));
+        assert!(kl > 0.0);
+        let per = shape.score_len() / t.batch;
+        for dl in &delta {
+            for (e, blk) in dl.chunks(per).enumerate() {
+                let n = if measure == 0 { blk.iter().map(|v| v * v).sum::<f64>().sqrt() } else { blk.iter().map(|v| v.abs()).fold(0.0, f64::max) };
+                assert!((n - 0.5).abs() < 1e-9, "example {e}: norm {n}");
+                for (k, &v) in blk.iter().enumerate() {
+                    let key = k % t.seq;
+                    if t.mask[e * t.seq + key] == 0 {
+                        assert_eq!(v, 0.0, "noise on a padded key");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn adv_step_gradient_is_that_of_its_objective_with_the_noise_fixed() {
+    let (b, enc, t, y) = adv_setup();
+    for objective in [AdvObjective::Kl, AdvObjective::Ce] {
+        let cfg = AdvConfig { epsilon: 0.8, alpha: 0.6, init_sigma: 1e-2, norm: NoiseNorm::L2, objective };
+        let recipe = Recipe { rdrop: None, adv: Some(cfg) };
+        let drop = Dropout { hidden: 0.1, attention: 0.1 };
+        let rng = RngStream::new(6, 6);
+        let mut grads = enc.zero_grads(&b);
+        let report = objective::compute_gradients(&b, &enc, &mut grads, &t, &y, &recipe, drop, rng);
+        assert_eq!((report.forwards, report.backwards), (3, 2), "3 forwards, 2 backwards");
+        // Rebuild the objective with the same (fixed) noise and differentiate it numerically.
+        let opts = ForwardOpts::<B> { train: true, hidden_dropout: 0.1, attn_dropout: 0.1, rng: rng.derive(1), score_noise: None, row_offset: 0 };
+        let clean = enc.forward(&b, &t, &opts);
+        let (delta, _) = adv::adversarial_noise(&b, &enc, &t, &clean.logits, &opts, &cfg, rng.derive(2));
+        let labels = y.clone();
+        let objective_at = |e: &Encoder<B>| {
+            let c = e.forward(&b, &t, &opts);
+            let a = e.forward(&b, &t, &ForwardOpts { score_noise: Some(&delta), ..opts });
+            let ce = b.softmax_ce(&c.logits, &labels, 3, 1.0).0.iter().sum::<f64>() / 3.0;
+            let extra = match objective {
+                AdvObjective::Kl => b.sym_kl(&c.logits, &a.logits, 3, 1.0).0.iter().sum::<f64>() / 3.0,
+                AdvObjective::Ce => b.softmax_ce(&a.logits, &labels, 3, 1.0).0.iter().sum::<f64>() / 3.0,
+            };
+            ce + 0.6 * extra
+        };
+        assert!((objective_at(&enc) - report.loss).abs() < 1e-12, "reported loss");
+        for pi in [0, 5, 9, 20, enc.specs.len() - 3] {
+            let scale = grads.bufs[pi].iter().map(|v| v.abs()).fold(0.0, f64::max);
+            for j in [0, 3, 7] {
+                let mut e2 = Encoder::from_host(&b, &enc.to_host(&b));
+                e2.params[pi] = enc.params[pi].clone();
+                e2.params[pi][j] += 1e-6;
+                let fp = objective_at(&e2);
+                e2.params[pi][j] -= 2e-6;
+                let num = (fp - objective_at(&e2)) / 2e-6;
+                assert!((num - grads.bufs[pi][j]).abs() < 1e-6 * scale + 1e-9, "{objective:?} {}[{j}]: {num:e} vs {:e}", enc.specs[pi].name, grads.bufs[pi][j]);
+            }
+        }
+    }
+}
+
+#[test]
+fn strategies_compose() {
+    let (b, enc, t, y) = adv_setup();
+    let recipe = Recipe { rdrop: Some(RDropConfig { alpha: 1.0 }), adv: Some(AdvConfig::default()) };
+    let mut grads = enc.zero_grads(&b);
+    let r = objective::compute_gradients(&b, &enc, &mut grads, &t, &y, &recipe, Dropout { hidden: 0.1, attention: 0.1 }, RngStream::new(1, 2));
+    assert!(r.rdrop_kl.unwrap() > 0.0 && r.adv_kl.unwrap() >= 0.0 && r.loss.is_finite());
+    assert!(grads.bufs.iter().all(|g| g.iter().all(|v| v.is_finite())));
+}
+
+#[test]
+fn averaging() {
+    let a = HostParams::random(config(1), 3, 1);
+    let c = HostParams::random(config(1), 3, 2);
+    let avg = fma::average(&[("a".into(), &a), ("c".into(), &c)], None).unwrap();
+    for ((x, y), z) in a.values.iter().zip(&c.values).zip(&avg.values) {
+        for ((x, y), z) in x.iter().zip(y).zip(z) {
+            assert!((((*x as f64 + *y as f64) / 2.0) as f32 - z).abs() <= f32::EPSILON * z.abs());
+        }
+    }
+    let w = fma::average(&[("a".into(), &a), ("c".into(), &c)], Some(&[3.0, 1.0])).unwrap();
+    assert!((w.values[0][0] - (0.75 * a.values[0][0] + 0.25 * c.values[0][0])).abs() < 1e-6);
+    // Mismatches name the model and tensor.
+    let other = HostParams::random(ModelConfig { intermediate_size: 10, ..config(1) }, 3, 1);
+    let e = fma::average(&[("a".into(), &a), ("wide".into(), &other)], None).unwrap_err().to_string();
+    assert!(e.contains("wide") && e.contains("config"), "{e}");
+    let labels4 = HostParams::random(config(1), 4, 1);
+    let e = fma::average(&[("a".into(), &a), ("four".into(), &labels4)], None).unwrap_err().to_string();
+    assert!(e.contains("four") && e.contains("classifier.weight") && e.contains("[4, 8]"), "{e}");
+    // Greedy soup keeps a model only if the held-out score does not drop.
+    let models = [("a".to_string(), &a), ("c".to_string(), &c), ("a2".to_string(), &a)];
+    let (kept, _, best) = fma::greedy_soup(&models, &[0.5, 0.9, 0.4], |m| if (m.values[0][0] - c.values[0][0]).abs() < 1e-9 { 0.9 } else { 0.1 }).unwrap();
+    assert_eq!(kept, vec![1]);
+    assert_eq!(best, 0.9);
+}
