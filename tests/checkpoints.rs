@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 fn tiny() -> HostParams {
-    HostParams::load_dir(&local_fixtures().join("tiny_random_model"), 5, HeadInit { seed: 0 }).unwrap()
+    HostParams::load_dir(&local_fixtures().join("tiny_random_model"), 5, HeadInit::seed(0)).unwrap()
 }
 
 fn batch() -> Tokens {
@@ -66,7 +66,7 @@ fn ernie_layout_with_task_type_embeddings() {
     cfg["task_type_vocab_size"] = 3.into();
     let dir = tmpdir("ernie");
     write_checkpoint(&dir, &cfg, &tensors);
-    let ernie = HostParams::load_dir(&dir, 5, HeadInit { seed: 0 }).unwrap();
+    let ernie = HostParams::load_dir(&dir, 5, HeadInit::seed(0)).unwrap();
     assert_eq!(ernie.specs.len(), bert.specs.len() + 1);
     // Task id 0 everywhere adds task row 0 to every token: the same as adding it to every position row.
     let mut shifted = bert.clone();
@@ -94,7 +94,7 @@ fn half_precision_and_bare_names_load() {
     for (dtype, prefix) in [(Dtype::F16, ""), (Dtype::BF16, "bert.")] {
         let dir = tmpdir(&format!("{dtype:?}"));
         write_checkpoint(&dir, &h.config.to_hf_json(5), &as_tensors(&h, prefix, dtype));
-        let loaded = HostParams::load_dir(&dir, 5, HeadInit { seed: 0 }).unwrap();
+        let loaded = HostParams::load_dir(&dir, 5, HeadInit::seed(0)).unwrap();
         for (a, b) in loaded.values.iter().zip(&h.values) {
             let tol = if dtype == Dtype::F16 { 1e-3 } else { 1e-2 };
             assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * y.abs().max(1.0)));
@@ -109,7 +109,7 @@ fn save_and_reload_is_bit_identical() {
     std::fs::create_dir_all(&dir).unwrap();
     h.save_safetensors(&dir.join("model.safetensors"), None).unwrap();
     std::fs::write(dir.join("config.json"), h.config.to_hf_json(5).to_string()).unwrap();
-    let back = HostParams::load_dir(&dir, 5, HeadInit { seed: 0 }).unwrap();
+    let back = HostParams::load_dir(&dir, 5, HeadInit::seed(0)).unwrap();
     assert_eq!(back.values, h.values);
     let t = batch();
     assert_eq!(logits(&back, &t), logits(&h, &t));
@@ -123,9 +123,9 @@ fn missing_head_is_created_from_the_head_seed() {
     tensors.retain(|n, _| !n.contains("pooler") && !n.starts_with("classifier"));
     let dir = tmpdir("nohead");
     write_checkpoint(&dir, &h.config.to_hf_json(5), &tensors);
-    let a = HostParams::load_dir(&dir, 7, HeadInit { seed: 42 }).unwrap();
-    let b = HostParams::load_dir(&dir, 7, HeadInit { seed: 42 }).unwrap();
-    let c = HostParams::load_dir(&dir, 7, HeadInit { seed: 43 }).unwrap();
+    let a = HostParams::load_dir(&dir, 7, HeadInit::seed(42)).unwrap();
+    let b = HostParams::load_dir(&dir, 7, HeadInit::seed(42)).unwrap();
+    let c = HostParams::load_dir(&dir, 7, HeadInit::seed(43)).unwrap();
     assert_eq!(a.initialised.len(), 4);
     assert_eq!(a.values, b.values);
     assert_ne!(a.values, c.values);
@@ -138,7 +138,7 @@ fn missing_head_is_created_from_the_head_seed() {
 }
 
 fn load_err(dir: &Path) -> String {
-    let e: ModelError = HostParams::load_dir(dir, 5, HeadInit { seed: 0 }).unwrap_err();
+    let e: ModelError = HostParams::load_dir(dir, 5, HeadInit::seed(0)).unwrap_err();
     e.to_string()
 }
 

@@ -53,7 +53,7 @@ fn check_task(task: &str, labels: usize, engine: &str) {
         eprintln!("SKIPPED (needs ../shared fixtures and model): e5 {task} {engine}");
         return;
     };
-    let mut host = HostParams::load_dir(&model, labels, HeadInit { seed: 0 }).unwrap();
+    let mut host = HostParams::load_dir(&model, labels, HeadInit::seed(0)).unwrap();
     assert_eq!(host.initialised.len(), 4, "e5 has no pooler or classifier: {:?}", host.initialised);
     assert_eq!(host.override_from(&fxdir.join(format!("e5_head_{task}.safetensors"))).unwrap(), 4);
     let reference = read_fixture(&fxdir.join(format!("e5_{task}_f64.safetensors")));

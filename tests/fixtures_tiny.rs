@@ -42,7 +42,7 @@ fn run<T: Float>(host: &HostParams, t: &Tokens, labels: &[u32]) -> (Vec<Vec<f64>
 
 fn check(dtype: &str, act_tol: f64, grad_rtol: f64) {
     let dir = local_fixtures();
-    let host = HostParams::load_dir(&dir.join("tiny_random_model"), 5, HeadInit { seed: 0 }).unwrap();
+    let host = HostParams::load_dir(&dir.join("tiny_random_model"), 5, HeadInit::seed(0)).unwrap();
     assert!(host.initialised.is_empty(), "the tiny checkpoint has a full head");
     // The reference for both engines is the f64 file; the f32 file is compared too for the f32 engine.
     let reference = read_fixture(&dir.join("tiny_f64.safetensors"));
@@ -87,7 +87,7 @@ fn tiny_f32_matches_pytorch() {
 fn tiny_f32_fixture_file_agrees_with_f32_engine() {
     // The PyTorch f32 run and ours differ only by f32 summation order.
     let dir = local_fixtures();
-    let host = HostParams::load_dir(&dir.join("tiny_random_model"), 5, HeadInit { seed: 0 }).unwrap();
+    let host = HostParams::load_dir(&dir.join("tiny_random_model"), 5, HeadInit::seed(0)).unwrap();
     let fx = read_fixture(&dir.join("tiny_f32.safetensors"));
     let (t, labels) = tokens_of(&fx);
     let (_, _, logits, loss, _) = run::<f32>(&host, &t, &labels);

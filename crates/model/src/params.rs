@@ -161,6 +161,16 @@ pub struct HostParams {
 #[derive(Clone, Copy, Debug)]
 pub struct HeadInit {
     pub seed: u64,
+    /// A classifier of another number of labels is replaced by a fresh one (fine-tuning a checkpoint
+    /// trained on another task, like HF's `ignore_mismatched_sizes`) instead of being an error.
+    pub replace_mismatched_classifier: bool,
+}
+
+impl HeadInit {
+    /// Head parameters the checkpoint lacks come from `seed`; a mismatched classifier is an error.
+    pub fn seed(seed: u64) -> Self {
+        HeadInit { seed, replace_mismatched_classifier: false }
+    }
 }
 
 fn st_dtype(d: StDtype) -> Option<DType> {
@@ -220,6 +230,11 @@ impl HostParams {
         for spec in &specs {
             let found = candidates(spec).into_iter().find_map(|n| tensors.get(&n).map(|t| (n, t)));
             match found {
+                Some((name, t)) if head.replace_mismatched_classifier && spec.name.starts_with("classifier.") && t.shape() != spec.shape.as_slice() => {
+                    let _ = name;
+                    values.push(init_head_param(spec, head.seed, config.initializer_range));
+                    initialised.push(format!("{} (checkpoint has {:?})", spec.name, t.shape()));
+                }
                 Some((name, t)) => {
                     if t.shape() != spec.shape.as_slice() {
                         return Err(ModelError::Shape {
