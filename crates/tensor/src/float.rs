@@ -16,6 +16,7 @@ pub trait Float:
     /// `exp` for the hot loops (softmax, GELU'): a branch-free polynomial that vectorises in f32
     /// (within 2 ulp), the exact libm function in f64 (the reference for gradient checks).
     fn exp_fast(self) -> Self;
+    #[inline(always)]
     fn c(x: f64) -> Self {
         Self::from_f64(x)
     }
@@ -23,21 +24,27 @@ pub trait Float:
 
 impl Float for f32 {
     const NAME: &'static str = "f32";
+    #[inline(always)]
     fn from_f32(x: f32) -> Self {
         x
     }
+    #[inline(always)]
     fn from_f64(x: f64) -> Self {
         x as f32
     }
+    #[inline(always)]
     fn as_f32(self) -> f32 {
         self
     }
+    #[inline(always)]
     fn as_f64(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
     fn erf(self) -> Self {
         erf_f32(self)
     }
+    #[inline(always)]
     fn exp_fast(self) -> Self {
         exp_f32(self)
     }
@@ -45,21 +52,27 @@ impl Float for f32 {
 
 impl Float for f64 {
     const NAME: &'static str = "f64";
+    #[inline(always)]
     fn from_f32(x: f32) -> Self {
         x as f64
     }
+    #[inline(always)]
     fn from_f64(x: f64) -> Self {
         x
     }
+    #[inline(always)]
     fn as_f32(self) -> f32 {
         self as f32
     }
+    #[inline(always)]
     fn as_f64(self) -> f64 {
         self
     }
+    #[inline(always)]
     fn erf(self) -> Self {
         libm::erf(self)
     }
+    #[inline(always)]
     fn exp_fast(self) -> Self {
         self.exp()
     }
