@@ -1,0 +1,70 @@
+//! ernie-ft's side of the CPU speed comparison, with the protocol of
+//! ../shared/fixtures/scripts/bench_cpu.py: e5-small-zh with a 119-label head, batch 32 x seq 128, random
+//! ids, all-ones mask; `train` = dropout 0.1 forward + backward + AdamW(lr 2e-5, wd 0.01), `infer` = eval
+//! forward; 2 warm-up steps, 5 timed, median. Prints one JSON line.
+//! `cargo run --release --example bench_cpu -- train|infer`
+use ernie_ft_suite::e5_or_random;
+use ernie_model::{BackwardWants, Encoder, ForwardOpts, Tokens};
+use ernie_optim::{AdamW, AdamWConfig};
+use ernie_tensor::{Backend, Cpu, RngStream};
+use std::time::Instant;
+
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_else(|| "train".into());
+    let (b_, l_, labels_n) = (32usize, 128usize, 119usize);
+    let t0 = Instant::now();
+    let (host, what) = e5_or_random(labels_n);
+    let load_s = t0.elapsed().as_secs_f64();
+    let b = Cpu::<f32>::new();
+    let mut enc = Encoder::from_host(&b, &host);
+    let r = RngStream::new(0, 1);
+    let tokens = Tokens {
+        batch: b_,
+        seq: l_,
+        ids: (0..b_ * l_).map(|i| r.word(i as u64) % host.config.vocab_size as u32).collect(),
+        type_ids: vec![0; b_ * l_],
+        task_ids: vec![],
+        mask: vec![1; b_ * l_],
+    };
+    let labels = b.upload_ids(&(0..b_).map(|i| r.word(1_000_000 + i as u64) % labels_n as u32).collect::<Vec<_>>());
+    let sizes: Vec<usize> = enc.specs.iter().map(|s| s.numel()).collect();
+    let mut opt = AdamW::new(&b, AdamWConfig { lr: 2e-5, weight_decay: 0.01, max_grad_norm: None, ..Default::default() }, &sizes, vec![true; sizes.len()]);
+    let mut grads = enc.zero_grads(&b);
+    let mut step = 0u64;
+    let mut run = || {
+        step += 1;
+        if mode == "train" {
+            grads.zero(&b);
+            let opts = ForwardOpts { train: true, hidden_dropout: 0.1, attn_dropout: 0.1, rng: RngStream::new(0, step), score_noise: None, row_offset: 0 };
+            let fw = enc.forward(&b, &tokens, &opts);
+            let (_, dl) = b.softmax_ce(&fw.logits, &labels, labels_n, 1.0 / b_ as f64);
+            enc.backward(&b, &fw, &dl, BackwardWants { params: true, score_noise: false }, &mut grads);
+            opt.step(&b, &mut enc.params, &grads.bufs, 2e-5);
+        } else {
+            std::hint::black_box(enc.forward(&b, &tokens, &ForwardOpts::eval()).logits);
+        }
+    };
+    let mut warm = vec![];
+    for _ in 0..2 {
+        let t = Instant::now();
+        run();
+        warm.push(t.elapsed().as_secs_f64());
+    }
+    let mut times = vec![];
+    for _ in 0..5 {
+        let t = Instant::now();
+        run();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let med = sorted[2];
+    println!(
+        "{}",
+        serde_json::json!({
+            "engine": "ernie-ft", "mode": mode, "weights": what, "threads": rayon::current_num_threads(), "batch": b_, "seq_len": l_,
+            "load_s": load_s, "warmup_s": warm, "step_s": times, "median_s": med,
+            "samples_per_s_median": b_ as f64 / med, "peak_rss_mb": ernie_train::memory::peak_rss_bytes().map(|x| x as f64 / 1048576.0),
+        })
+    );
+}
