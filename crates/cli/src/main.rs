@@ -1,1 +1,54 @@
-fn main() {}
+//! `ernie-ft`: the command line of ernie-ft. One module per subcommand; flags shared between subcommands
+//! (model, max length, device, threads) live in [`common`], file helpers in [`io`].
+
+mod common;
+mod encode;
+mod finetune;
+mod io;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Fine-tune and run BERT / ERNIE-style Chinese encoders.
+#[derive(Parser, Debug)]
+#[command(name = "ernie-ft", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Sentence embeddings (first-token and mean pooling) for every line of a JSON-lines file
+    ///
+    /// Each output line, in input order, is {"cls": [...], "mean": [...]}: the final hidden state of the
+    /// first token, and the mean of the final hidden states over the real (non-padding) tokens.
+    Encode(encode::EncodeArgs),
+    /// Fine-tune on a CLUE-style task (with --strategy adv,rdrop,layer-decay), evaluating on dev
+    Train(Box<finetune::TrainArgs>),
+    /// Accuracy and macro-F1 of a checkpoint on a labelled file
+    Eval(finetune::EvalArgs),
+    /// Predict a file and write the CLUE submission format ({"id": ..., "label": "..."} per line)
+    Predict(finetune::PredictArgs),
+    /// Average fine-tuned checkpoints (FMA): uniform, weighted, or greedy soup on a held-out file
+    Average(finetune::AverageArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Encode(args) => encode::run(args),
+        Command::Train(args) => finetune::run_train(args),
+        Command::Eval(args) => finetune::run_eval(args),
+        Command::Predict(args) => finetune::run_predict(args),
+        Command::Average(args) => finetune::run_average(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -131,7 +131,7 @@ pub fn train<B: Backend>(b: &B, cfg: &TrainConfig) -> Result<TrainReport> {
     let dropout = Dropout { hidden: cfg.hidden_dropout, attention: cfg.attention_dropout.unwrap_or(host.config.attention_probs_dropout_prob) };
     let pad = tokenizer.pad_id();
     eprintln!(
-        "{}: {} train / {} dev examples, {} labels, {} steps ({} per epoch), lr {:e}, batch {}, strategies [{}], {} on {}",
+        "{}: {} train / {} dev examples, {} labels, {} steps ({} per epoch), lr {:e}, batch {}, strategies [{}], {} parameters on {}",
         cfg.task.name,
         train_ds.len(),
         dev_ds.as_ref().map_or(0, |d| d.len()),

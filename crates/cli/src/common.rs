@@ -1,0 +1,152 @@
+//! Flags and set-up shared by the subcommands: which model, how long the sequences, which device and how
+//! many threads; loading the model with its tokenizer; the progress bar.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use ernie_data::TextTokenizer;
+use ernie_model::{HeadInit, HostParams};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The model and how its inputs are cut.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model directory: config.json, model.safetensors, and tokenizer.json or vocab.txt
+    /// [default: $ERNIE_FT_MODEL, else ../shared/models/e5-small-zh]
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+
+    /// Maximum tokens per input, special tokens included; longer inputs (and pairs) are truncated
+    /// longest-first. At most the model's max_position_embeddings
+    /// [default: 128, or max_position_embeddings when smaller]
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub max_len: Option<usize>,
+}
+
+/// `--max-len` when not given.
+pub const DEFAULT_MAX_LEN: usize = 128;
+
+/// Where and how wide the computation runs.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// Compute device
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+
+    /// CPU threads [default: all cores]
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Device {
+    /// The CPU backend (f32, multi-threaded)
+    Cpu,
+    /// The CUDA backend (not available in this build)
+    Cuda,
+}
+
+/// A value parser for counts that must be at least 1.
+pub fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl DeviceArgs {
+    /// Checks the device and sizes the global thread pool. Call once, before any parallel work.
+    pub fn init_cpu(&self) -> Result<ernie_tensor::Cpu<f32>> {
+        match self.device {
+            Device::Cpu => {}
+            Device::Cuda => bail!(
+                "--device cuda: the CUDA backend is not available in this build; use --device cpu"
+            ),
+        }
+        if let Some(n) = self.threads {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global()
+                .with_context(|| format!("cannot start {n} threads"))?;
+        }
+        Ok(ernie_tensor::Cpu::<f32>::new())
+    }
+}
+
+/// A checkpoint with its tokenizer, loaded on the host.
+pub struct LoadedModel {
+    pub dir: PathBuf,
+    pub host: HostParams,
+    pub tokenizer: TextTokenizer,
+    /// `--max-len`, checked against the model (or its default).
+    pub max_len: usize,
+}
+
+impl LoadedModel {
+    /// Resolves the model directory (flag, `$ERNIE_FT_MODEL`, `../shared/models/e5-small-zh`), loads config,
+    /// weights and tokenizer, and checks `max_len` against the model's position table.
+    ///
+    /// `num_labels` is the head the caller needs (a checkpoint classifier of another size is an error);
+    /// `None` means the head is unused (e.g. `encode`): any checkpoint loads, a classifier of another size
+    /// being replaced by a fresh 2-label one.
+    pub fn load(args: &ModelArgs, num_labels: Option<usize>) -> Result<Self> {
+        let dir = ernie_data::resolve_model_dir(args.model.as_deref())
+            .context("cannot find the model")?;
+        let (num_labels, head) = match num_labels {
+            Some(n) => (n, HeadInit::seed(0)),
+            None => (
+                2,
+                HeadInit {
+                    seed: 0,
+                    replace_mismatched_classifier: true,
+                },
+            ),
+        };
+        let host = HostParams::load_dir(&dir, num_labels, head).context("cannot load the model")?;
+        let tokenizer = TextTokenizer::from_dir(&dir).context("cannot load the tokenizer")?;
+        let max_pos = host.config.max_position_embeddings;
+        let max_len = match args.max_len {
+            Some(n) if n > max_pos => bail!(
+                "--max-len {n} exceeds the model's max_position_embeddings {max_pos} ({}); use --max-len {max_pos} or less",
+                dir.join("config.json").display()
+            ),
+            Some(n) => n,
+            None => DEFAULT_MAX_LEN.min(max_pos),
+        };
+        Ok(Self {
+            dir,
+            host,
+            tokenizer,
+            max_len,
+        })
+    }
+
+    /// `DIR (L layers, hidden H)`, for messages.
+    pub fn describe(&self) -> String {
+        let c = &self.host.config;
+        format!(
+            "{} ({} layers, hidden {})",
+            self.dir.display(),
+            c.num_hidden_layers,
+            c.hidden_size
+        )
+    }
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal.
+pub fn progress_bar(len: u64, unit: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    let template = format!(
+        "{{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})"
+    );
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb
+}
