@@ -193,12 +193,29 @@ pub fn recipe(a: &TrainArgs) -> Result<(Recipe, Option<f64>)> {
 
 pub fn run_train(a: &TrainArgs) -> Result<()> {
     let b = a.device.init_cpu()?;
+    if a.batch_size == Some(0) {
+        bail!("--batch-size must be at least 1");
+    }
+    if let Some(frac) = a.holdout {
+        if !(frac > 0.0 && frac < 1.0) {
+            bail!("--holdout {frac}: the held-out fraction must be between 0 and 1 (exclusive)");
+        }
+    }
     let spec = a.task.spec();
     let d = TaskDefaults::for_task(&spec.name);
     let (recipe, layer_decay) = recipe(a)?;
     let model_dir = ernie_data::resolve_model_dir(a.model.model.as_deref()).context("cannot find the model")?;
     let mut train_file = a.task.file(&a.train, &["train.json", "train.partial.json"])?;
-    let mut dev_file = Some(a.task.file(&a.dev, &["dev.json"])?);
+    // With --holdout, evaluation is on the held-out part of TRAIN: dev is neither resolved nor read.
+    let mut dev_file = match a.holdout {
+        Some(_) => {
+            if let Some(d) = &a.dev {
+                eprintln!("note: --dev {} is not used with --holdout (evaluation is on the held-out part of the training file)", d.display());
+            }
+            None
+        }
+        None => Some(a.task.file(&a.dev, &["dev.json"])?),
+    };
     let mut labels_file = a.labels.clone();
     if labels_file.is_none() {
         labels_file = train_file.parent().and_then(|d| spec.labels_path(d)).filter(|p| p.is_file());
@@ -212,6 +229,9 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
         // Hold out part of TRAIN: write the two parts next to the output and use them instead.
         let ex = read_examples(&train_file, &spec, true)?;
         let (tr, ho) = split_holdout(ex, frac, 1234);
+        if tr.is_empty() || ho.is_empty() {
+            bail!("--holdout {frac} of the {} examples of {} leaves {} to train on and {} held out: both must be at least 1", tr.len() + ho.len(), train_file.display(), tr.len(), ho.len());
+        }
         _holdout_dir = output_dir.join("holdout-split");
         std::fs::create_dir_all(&_holdout_dir)?;
         let write = |name: &str, part: &[ernie_data::Example]| -> Result<PathBuf> {
@@ -269,9 +289,6 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
         dev_limit: a.dev_limit,
         save: !a.no_save,
     };
-    if cfg.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
     let report = ernie_train::train(&b, &cfg)?;
     if let Some(m) = report.final_dev {
         eprintln!(
@@ -366,6 +383,11 @@ pub fn run_predict(a: &PredictArgs) -> Result<()> {
     let mut spec = ck.meta.task.clone();
     spec.label_key = None; // labels, if present, are not read
     let ex = read_examples(&file, &spec, false)?;
+    // The ids exactly as written, by line: an int stays an int and a string stays a string (even "0042").
+    let raw_ids: std::collections::HashMap<usize, serde_json::Value> = crate::io::read_json_lines(&file)?
+        .into_iter()
+        .filter_map(|l| l.obj.get(&spec.id_key).cloned().map(|v| (l.line, v)))
+        .collect();
     let ds = Dataset::build(&ex, &tok, ck.meta.max_len, &ck.meta.labels)?;
     let pb = progress_bar(ds.len() as u64, "examples");
     let (pred, _) = eval::predict(&b, &enc, &ds, a.batch_size.max(1), tok.pad_id(), |n| pb.inc(n as u64));
@@ -373,7 +395,7 @@ pub fn run_predict(a: &PredictArgs) -> Result<()> {
     let mut out = AtomicOutput::create(&a.output)?;
     for (i, (item, p)) in ds.items().iter().zip(&pred).enumerate() {
         let id: serde_json::Value = match &item.id {
-            Some(s) => s.parse::<i64>().map(Into::into).unwrap_or_else(|_| s.clone().into()),
+            Some(s) => raw_ids.get(&item.line).cloned().unwrap_or_else(|| s.clone().into()),
             None => i.into(),
         };
         let label = ck.meta.labels.name(*p).unwrap_or_default();
@@ -429,6 +451,9 @@ pub fn run_average(a: &AverageArgs) -> Result<()> {
         if let Some(w) = w {
             if w.len() != cks.len() {
                 bail!("--weights has {} values for {} checkpoints", w.len(), cks.len());
+            }
+            if w.iter().any(|x| !x.is_finite() || *x < 0.0) || w.iter().sum::<f64>() <= 0.0 {
+                bail!("--weights {w:?}: the weights must be finite, not negative, and not all zero");
             }
         }
         (fma::average(&named, w)?, format!("average of {} checkpoints", cks.len()))
