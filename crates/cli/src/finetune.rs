@@ -315,7 +315,7 @@ pub struct EvalArgs {
     /// Labelled file [default: <data>/<task of the checkpoint>/dev.json]
     #[arg(long, value_name = "FILE")]
     pub dev: Option<PathBuf>,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::common::positive)]
     pub batch_size: usize,
     /// Use the first N examples
     #[arg(long)]
@@ -371,7 +371,7 @@ pub struct PredictArgs {
     /// CLUE submission file: {"id": ..., "label": "..."} per line
     #[arg(long, value_name = "FILE")]
     pub output: PathBuf,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::common::positive)]
     pub batch_size: usize,
 }
 
@@ -437,6 +437,9 @@ pub fn run_average(a: &AverageArgs) -> Result<()> {
         }
     }
     let named: Vec<(String, &HostParams)> = cks.iter().map(|c| (c.dir.display().to_string(), &c.params)).collect();
+    if a.greedy && !a.weights.is_empty() {
+        bail!("--weights and --greedy exclude each other (the soup weights its members uniformly)");
+    }
     let (avg, note) = if a.greedy {
         let holdout = a.holdout.as_ref().context("--greedy needs --holdout FILE (a held-out part of the training data, never dev)")?;
         let tok = TextTokenizer::from_dir(&cks[0].dir)?;

@@ -1,6 +1,7 @@
 //! `ernie-ft`: the command line of ernie-ft. One module per subcommand; flags shared between subcommands
 //! (model, max length, device, threads) live in [`common`], file helpers in [`io`].
 
+mod bench;
 mod common;
 mod encode;
 mod finetune;
@@ -33,6 +34,11 @@ enum Command {
     Predict(finetune::PredictArgs),
     /// Average fine-tuned checkpoints (FMA): uniform, weighted, or greedy soup on a held-out file
     Average(finetune::AverageArgs),
+    /// Time training steps (or inference) on random weights of a named shape; prints one JSON line
+    ///
+    /// Median step time, samples/s, peak memory, model FLOPs per step, achieved TFLOP/s and MFU. The
+    /// FLOP count is documented in crates/cli/src/bench.rs.
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +49,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => finetune::run_eval(args),
         Command::Predict(args) => finetune::run_predict(args),
         Command::Average(args) => finetune::run_average(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
