@@ -75,17 +75,7 @@ pub fn str_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<Option<&'
     }
 }
 
-/// "a number", "an array", ... for messages.
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+pub use ernie_data::json_kind as kind;
 
 /// An output file that appears under its final name only when [`AtomicOutput::commit`] succeeds.
 ///

@@ -198,7 +198,7 @@ pub(crate) fn for_each_json_line(
             return Err(Error::data(
                 path,
                 line,
-                format!("expected a JSON object, found {}", kind(&value)),
+                format!("expected a JSON object, found {}", json_kind(&value)),
             ));
         };
         seen += 1;
@@ -215,7 +215,7 @@ fn text_field(obj: &Map<String, Value>, key: &str) -> Result<String, String> {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(other) => Err(format!(
             "text key \"{key}\" must be a string, found {}",
-            kind(other)
+            json_kind(other)
         )),
         None => Err(format!("missing text key \"{key}\"")),
     }
@@ -229,7 +229,7 @@ pub(crate) fn label_field(obj: &Map<String, Value>, key: &str) -> Result<Option<
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
         Some(other) => Err(format!(
             "label key \"{key}\" must be a string or an integer, found {}",
-            kind(other)
+            json_kind(other)
         )),
     }
 }
@@ -241,12 +241,13 @@ fn id_field(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, Strin
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
         Some(other) => Err(format!(
             "id key \"{key}\" must be a string or an integer, found {}",
-            kind(other)
+            json_kind(other)
         )),
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+/// "a number", "an array", ... for messages about JSON values of the wrong type.
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
