@@ -1,0 +1,46 @@
+//! Field offsets of the launch-parameter structs: params.cuh compiled by the host C++ compiler against the
+//! offsets Rust computes for the mirrors in params.rs (NVRTC checks the sizes, see nvrtc_compile.rs).
+
+/// Prints to the process's stderr directly: libtest captures `eprintln!` of passing tests, and a skip must
+/// be seen.
+macro_rules! skipped {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+use std::path::PathBuf;
+use std::process::Command;
+
+#[test]
+fn param_offsets_match_host_cxx() {
+    let Some(cxx) = ernie_cuda::emu::host_compiler() else {
+        skipped!("SKIPPED (no host C++ compiler): param_offsets_match_host_cxx");
+        return;
+    };
+    let kernels = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../kernels");
+    let dir = std::env::temp_dir().join(format!("ernie-layout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("layout.cpp");
+    std::fs::write(
+        &src,
+        format!(
+            "#include <cstddef>\n#include \"params.cuh\"\n{}\nint main() {{ return 0; }}\n",
+            ernie_cuda::params::layout_asserts(true)
+        ),
+    )
+    .unwrap();
+    let out = Command::new(cxx)
+        .args(["-std=c++17", "-fsyntax-only", "-I"])
+        .arg(&kernels)
+        .arg(&src)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "params.rs and params.cuh disagree:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
