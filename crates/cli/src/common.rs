@@ -38,14 +38,49 @@ pub struct DeviceArgs {
     /// CPU threads [default: all cores]
     #[arg(long, value_name = "N", value_parser = positive)]
     pub threads: Option<usize>,
+
+    /// Precision with --device cuda
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Bf16)]
+    pub precision: PrecisionArg,
+
+    /// GPU ordinal with --device cuda
+    #[arg(long, default_value_t = 0)]
+    pub gpu: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Device {
     /// The CPU backend (f32, multi-threaded)
     Cpu,
-    /// The CUDA backend (not available in this build)
+    /// The CUDA backend (NVRTC kernels, cuBLASLt; needs an NVIDIA GPU and driver)
     Cuda,
+}
+
+/// Storage precision on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    /// bf16 activations and GEMM operands, fp32 master weights, optimizer state and accumulation
+    Bf16,
+    /// fp32 everywhere (parity with the CPU)
+    F32,
+}
+
+/// Runs `$body` with `$b` bound to the backend `--device` selects (the body is compiled once per backend,
+/// so it may call generic code).
+#[macro_export]
+macro_rules! with_backend {
+    ($dev:expr, $b:ident => $body:expr) => {
+        match $dev.device {
+            $crate::common::Device::Cpu => {
+                let $b = &$dev.init_cpu()?;
+                $body
+            }
+            $crate::common::Device::Cuda => {
+                let $b = &$dev.init_cuda()?;
+                $body
+            }
+        }
+    };
 }
 
 /// A value parser for counts that must be at least 1.
@@ -58,21 +93,35 @@ pub fn positive(s: &str) -> Result<usize, String> {
 }
 
 impl DeviceArgs {
-    /// Checks the device and sizes the global thread pool. Call once, before any parallel work.
+    /// The CPU backend; sizes the global thread pool. Call once, before any parallel work.
     pub fn init_cpu(&self) -> Result<ernie_tensor::Cpu<f32>> {
-        match self.device {
-            Device::Cpu => {}
-            Device::Cuda => bail!(
-                "--device cuda: the CUDA backend is not available in this build; use --device cpu"
-            ),
+        if self.device != Device::Cpu {
+            bail!("internal: init_cpu with --device {:?}", self.device);
         }
+        self.init_threads()?;
+        Ok(ernie_tensor::Cpu::<f32>::new())
+    }
+
+    /// The CUDA backend on GPU `--gpu` in `--precision`; a clear error (never a panic) without a GPU.
+    pub fn init_cuda(&self) -> Result<ernie_cuda::CudaBackend> {
+        self.init_threads()?;
+        let precision = match self.precision {
+            PrecisionArg::Bf16 => ernie_cuda::Precision::Bf16,
+            PrecisionArg::F32 => ernie_cuda::Precision::F32,
+        };
+        let b = ernie_cuda::CudaBackend::with_precision(self.gpu, precision).map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
+        eprintln!("CUDA device {}: {} (sm_{}{}), {:?}", self.gpu, b.device_name(), b.compute_capability().0, b.compute_capability().1, precision);
+        Ok(b)
+    }
+
+    fn init_threads(&self) -> Result<()> {
         if let Some(n) = self.threads {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
                 .build_global()
                 .with_context(|| format!("cannot start {n} threads"))?;
         }
-        Ok(ernie_tensor::Cpu::<f32>::new())
+        Ok(())
     }
 }
 

@@ -61,7 +61,10 @@ struct OutputRow<'a> {
 }
 
 pub fn run(args: &EncodeArgs) -> Result<()> {
-    let backend = args.device.init_cpu()?;
+    crate::with_backend!(args.device, b => run_on(b, args))
+}
+
+fn run_on<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<()> {
     let mut output = AtomicOutput::create(&args.output)?;
     let model = LoadedModel::load(&args.model, None)?;
     let inputs = read_inputs(&args.input)?;
@@ -76,10 +79,10 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
         args.batch_size
     );
     let start = Instant::now();
-    let encoder = Encoder::from_host(&backend, &model.host);
+    let encoder = Encoder::from_host(backend, &model.host);
     let pad_id = model.tokenizer.pad_id();
     encode_all(
-        &backend,
+        backend,
         &encoder,
         &encoded,
         pad_id,

@@ -192,7 +192,6 @@ pub fn recipe(a: &TrainArgs) -> Result<(Recipe, Option<f64>)> {
 }
 
 pub fn run_train(a: &TrainArgs) -> Result<()> {
-    let b = a.device.init_cpu()?;
     if a.batch_size == Some(0) {
         bail!("--batch-size must be at least 1");
     }
@@ -289,7 +288,7 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
         dev_limit: a.dev_limit,
         save: !a.no_save,
     };
-    let report = ernie_train::train(&b, &cfg)?;
+    let report = crate::with_backend!(a.device, b => ernie_train::train(b, &cfg))?;
     if let Some(m) = report.final_dev {
         eprintln!(
             "final dev accuracy {:.4} macro-F1 {:.4}; best during training {:.4}; {:.3} s/step; written to {}",
@@ -336,8 +335,11 @@ fn open<B: Backend>(b: &B, dir: &Path) -> Result<(Encoder<B>, TextTokenizer, che
 }
 
 pub fn run_eval(a: &EvalArgs) -> Result<()> {
-    let b = a.device.init_cpu()?;
-    let (enc, tok, ck) = open(&b, &a.model)?;
+    crate::with_backend!(a.device, b => eval_on(b, a))
+}
+
+fn eval_on<B: Backend>(b: &B, a: &EvalArgs) -> Result<()> {
+    let (enc, tok, ck) = open(b, &a.model)?;
     let task = TaskArgs { task: ck.meta.task.name.clone(), ..a.task.clone() };
     let file = task.file(&a.dev, &["dev.json"])?;
     let mut ex = read_examples(&file, &ck.meta.task, true)?;
@@ -346,7 +348,7 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
     }
     let ds = Dataset::build(&ex, &tok, a.max_len.unwrap_or(ck.meta.max_len), &ck.meta.labels)?;
     let pb = progress_bar(ds.len() as u64, "examples");
-    let m = eval::evaluate(&b, &enc, &ds, a.batch_size.max(1), tok.pad_id(), |n| pb.inc(n as u64));
+    let m = eval::evaluate(b, &enc, &ds, a.batch_size.max(1), tok.pad_id(), |n| pb.inc(n as u64));
     pb.finish_and_clear();
     let json = serde_json::json!({ "model": a.model, "file": file, "accuracy": m.accuracy, "macro_f1": m.macro_f1, "loss": m.loss, "examples": m.examples });
     println!("{json}");
@@ -376,8 +378,11 @@ pub struct PredictArgs {
 }
 
 pub fn run_predict(a: &PredictArgs) -> Result<()> {
-    let b = a.device.init_cpu()?;
-    let (enc, tok, ck) = open(&b, &a.model)?;
+    crate::with_backend!(a.device, b => predict_on(b, a))
+}
+
+fn predict_on<B: Backend>(b: &B, a: &PredictArgs) -> Result<()> {
+    let (enc, tok, ck) = open(b, &a.model)?;
     let task = TaskArgs { task: ck.meta.task.name.clone(), ..a.task.clone() };
     let file = task.file(&a.test, &["test.json"])?;
     let mut spec = ck.meta.task.clone();
@@ -390,7 +395,7 @@ pub fn run_predict(a: &PredictArgs) -> Result<()> {
         .collect();
     let ds = Dataset::build(&ex, &tok, ck.meta.max_len, &ck.meta.labels)?;
     let pb = progress_bar(ds.len() as u64, "examples");
-    let (pred, _) = eval::predict(&b, &enc, &ds, a.batch_size.max(1), tok.pad_id(), |n| pb.inc(n as u64));
+    let (pred, _) = eval::predict(b, &enc, &ds, a.batch_size.max(1), tok.pad_id(), |n| pb.inc(n as u64));
     pb.finish_and_clear();
     let mut out = AtomicOutput::create(&a.output)?;
     for (i, (item, p)) in ds.items().iter().zip(&pred).enumerate() {
@@ -429,7 +434,10 @@ pub struct AverageArgs {
 }
 
 pub fn run_average(a: &AverageArgs) -> Result<()> {
-    let b = a.device.init_cpu()?;
+    crate::with_backend!(a.device, b => average_on(b, a))
+}
+
+fn average_on<B: Backend>(b: &B, a: &AverageArgs) -> Result<()> {
     let cks: Vec<checkpoint::Checkpoint> = a.checkpoints.iter().map(|d| checkpoint::load(d)).collect::<Result<_>>()?;
     for c in &cks[1..] {
         if c.meta.labels.labels() != cks[0].meta.labels.labels() {
@@ -445,7 +453,7 @@ pub fn run_average(a: &AverageArgs) -> Result<()> {
         let tok = TextTokenizer::from_dir(&cks[0].dir)?;
         let ex = read_examples(holdout, &cks[0].meta.task, true)?;
         let ds = Dataset::build(&ex, &tok, cks[0].meta.max_len, &cks[0].meta.labels)?;
-        let score = |h: &HostParams| eval::evaluate(&b, &Encoder::from_host(&b, h), &ds, 64, tok.pad_id(), |_| {}).accuracy;
+        let score = |h: &HostParams| eval::evaluate(b, &Encoder::from_host(b, h), &ds, 64, tok.pad_id(), |_| {}).accuracy;
         let scores: Vec<f64> = cks.iter().map(|c| score(&c.params)).collect();
         let (kept, soup, best) = fma::greedy_soup(&named, &scores, score)?;
         (soup, format!("greedy soup of {:?} (held-out accuracy {best:.4})", kept.iter().map(|&k| &named[k].0).collect::<Vec<_>>()))
