@@ -137,8 +137,9 @@ pub struct TrainArgs {
     /// adv: weight of the adversarial term
     #[arg(long, default_value_t = adv::DEFAULT_ALPHA)]
     pub adv_alpha: f64,
-    /// adv: std of the probe noise
-    #[arg(long, default_value_t = 1e-5)]
+    /// adv: std of the probe noise (N(0, 1e-5) read as variance: std 3.2e-3; much smaller puts the probe
+    /// below f32 round-off)
+    #[arg(long, default_value_t = adv::DEFAULT_INIT_SIGMA)]
     pub adv_init_sigma: f32,
     /// adv: norm of the noise per example and layer
     #[arg(long, value_enum, default_value_t = NormArg::L2)]
