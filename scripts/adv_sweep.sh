@@ -3,10 +3,10 @@
 # TRAIN file and scored on the other 10% (never dev), two epochs at max length 64, one seed per cell (a
 # small CPU budget: see docs/adv-sweep.md for how to read it). Writes results/adv-sweep/sweep.{json,md}.
 # (AFQMC was tried first: at this budget every run predicts the majority class, so it cannot rank settings.)
-# Usage: scripts/adv_sweep.sh [N=1024] [EPSILONS="0.1 1 5"] [ALPHAS="1"]
+# Usage: scripts/adv_sweep.sh [N=512] [EPSILONS="0.1 1 5"] [ALPHAS="1"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-n=${1:-1024}
+n=${1:-512}
 eps_list=${2:-"0.1 1 5"}
 alpha_list=${3:-"1"}
 out=results/adv-sweep

@@ -60,7 +60,7 @@ struct Opts {
 const HELP: &str = "cargo xtask bench-speed [options] [-- extra flags for bench_speed_torch.py]
 
   --device cuda|cpu        where both sides run [cuda]
-  --quick                  the tiny shape only (sizes 32x4,64x8), 1 warm-up + 3 steps, PyTorch eager only
+  --quick                  the tiny shape only (sizes 32x4,128x8), 1 warm-up + 3 steps, PyTorch eager only
                            unless --torch-modes is given: proves the plumbing on a CPU in a minute or two
   --dry-run                print the commands, run nothing
   --report-only            run nothing; rebuild the tables from <out>/raw/*.jsonl
@@ -151,7 +151,7 @@ fn parse(args: &[String]) -> Result<Opts> {
     }
     if o.quick {
         o.shapes = vec!["tiny".into()];
-        o.sizes = vec![(32, 4), (64, 8)];
+        o.sizes = vec![(32, 4), (128, 8)];
         o.torch_modes = vec!["eager".into()];
         o.warmup = 1;
         o.steps = 3;

@@ -43,7 +43,7 @@ use ernie_tensor::{Backend, RngStream};
 use rayon::prelude::*;
 use serde_json::json;
 
-use crate::common::{positive, Device, DeviceArgs};
+use crate::common::{positive, Device, DeviceArgs, PrecisionArg};
 
 /// A named model shape (random weights).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -116,14 +116,6 @@ pub enum BenchMode {
     Infer,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum PrecisionArg {
-    /// fp32 throughout (the CPU backend's only precision)
-    F32,
-    /// bf16 activations and GEMM operands, fp32 accumulation, parameters and optimizer state
-    Bf16,
-}
-
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Model shape (random weights)
@@ -153,9 +145,6 @@ pub struct BenchArgs {
     /// Peak dense TFLOP/s of the device for MFU [default: 989 (H100/H200 bf16 dense) with --device cuda, else no MFU]
     #[arg(long, value_name = "TFLOPS")]
     pub peak_tflops: Option<f64>,
-    /// Compute precision [default: bf16 with --device cuda, f32 on the CPU]
-    #[arg(long, value_enum)]
-    pub precision: Option<PrecisionArg>,
     /// Hidden dropout of the training forwards
     #[arg(long, default_value_t = 0.1)]
     pub hidden_dropout: f32,
@@ -171,10 +160,23 @@ pub struct BenchArgs {
 pub const H100_BF16_DENSE_TFLOPS: f64 = 989.0;
 
 /// Model FLOPs of one step (see the module docs for the formula).
-pub fn step_flops(cfg: &ModelConfig, labels: usize, batch: usize, seq: usize, strategy: BenchStrategy, mode: BenchMode) -> f64 {
-    let (l, h, i, c) = (cfg.num_hidden_layers as f64, cfg.hidden_size as f64, cfg.intermediate_size as f64, labels as f64);
+pub fn step_flops(
+    cfg: &ModelConfig,
+    labels: usize,
+    batch: usize,
+    seq: usize,
+    strategy: BenchStrategy,
+    mode: BenchMode,
+) -> f64 {
+    let (l, h, i, c) = (
+        cfg.num_hidden_layers as f64,
+        cfg.hidden_size as f64,
+        cfg.intermediate_size as f64,
+        labels as f64,
+    );
     let s = seq as f64;
-    let lin = |rows: f64| 2.0 * rows * s * l * (4.0 * h * h + 2.0 * h * i) + 2.0 * rows * (h * h + h * c);
+    let lin =
+        |rows: f64| 2.0 * rows * s * l * (4.0 * h * h + 2.0 * h * i) + 2.0 * rows * (h * h + h * c);
     let att = |rows: f64| 4.0 * rows * l * s * s * h;
     let b = batch as f64;
     match (mode, strategy) {
@@ -186,7 +188,8 @@ pub fn step_flops(cfg: &ModelConfig, labels: usize, batch: usize, seq: usize, st
 }
 
 /// The formula in words, for the JSON output.
-pub const FLOPS_FORMULA: &str = "matmuls only; lin(R)=2*R*S*L*(4H^2+2HI)+2*R*(H^2+HC), att(R)=4*R*L*S^2*H; \
+pub const FLOPS_FORMULA: &str =
+    "matmuls only; lin(R)=2*R*S*L*(4H^2+2HI)+2*R*(H^2+HC), att(R)=4*R*L*S^2*H; \
 infer: lin(B)+att(B); base: 3(lin(B)+att(B)); rdrop: 3(lin(2B)+att(2B)); adv: 8 lin(B)+9 att(B) \
 (3 forwards, probe backward without weight grads = lin+2att, 2 full backwards)";
 
@@ -208,10 +211,19 @@ fn random_params(config: ModelConfig, num_labels: usize, seed: u64) -> HostParam
             } else {
                 (1.0 / (s.shape[1] as f32).sqrt(), 0.0)
             };
-            (0..s.numel()).into_par_iter().map(|j| offset + scale * rng.normal(j as u64)).collect()
+            (0..s.numel())
+                .into_par_iter()
+                .map(|j| offset + scale * rng.normal(j as u64))
+                .collect()
         })
         .collect();
-    HostParams { config, num_labels, specs, values, initialised: vec![] }
+    HostParams {
+        config,
+        num_labels,
+        specs,
+        values,
+        initialised: vec![],
+    }
 }
 
 /// What one benchmark measured (printed as JSON by [`run`]).
@@ -230,13 +242,23 @@ pub struct Measured {
 
 /// Runs the benchmark on backend `b`. `sync` waits for all work queued on the device (a no-op on the CPU);
 /// it is called after every step, before the clock is read.
-pub fn measure<B: Backend>(b: &B, a: &BenchArgs, precision: &'static str, sync: &dyn Fn()) -> Result<Measured> {
+pub fn measure<B: Backend>(
+    b: &B,
+    a: &BenchArgs,
+    precision: &'static str,
+    sync: &dyn Fn(),
+) -> Result<Measured> {
     let t0 = Instant::now();
     let mut config = a.shape.config();
     config.hidden_dropout_prob = a.hidden_dropout;
     config.attention_probs_dropout_prob = a.attention_dropout;
     if a.seq > config.max_position_embeddings {
-        bail!("--seq {} exceeds the {} shape's max_position_embeddings {}", a.seq, a.shape.name(), config.max_position_embeddings);
+        bail!(
+            "--seq {} exceeds the {} shape's max_position_embeddings {}",
+            a.seq,
+            a.shape.name(),
+            config.max_position_embeddings
+        );
     }
     let host = random_params(config.clone(), a.labels, a.seed);
     let mut enc = Encoder::from_host(b, &host);
@@ -248,24 +270,42 @@ pub fn measure<B: Backend>(b: &B, a: &BenchArgs, precision: &'static str, sync: 
     let tokens = Tokens {
         batch,
         seq,
-        ids: (0..n).map(|i| r.word(i as u64) % config.vocab_size as u32).collect(),
+        ids: (0..n)
+            .map(|i| r.word(i as u64) % config.vocab_size as u32)
+            .collect(),
         type_ids: vec![0; n],
         task_ids: vec![],
         mask: vec![1; n],
     };
     enc.check_tokens(&tokens).map_err(anyhow::Error::msg)?;
-    let labels: Vec<u32> = (0..batch).map(|i| r.word((1u64 << 40) | i as u64) % a.labels as u32).collect();
+    let labels: Vec<u32> = (0..batch)
+        .map(|i| r.word((1u64 << 40) | i as u64) % a.labels as u32)
+        .collect();
     let recipe = match a.strategy {
         BenchStrategy::Base => Recipe::default(),
-        BenchStrategy::Adv => Recipe { adv: Some(AdvConfig::default()), rdrop: None },
-        BenchStrategy::Rdrop => Recipe { rdrop: Some(RDropConfig::default()), adv: None },
+        BenchStrategy::Adv => Recipe {
+            adv: Some(AdvConfig::default()),
+            rdrop: None,
+        },
+        BenchStrategy::Rdrop => Recipe {
+            rdrop: Some(RDropConfig::default()),
+            adv: None,
+        },
     };
-    let dropout = Dropout { hidden: a.hidden_dropout, attention: a.attention_dropout };
+    let dropout = Dropout {
+        hidden: a.hidden_dropout,
+        attention: a.attention_dropout,
+    };
     let train = a.mode == BenchMode::Train;
     let mut opt_grads = if train {
         let sizes: Vec<usize> = enc.specs.iter().map(|s| s.numel()).collect();
         let decay = enc.specs.iter().map(|s| s.weight_decay()).collect();
-        let cfg = AdamWConfig { lr: 2e-5, weight_decay: 0.01, max_grad_norm: Some(1.0), ..AdamWConfig::default() };
+        let cfg = AdamWConfig {
+            lr: 2e-5,
+            weight_decay: 0.01,
+            max_grad_norm: Some(1.0),
+            ..AdamWConfig::default()
+        };
         Some((AdamW::new(b, cfg, &sizes, decay), enc.zero_grads(b)))
     } else {
         None
@@ -278,7 +318,16 @@ pub fn measure<B: Backend>(b: &B, a: &BenchArgs, precision: &'static str, sync: 
         match &mut opt_grads {
             Some((opt, grads)) => {
                 grads.zero(b);
-                let rep = compute_gradients(b, &enc, grads, &tokens, &labels, &recipe, dropout, RngStream::new(a.seed, k));
+                let rep = compute_gradients(
+                    b,
+                    &enc,
+                    grads,
+                    &tokens,
+                    &labels,
+                    &recipe,
+                    dropout,
+                    RngStream::new(a.seed, k),
+                );
                 if !rep.loss.is_finite() {
                     bail!("the loss became {} at step {k}", rep.loss);
                 }
@@ -297,8 +346,12 @@ pub fn measure<B: Backend>(b: &B, a: &BenchArgs, precision: &'static str, sync: 
         step(k)?;
         Ok(t.elapsed().as_secs_f64())
     };
-    let warmup_s = (0..a.warmup as u64).map(&mut timed).collect::<Result<Vec<_>>>()?;
-    let step_s = (a.warmup as u64..(a.warmup + a.steps) as u64).map(&mut timed).collect::<Result<Vec<_>>>()?;
+    let warmup_s = (0..a.warmup as u64)
+        .map(&mut timed)
+        .collect::<Result<Vec<_>>>()?;
+    let step_s = (a.warmup as u64..(a.warmup + a.steps) as u64)
+        .map(&mut timed)
+        .collect::<Result<Vec<_>>>()?;
     Ok(Measured {
         device: b.name(),
         precision,
@@ -329,7 +382,9 @@ pub fn report(a: &BenchArgs, m: &Measured) -> serde_json::Value {
     let med = median(&m.step_s);
     let flops = step_flops(&cfg, a.labels, a.batch, a.seq, a.strategy, a.mode);
     let achieved = flops / med / 1e12;
-    let peak_tflops = a.peak_tflops.or((a.device.device == Device::Cuda).then_some(H100_BF16_DENSE_TFLOPS));
+    let peak_tflops = a
+        .peak_tflops
+        .or((a.device.device == Device::Cuda).then_some(H100_BF16_DENSE_TFLOPS));
     let (peak_bytes, source) = if m.peak_device_bytes > 0 {
         (Some(m.peak_device_bytes as u64), "device")
     } else {
@@ -378,43 +433,27 @@ pub fn report(a: &BenchArgs, m: &Measured) -> serde_json::Value {
 
 pub fn run(a: &BenchArgs) -> Result<()> {
     let m = match a.device.device {
+        // The CPU backend computes in f32 whatever --precision says (that flag is for --device cuda).
         Device::Cpu => {
-            if a.precision == Some(PrecisionArg::Bf16) {
-                bail!("--precision bf16: the CPU backend computes in f32 only");
-            }
             let b = a.device.init_cpu()?;
             measure(&b, a, "f32", &|| {})?
         }
-        Device::Cuda => measure_cuda(a)?,
+        // The CUDA backend (--gpu, --precision): synchronised after every step, so the step times are device
+        // times; the peak memory is its allocator's high-water mark (Backend::peak_bytes).
+        Device::Cuda => {
+            let b = a.device.init_cuda()?;
+            let precision = match a.device.precision {
+                PrecisionArg::Bf16 => "bf16",
+                PrecisionArg::F32 => "f32",
+            };
+            measure(&b, a, precision, &|| b.synchronize())?
+        }
     };
-    println!("{}", serde_json::to_string(&report(a, &m)).context("serialising the report")?);
+    println!(
+        "{}",
+        serde_json::to_string(&report(a, &m)).context("serialising the report")?
+    );
     Ok(())
-}
-
-// ============================================================================================================
-// CUDA PLUG-IN POINT: the one place where `ernie-ft bench --device cuda` meets the CUDA backend.
-//
-// Until the `ernie-cuda` crate is a dependency of this binary, `--device cuda` fails with the same message as
-// every other subcommand (from `DeviceArgs::init_cpu`). To plug it in: add `ernie-cuda.workspace = true` to
-// crates/cli/Cargo.toml and replace the body below with
-//
-//     let precision = a.precision.unwrap_or(PrecisionArg::Bf16);
-//     let p = match precision {
-//         PrecisionArg::F32 => ernie_cuda::Precision::F32,
-//         PrecisionArg::Bf16 => ernie_cuda::Precision::Bf16,
-//     };
-//     let b = ernie_cuda::CudaBackend::with_precision(0, p).context("cannot start the CUDA backend")?;
-//     let name = match precision { PrecisionArg::F32 => "f32", PrecisionArg::Bf16 => "bf16" };
-//     measure(&b, a, name, &|| b.synchronize())
-//
-// (`measure` synchronises after every step through `sync`, so the step times are device times; the peak
-// memory then comes from `Backend::peak_bytes`, the device allocator's high-water mark.)
-// ============================================================================================================
-fn measure_cuda(a: &BenchArgs) -> Result<Measured> {
-    match a.device.init_cpu() {
-        Err(e) => Err(e),
-        Ok(_) => bail!("--device cuda: the CUDA backend is not available in this build; use --device cpu"),
-    }
 }
 
 #[cfg(test)]
@@ -444,9 +483,27 @@ mod tests {
     #[test]
     fn shapes_have_the_documented_sizes() {
         let e5 = Shape::E5Small.config();
-        assert_eq!((e5.num_hidden_layers, e5.hidden_size, e5.num_attention_heads, e5.intermediate_size, e5.vocab_size), (12, 384, 12, 1536, 21356));
+        assert_eq!(
+            (
+                e5.num_hidden_layers,
+                e5.hidden_size,
+                e5.num_attention_heads,
+                e5.intermediate_size,
+                e5.vocab_size
+            ),
+            (12, 384, 12, 1536, 21356)
+        );
         let eb = Shape::ErnieBase.config();
-        assert_eq!((eb.hidden_size, eb.intermediate_size, eb.vocab_size, eb.type_vocab_size, eb.max_position_embeddings), (768, 3072, 40000, 4, 512));
+        assert_eq!(
+            (
+                eb.hidden_size,
+                eb.intermediate_size,
+                eb.vocab_size,
+                eb.type_vocab_size,
+                eb.max_position_embeddings
+            ),
+            (768, 3072, 40000, 4, 512)
+        );
         assert!(eb.use_task_id && eb.task_type_vocab_size == 3);
         assert_eq!(eb.model_type, ernie_model::ModelType::Ernie);
     }

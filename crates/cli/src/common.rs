@@ -109,8 +109,16 @@ impl DeviceArgs {
             PrecisionArg::Bf16 => ernie_cuda::Precision::Bf16,
             PrecisionArg::F32 => ernie_cuda::Precision::F32,
         };
-        let b = ernie_cuda::CudaBackend::with_precision(self.gpu, precision).map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
-        eprintln!("CUDA device {}: {} (sm_{}{}), {:?}", self.gpu, b.device_name(), b.compute_capability().0, b.compute_capability().1, precision);
+        let b = ernie_cuda::CudaBackend::with_precision(self.gpu, precision)
+            .map_err(|e| anyhow::anyhow!("--device cuda: {e}; use --device cpu"))?;
+        eprintln!(
+            "CUDA device {}: {} (sm_{}{}), {:?}",
+            self.gpu,
+            b.device_name(),
+            b.compute_capability().0,
+            b.compute_capability().1,
+            precision
+        );
         Ok(b)
     }
 

@@ -35,7 +35,8 @@ pub struct TaskArgs {
 
 impl TaskArgs {
     pub fn spec(&self) -> TaskSpec {
-        let mut s = TaskSpec::preset(&self.task).unwrap_or_else(|| TaskSpec::custom(&self.task, "sentence", None, Some("label")));
+        let mut s = TaskSpec::preset(&self.task)
+            .unwrap_or_else(|| TaskSpec::custom(&self.task, "sentence", None, Some("label")));
         if let Some(k) = &self.text_a_key {
             s.text_a_key = k.clone();
         }
@@ -53,12 +54,17 @@ impl TaskArgs {
         if let Some(f) = file {
             return Ok(f.clone());
         }
-        let data = ernie_data::resolve_data_dir(self.data.as_deref()).context("cannot find the data (give the file, or --data DIR)")?;
+        let data = ernie_data::resolve_data_dir(self.data.as_deref())
+            .context("cannot find the data (give the file, or --data DIR)")?;
         let dir = data.join(self.task.to_ascii_lowercase());
         for n in names {
             if dir.join(n).is_file() {
                 if *n == "train.partial.json" {
-                    eprintln!("note: {} not found; using {} (see the data README)", dir.join("train.json").display(), dir.join(n).display());
+                    eprintln!(
+                        "note: {} not found; using {} (see the data README)",
+                        dir.join("train.json").display(),
+                        dir.join(n).display()
+                    );
                 }
                 return Ok(dir.join(n));
             }
@@ -186,10 +192,21 @@ pub fn recipe(a: &TrainArgs) -> Result<(Recipe, Option<f64>)> {
         NormArg::Max => NoiseNorm::Max,
     };
     let recipe = Recipe {
-        rdrop: on(Strategy::Rdrop).then_some(RDropConfig { alpha: a.rdrop_alpha }),
-        adv: on(Strategy::Adv).then_some(AdvConfig { epsilon: a.adv_epsilon, alpha: a.adv_alpha, init_sigma: a.adv_init_sigma, norm, objective }),
+        rdrop: on(Strategy::Rdrop).then_some(RDropConfig {
+            alpha: a.rdrop_alpha,
+        }),
+        adv: on(Strategy::Adv).then_some(AdvConfig {
+            epsilon: a.adv_epsilon,
+            alpha: a.adv_alpha,
+            init_sigma: a.adv_init_sigma,
+            norm,
+            objective,
+        }),
     };
-    Ok((recipe, on(Strategy::LayerDecay).then_some(a.layer_decay_rate)))
+    Ok((
+        recipe,
+        on(Strategy::LayerDecay).then_some(a.layer_decay_rate),
+    ))
 }
 
 pub fn run_train(a: &TrainArgs) -> Result<()> {
@@ -204,8 +221,11 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
     let spec = a.task.spec();
     let d = TaskDefaults::for_task(&spec.name);
     let (recipe, layer_decay) = recipe(a)?;
-    let model_dir = ernie_data::resolve_model_dir(a.model.model.as_deref()).context("cannot find the model")?;
-    let mut train_file = a.task.file(&a.train, &["train.json", "train.partial.json"])?;
+    let model_dir =
+        ernie_data::resolve_model_dir(a.model.model.as_deref()).context("cannot find the model")?;
+    let mut train_file = a
+        .task
+        .file(&a.train, &["train.json", "train.partial.json"])?;
     // With --holdout, evaluation is on the held-out part of TRAIN: dev is neither resolved nor read.
     let mut dev_file = match a.holdout {
         Some(_) => {
@@ -218,11 +238,27 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
     };
     let mut labels_file = a.labels.clone();
     if labels_file.is_none() {
-        labels_file = train_file.parent().and_then(|d| spec.labels_path(d)).filter(|p| p.is_file());
+        labels_file = train_file
+            .parent()
+            .and_then(|d| spec.labels_path(d))
+            .filter(|p| p.is_file());
     }
     let output_dir = a.output_dir.clone().unwrap_or_else(|| {
-        let names: Vec<String> = a.strategy.iter().map(|s| format!("{s:?}").to_lowercase()).collect();
-        PathBuf::from("output").join(format!("{}-{}-seed{}", spec.name, if names.is_empty() { "base".into() } else { names.join("+") }, a.seed))
+        let names: Vec<String> = a
+            .strategy
+            .iter()
+            .map(|s| format!("{s:?}").to_lowercase())
+            .collect();
+        PathBuf::from("output").join(format!(
+            "{}-{}-seed{}",
+            spec.name,
+            if names.is_empty() {
+                "base".into()
+            } else {
+                names.join("+")
+            },
+            a.seed
+        ))
     });
     let _holdout_dir;
     if let Some(frac) = a.holdout {
@@ -256,12 +292,22 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
             let set = ernie_data::LabelSet::from_examples(&[tr.clone(), ho.clone()].concat())?;
             let p = _holdout_dir.join("labels.json");
             let key = spec.label_key.clone().unwrap_or_else(|| "label".into());
-            std::fs::write(&p, set.labels().iter().map(|l| serde_json::json!({ key.clone(): l }).to_string() + "\n").collect::<String>())?;
+            std::fs::write(
+                &p,
+                set.labels()
+                    .iter()
+                    .map(|l| serde_json::json!({ key.clone(): l }).to_string() + "\n")
+                    .collect::<String>(),
+            )?;
             labels_file = Some(p);
         }
         train_file = write("train.json", &tr)?;
         dev_file = Some(write("holdout.json", &ho)?);
-        eprintln!("holdout: {} train / {} held-out examples of the training file (dev untouched)", tr.len(), ho.len());
+        eprintln!(
+            "holdout: {} train / {} held-out examples of the training file (dev untouched)",
+            tr.len(),
+            ho.len()
+        );
     }
     let cfg = TrainConfig {
         task: spec.clone(),
@@ -329,7 +375,10 @@ pub struct EvalArgs {
 }
 
 /// A checkpoint on the device with its tokenizer, and the task it was trained for.
-fn open<B: Backend>(b: &B, dir: &Path) -> Result<(Encoder<B>, TextTokenizer, checkpoint::Checkpoint)> {
+fn open<B: Backend>(
+    b: &B,
+    dir: &Path,
+) -> Result<(Encoder<B>, TextTokenizer, checkpoint::Checkpoint)> {
     let ck = checkpoint::load(dir)?;
     let tok = TextTokenizer::from_dir(dir)?;
     Ok((Encoder::from_host(b, &ck.params), tok, ck))
@@ -341,15 +390,25 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
 
 fn eval_on<B: Backend>(b: &B, a: &EvalArgs) -> Result<()> {
     let (enc, tok, ck) = open(b, &a.model)?;
-    let task = TaskArgs { task: ck.meta.task.name.clone(), ..a.task.clone() };
+    let task = TaskArgs {
+        task: ck.meta.task.name.clone(),
+        ..a.task.clone()
+    };
     let file = task.file(&a.dev, &["dev.json"])?;
     let mut ex = read_examples(&file, &ck.meta.task, true)?;
     if let Some(n) = a.dev_limit {
         ex.truncate(n);
     }
-    let ds = Dataset::build(&ex, &tok, a.max_len.unwrap_or(ck.meta.max_len), &ck.meta.labels)?;
+    let ds = Dataset::build(
+        &ex,
+        &tok,
+        a.max_len.unwrap_or(ck.meta.max_len),
+        &ck.meta.labels,
+    )?;
     let pb = progress_bar(ds.len() as u64, "examples");
-    let m = eval::evaluate(b, &enc, &ds, a.batch_size.max(1), tok.pad_id(), |n| pb.inc(n as u64));
+    let m = eval::evaluate(b, &enc, &ds, a.batch_size.max(1), tok.pad_id(), |n| {
+        pb.inc(n as u64)
+    });
     pb.finish_and_clear();
     let json = serde_json::json!({ "model": a.model, "file": file, "accuracy": m.accuracy, "macro_f1": m.macro_f1, "loss": m.loss, "examples": m.examples });
     println!("{json}");
@@ -384,31 +443,48 @@ pub fn run_predict(a: &PredictArgs) -> Result<()> {
 
 fn predict_on<B: Backend>(b: &B, a: &PredictArgs) -> Result<()> {
     let (enc, tok, ck) = open(b, &a.model)?;
-    let task = TaskArgs { task: ck.meta.task.name.clone(), ..a.task.clone() };
+    let task = TaskArgs {
+        task: ck.meta.task.name.clone(),
+        ..a.task.clone()
+    };
     let file = task.file(&a.test, &["test.json"])?;
     let mut spec = ck.meta.task.clone();
     spec.label_key = None; // labels, if present, are not read
     let ex = read_examples(&file, &spec, false)?;
     // The ids exactly as written, by line: an int stays an int and a string stays a string (even "0042").
-    let raw_ids: std::collections::HashMap<usize, serde_json::Value> = crate::io::read_json_lines(&file)?
-        .into_iter()
-        .filter_map(|l| l.obj.get(&spec.id_key).cloned().map(|v| (l.line, v)))
-        .collect();
+    let raw_ids: std::collections::HashMap<usize, serde_json::Value> =
+        crate::io::read_json_lines(&file)?
+            .into_iter()
+            .filter_map(|l| l.obj.get(&spec.id_key).cloned().map(|v| (l.line, v)))
+            .collect();
     let ds = Dataset::build(&ex, &tok, ck.meta.max_len, &ck.meta.labels)?;
     let pb = progress_bar(ds.len() as u64, "examples");
-    let (pred, _) = eval::predict(b, &enc, &ds, a.batch_size.max(1), tok.pad_id(), |n| pb.inc(n as u64));
+    let (pred, _) = eval::predict(b, &enc, &ds, a.batch_size.max(1), tok.pad_id(), |n| {
+        pb.inc(n as u64)
+    });
     pb.finish_and_clear();
     let mut out = AtomicOutput::create(&a.output)?;
     for (i, (item, p)) in ds.items().iter().zip(&pred).enumerate() {
         let id: serde_json::Value = match &item.id {
-            Some(s) => raw_ids.get(&item.line).cloned().unwrap_or_else(|| s.clone().into()),
+            Some(s) => raw_ids
+                .get(&item.line)
+                .cloned()
+                .unwrap_or_else(|| s.clone().into()),
             None => i.into(),
         };
         let label = ck.meta.labels.name(*p).unwrap_or_default();
-        writeln!(out.writer(), "{}", serde_json::json!({ "id": id, "label": label }))?;
+        writeln!(
+            out.writer(),
+            "{}",
+            serde_json::json!({ "id": id, "label": label })
+        )?;
     }
     out.commit()?;
-    eprintln!("{} predictions written to {}", pred.len(), a.output.display());
+    eprintln!(
+        "{} predictions written to {}",
+        pred.len(),
+        a.output.display()
+    );
     Ok(())
 }
 
@@ -439,36 +515,66 @@ pub fn run_average(a: &AverageArgs) -> Result<()> {
 }
 
 fn average_on<B: Backend>(b: &B, a: &AverageArgs) -> Result<()> {
-    let cks: Vec<checkpoint::Checkpoint> = a.checkpoints.iter().map(|d| checkpoint::load(d)).collect::<Result<_>>()?;
+    let cks: Vec<checkpoint::Checkpoint> = a
+        .checkpoints
+        .iter()
+        .map(|d| checkpoint::load(d))
+        .collect::<Result<_>>()?;
     for c in &cks[1..] {
         if c.meta.labels.labels() != cks[0].meta.labels.labels() {
-            bail!("{}: its labels differ from {}'s", c.dir.display(), cks[0].dir.display());
+            bail!(
+                "{}: its labels differ from {}'s",
+                c.dir.display(),
+                cks[0].dir.display()
+            );
         }
     }
-    let named: Vec<(String, &HostParams)> = cks.iter().map(|c| (c.dir.display().to_string(), &c.params)).collect();
+    let named: Vec<(String, &HostParams)> = cks
+        .iter()
+        .map(|c| (c.dir.display().to_string(), &c.params))
+        .collect();
     if a.greedy && !a.weights.is_empty() {
         bail!("--weights and --greedy exclude each other (the soup weights its members uniformly)");
     }
     let (avg, note) = if a.greedy {
-        let holdout = a.holdout.as_ref().context("--greedy needs --holdout FILE (a held-out part of the training data, never dev)")?;
+        let holdout = a.holdout.as_ref().context(
+            "--greedy needs --holdout FILE (a held-out part of the training data, never dev)",
+        )?;
         let tok = TextTokenizer::from_dir(&cks[0].dir)?;
         let ex = read_examples(holdout, &cks[0].meta.task, true)?;
         let ds = Dataset::build(&ex, &tok, cks[0].meta.max_len, &cks[0].meta.labels)?;
-        let score = |h: &HostParams| eval::evaluate(b, &Encoder::from_host(b, h), &ds, 64, tok.pad_id(), |_| {}).accuracy;
+        let score = |h: &HostParams| {
+            eval::evaluate(b, &Encoder::from_host(b, h), &ds, 64, tok.pad_id(), |_| {}).accuracy
+        };
         let scores: Vec<f64> = cks.iter().map(|c| score(&c.params)).collect();
         let (kept, soup, best) = fma::greedy_soup(&named, &scores, score)?;
-        (soup, format!("greedy soup of {:?} (held-out accuracy {best:.4})", kept.iter().map(|&k| &named[k].0).collect::<Vec<_>>()))
+        (
+            soup,
+            format!(
+                "greedy soup of {:?} (held-out accuracy {best:.4})",
+                kept.iter().map(|&k| &named[k].0).collect::<Vec<_>>()
+            ),
+        )
     } else {
         let w = (!a.weights.is_empty()).then_some(&a.weights[..]);
         if let Some(w) = w {
             if w.len() != cks.len() {
-                bail!("--weights has {} values for {} checkpoints", w.len(), cks.len());
+                bail!(
+                    "--weights has {} values for {} checkpoints",
+                    w.len(),
+                    cks.len()
+                );
             }
             if w.iter().any(|x| !x.is_finite() || *x < 0.0) || w.iter().sum::<f64>() <= 0.0 {
-                bail!("--weights {w:?}: the weights must be finite, not negative, and not all zero");
+                bail!(
+                    "--weights {w:?}: the weights must be finite, not negative, and not all zero"
+                );
             }
         }
-        (fma::average(&named, w)?, format!("average of {} checkpoints", cks.len()))
+        (
+            fma::average(&named, w)?,
+            format!("average of {} checkpoints", cks.len()),
+        )
     };
     let mut meta = cks[0].meta.clone();
     meta.report = serde_json::json!({ "fma": note, "members": a.checkpoints });

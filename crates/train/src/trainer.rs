@@ -29,6 +29,9 @@ pub struct EvalRecord {
 pub struct TrainReport {
     pub task: String,
     pub strategies: Vec<String>,
+    /// The loss-changing strategies' settings and the layer-decay rate.
+    pub recipe: ernie_strategies::Recipe,
+    pub layer_decay: Option<f64>,
     pub seed: u64,
     pub head_seed: u64,
     pub lr: f64,
@@ -207,6 +210,8 @@ pub fn train<B: Backend>(b: &B, cfg: &TrainConfig) -> Result<TrainReport> {
     let report = TrainReport {
         task: cfg.task.name.clone(),
         strategies: strategy_names(cfg),
+        recipe: cfg.recipe,
+        layer_decay: cfg.layer_decay,
         seed: cfg.seed,
         head_seed: cfg.head_seed,
         lr: cfg.lr,
