@@ -65,7 +65,15 @@ fn parse(task: &str, args: &[String]) -> Result<Opts> {
     Ok(o)
 }
 
+/// `$ERNIE_FT_BIN` (a prebuilt binary, e.g. on a machine without a Rust toolchain), else a fresh release
+/// build of this workspace's.
 fn ernie_ft_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("ERNIE_FT_BIN").map(PathBuf::from) {
+        if !p.is_file() {
+            bail!("ERNIE_FT_BIN={} is not a file", p.display());
+        }
+        return Ok(p);
+    }
     let status = Command::new(env!("CARGO")).args(["build", "--release", "--quiet", "--bin", "ernie-ft"]).status()?;
     if !status.success() {
         bail!("building ernie-ft failed");
