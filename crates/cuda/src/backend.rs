@@ -272,6 +272,23 @@ impl CudaBackend {
         self.exec.launch(k, grid, block, smem, &p);
     }
 
+    /// `y = f(x)` elementwise in the activation type.
+    fn unary(&self, k: K, x: &CudaBuf) -> CudaBuf {
+        let mut y = self.alloc(self.act(), x.len);
+        let p = P::UnaryParams { x: x.arg(), y: y.arg_mut(), n: x.len as u64 };
+        self.launch(k, self.grid(x.len), THREADS, 0, p);
+        y
+    }
+
+    /// `out = f(a, b)` elementwise in the activation type (`what` names `b` in a length mismatch).
+    fn binary(&self, k: K, a: &CudaBuf, b: &CudaBuf, what: &str) -> CudaBuf {
+        need(b.len, a.len, what);
+        let mut out = self.alloc(self.act(), a.len);
+        let p = P::BinaryParams { a: a.arg(), b: b.arg(), out: out.arg_mut(), n: a.len as u64 };
+        self.launch(k, self.grid(a.len), THREADS, 0, p);
+        out
+    }
+
     /// A grid-stride grid for n elements.
     fn grid(&self, n: usize) -> (u32, u32, u32) {
         let blocks = n
@@ -1036,58 +1053,16 @@ impl Backend for CudaBackend {
 
     // ------------------------------------------------------------------ activations, dropout
     fn gelu(&self, x: &CudaBuf) -> CudaBuf {
-        let mut y = self.alloc(self.act(), x.len);
-        self.launch(
-            K::gelu_fwd,
-            self.grid(x.len),
-            THREADS,
-            0,
-            P::UnaryParams {
-                x: x.arg(),
-                y: y.arg_mut(),
-                n: x.len as u64,
-            },
-        );
-        y
+        self.unary(K::gelu_fwd, x)
     }
     fn gelu_bwd(&self, dy: &CudaBuf, x: &CudaBuf) -> CudaBuf {
-        need(x.len, dy.len, "gelu_bwd: x");
-        let mut out = self.alloc(self.act(), dy.len);
-        let p = P::BinaryParams {
-            a: dy.arg(),
-            b: x.arg(),
-            out: out.arg_mut(),
-            n: dy.len as u64,
-        };
-        self.launch(K::gelu_bwd, self.grid(dy.len), THREADS, 0, p);
-        out
+        self.binary(K::gelu_bwd, dy, x, "gelu_bwd: x")
     }
     fn tanh(&self, x: &CudaBuf) -> CudaBuf {
-        let mut y = self.alloc(self.act(), x.len);
-        self.launch(
-            K::tanh_fwd,
-            self.grid(x.len),
-            THREADS,
-            0,
-            P::UnaryParams {
-                x: x.arg(),
-                y: y.arg_mut(),
-                n: x.len as u64,
-            },
-        );
-        y
+        self.unary(K::tanh_fwd, x)
     }
     fn tanh_bwd(&self, dy: &CudaBuf, y: &CudaBuf) -> CudaBuf {
-        need(y.len, dy.len, "tanh_bwd: y");
-        let mut out = self.alloc(self.act(), dy.len);
-        let p = P::BinaryParams {
-            a: dy.arg(),
-            b: y.arg(),
-            out: out.arg_mut(),
-            n: dy.len as u64,
-        };
-        self.launch(K::tanh_bwd, self.grid(dy.len), THREADS, 0, p);
-        out
+        self.binary(K::tanh_bwd, dy, y, "tanh_bwd: y")
     }
     fn dropout(&self, x: &CudaBuf, p: f32, rng: RngStream) -> CudaBuf {
         let mut y = self.alloc(self.act(), x.len);
