@@ -81,13 +81,17 @@ pub(crate) fn resolve(s: &Search<'_>) -> Result<PathBuf> {
     })
 }
 
-/// `<a>/../<rel>` for every ancestor `a` of the current dir, then for the compile-time workspace root.
+/// `<a>/../<rel>` for every ancestor `a` of the current dir that is a checkout (holds `Cargo.toml` or
+/// `.git`: `shared/` lives beside the checkout, not beside any folder above it), then for the
+/// compile-time workspace root.
 fn candidates(s: &Search<'_>) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
+    let is_checkout = |a: &Path| a.join("Cargo.toml").is_file() || a.join(".git").exists();
     let roots = s
         .cwd
         .iter()
         .flat_map(|c| c.ancestors())
+        .filter(|a| is_checkout(a))
         .chain(s.build_root.as_deref());
     for root in roots {
         if let Some(parent) = root.parent() {
@@ -136,6 +140,7 @@ mod tests {
         let checkout = tmp.path().join("main/crates/data");
         let model = tmp.path().join(MODEL_REL);
         std::fs::create_dir_all(&checkout).expect("mkdir");
+        std::fs::write(tmp.path().join("main/Cargo.toml"), "").expect("write");
         std::fs::create_dir_all(&model).expect("mkdir");
         (tmp, checkout, model)
     }
@@ -196,6 +201,9 @@ mod tests {
         let a = tempfile::tempdir().expect("tempdir");
         let b = tempfile::tempdir().expect("tempdir");
         let cwd = a.path().join("x/y");
+        std::fs::create_dir_all(&cwd).expect("mkdir");
+        std::fs::write(cwd.join("Cargo.toml"), "").expect("write");
+        std::fs::write(a.path().join("x/Cargo.toml"), "").expect("write");
         let root = b.path().join("ws");
         let err = resolve(&search(None, None, Some(&cwd), Some(&root))).expect_err("nothing");
         let msg = err.to_string();
