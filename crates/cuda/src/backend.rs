@@ -129,6 +129,12 @@ struct AttnMat {
     lay: Lay,
 }
 
+impl AttnMat {
+    fn new(ptr: u64, dtype: DType, lay: Lay) -> Self {
+        AttnMat { m: Mat { ptr, dtype }, lay }
+    }
+}
+
 impl CudaBackend {
     /// The backend on device `ordinal`, fp32 throughout (the parity path).
     pub fn new(ordinal: usize) -> Result<Self, CudaError> {
@@ -1121,13 +1127,7 @@ impl Backend for CudaBackend {
         let (km, _hk) = self.operand(k);
         let (vm, _hv) = self.operand(v);
         let scores = self.tmp::<f32>(n_sc);
-        let sc = AttnMat {
-            m: Mat {
-                ptr: scores.ptr(),
-                dtype: DType::F32,
-            },
-            lay: Lay::Score,
-        };
+        let sc = AttnMat::new(scores.ptr(), DType::F32, Lay::Score);
         let act_mat = |m: Mat| AttnMat { m, lay: Lay::Act };
         // scores^T per head (col-major L x L) = k_h (d x L stored, transposed) * q_h (d x L)
         self.attn_gemm(
@@ -1179,20 +1179,8 @@ impl Backend for CudaBackend {
         );
 
         let pm = dropped.as_ref().unwrap_or(&probs);
-        let pmat = AttnMat {
-            m: Mat {
-                ptr: pm.ptr(),
-                dtype: act,
-            },
-            lay: Lay::Score,
-        };
-        let cm = AttnMat {
-            m: Mat {
-                ptr: ctx.arg_mut().ptr,
-                dtype: act,
-            },
-            lay: Lay::Act,
-        };
+        let pmat = AttnMat::new(pm.ptr(), act, Lay::Score);
+        let cm = AttnMat::new(ctx.arg_mut().ptr, act, Lay::Act);
         // ctx_h^T (d x L) = v_h (d x L) * P^T-stored (L x L)
         self.attn_gemm(a, false, false, d, l, l, act_mat(vm), hd, pmat, l, cm, hd);
         (ctx, probs)
@@ -1276,23 +1264,11 @@ impl Backend for CudaBackend {
             lay: Lay::Score,
         };
         // dv_h^T (d x L) = dctx_h (d x L) * P-stored^T
-        let dvm = AttnMat {
-            m: Mat {
-                ptr: dv.arg_mut().ptr,
-                dtype: act,
-            },
-            lay: Lay::Act,
-        };
+        let dvm = AttnMat::new(dv.arg_mut().ptr, act, Lay::Act);
         self.attn_gemm(a, false, true, d, l, l, act_mat(dcm), hd, pmat, l, dvm, hd);
         // dP^T (L x L) = v_h^T-stored (transposed) * dctx_h
         let dp = self.tmp::<f32>(n_sc);
-        let dpm = AttnMat {
-            m: Mat {
-                ptr: dp.ptr(),
-                dtype: DType::F32,
-            },
-            lay: Lay::Score,
-        };
+        let dpm = AttnMat::new(dp.ptr(), DType::F32, Lay::Score);
         self.attn_gemm(
             a,
             true,
@@ -1336,29 +1312,11 @@ impl Backend for CudaBackend {
             p,
         );
 
-        let dsm = AttnMat {
-            m: Mat {
-                ptr: ds.ptr(),
-                dtype: act,
-            },
-            lay: Lay::Score,
-        };
+        let dsm = AttnMat::new(ds.ptr(), act, Lay::Score);
         // dq_h^T = k_h * dS-stored ; dk_h^T = q_h * dS-stored^T
-        let dqm = AttnMat {
-            m: Mat {
-                ptr: dq.arg_mut().ptr,
-                dtype: act,
-            },
-            lay: Lay::Act,
-        };
+        let dqm = AttnMat::new(dq.arg_mut().ptr, act, Lay::Act);
         self.attn_gemm(a, false, false, d, l, l, act_mat(km), hd, dsm, l, dqm, hd);
-        let dkm = AttnMat {
-            m: Mat {
-                ptr: dk.arg_mut().ptr,
-                dtype: act,
-            },
-            lay: Lay::Act,
-        };
+        let dkm = AttnMat::new(dk.arg_mut().ptr, act, Lay::Act);
         self.attn_gemm(a, false, true, d, l, l, act_mat(qm), hd, dsm, l, dkm, hd);
         (dq, dk, dv, dscores)
     }
