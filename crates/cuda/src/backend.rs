@@ -295,6 +295,11 @@ impl CudaBackend {
         out
     }
 
+    /// One warp per row, ROW_WARPS rows per block (the loss kernels).
+    fn launch_rows<T: DeviceRepr>(&self, k: K, rows: usize, p: T) {
+        self.launch(k, (rows.div_ceil(ROW_WARPS) as u32, 1, 1), (ROW_WARPS * 32) as u32, 0, p);
+    }
+
     /// A grid-stride grid for n elements.
     fn grid(&self, n: usize) -> (u32, u32, u32) {
         let blocks = n
@@ -1431,13 +1436,7 @@ impl Backend for CudaBackend {
             grad_scale: grad_scale as f32,
             _pad: 0,
         };
-        self.launch(
-            K::softmax_ce,
-            (rows.div_ceil(ROW_WARPS) as u32, 1, 1),
-            (ROW_WARPS * 32) as u32,
-            0,
-            p,
-        );
+        self.launch_rows(K::softmax_ce, rows, p);
         (self.loss_rows(&loss, rows), grad)
     }
 
@@ -1464,13 +1463,7 @@ impl Backend for CudaBackend {
             grad_scale: (0.5 * grad_scale) as f32,
             _pad: 0,
         };
-        self.launch(
-            K::sym_kl,
-            (rows.div_ceil(ROW_WARPS) as u32, 1, 1),
-            (ROW_WARPS * 32) as u32,
-            0,
-            p,
-        );
+        self.launch_rows(K::sym_kl, rows, p);
         (self.loss_rows(&loss, rows), ga, gb)
     }
 
@@ -1496,13 +1489,7 @@ impl Backend for CudaBackend {
             grad_scale: grad_scale as f32,
             _pad: 0,
         };
-        self.launch(
-            K::kl_detached,
-            (rows.div_ceil(ROW_WARPS) as u32, 1, 1),
-            (ROW_WARPS * 32) as u32,
-            0,
-            p,
-        );
+        self.launch_rows(K::kl_detached, rows, p);
         (self.loss_rows(&loss, rows), gb)
     }
 
