@@ -83,6 +83,21 @@ pub fn read_fixture(path: &Path) -> BTreeMap<String, FixtureTensor> {
         .collect()
 }
 
+/// The token batch and labels stored in a fixture file (`input_ids`, `token_type_ids`, `attention_mask`,
+/// `labels`).
+pub fn fixture_tokens(fx: &BTreeMap<String, FixtureTensor>) -> (ernie_model::Tokens, Vec<u32>) {
+    let ids = &fx["input_ids"];
+    let t = ernie_model::Tokens {
+        batch: ids.shape[0],
+        seq: ids.shape[1],
+        ids: ids.as_u32(),
+        type_ids: fx["token_type_ids"].as_u32(),
+        task_ids: vec![],
+        mask: fx["attention_mask"].as_u32(),
+    };
+    (t, fx["labels"].as_u32())
+}
+
 /// Largest absolute difference.
 pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");

@@ -9,8 +9,8 @@
 //! relative to each tensor's largest entry (PyTorch's f32 run: worst 6.8e-6; f32 round-off grows through
 //! 12 layers of backward and our summation order differs).
 
-use ernie_ft_suite::{max_abs_diff, read_fixture, rel_max_err, shared_fixtures, shared_model, FixtureTensor};
-use ernie_model::{BackwardWants, Encoder, ForwardOpts, HeadInit, HostParams, Tokens};
+use ernie_ft_suite::{fixture_tokens, max_abs_diff, read_fixture, rel_max_err, shared_fixtures, shared_model, FixtureTensor};
+use ernie_model::{BackwardWants, Encoder, ForwardOpts, HeadInit, HostParams};
 use ernie_tensor::{Backend, Cpu, Float};
 use std::collections::BTreeMap;
 
@@ -23,19 +23,11 @@ struct Run {
 }
 
 fn run<T: Float>(host: &HostParams, fx: &BTreeMap<String, FixtureTensor>) -> Run {
-    let ids = &fx["input_ids"];
-    let t = Tokens {
-        batch: ids.shape[0],
-        seq: ids.shape[1],
-        ids: ids.as_u32(),
-        type_ids: fx["token_type_ids"].as_u32(),
-        task_ids: vec![],
-        mask: fx["attention_mask"].as_u32(),
-    };
+    let (t, labels) = fixture_tokens(fx);
     let b = Cpu::<T>::new();
     let enc = Encoder::from_host(&b, host);
     let fw = enc.forward(&b, &t, &ForwardOpts::eval());
-    let labels = b.upload_ids(&fx["labels"].as_u32());
+    let labels = b.upload_ids(&labels);
     let (loss, dlogits) = b.softmax_ce(&fw.logits, &labels, enc.num_labels, 1.0 / t.batch as f64);
     let mut grads = enc.zero_grads(&b);
     enc.backward(&b, &fw, &dlogits, BackwardWants { params: true, score_noise: false }, &mut grads);

@@ -7,24 +7,10 @@
 //! relative precision, and two layers of LayerNorm/softmax/GELU amplify that to ~1e-6; we use 1e-4 relative
 //! on gradients and 1e-5 absolute on activations, as the fixture README suggests.
 
-use ernie_ft_suite::{local_fixtures, max_abs_diff, read_fixture, rel_max_err, FixtureTensor};
+use ernie_ft_suite::{fixture_tokens, local_fixtures, max_abs_diff, read_fixture, rel_max_err};
 use ernie_model::{BackwardWants, Encoder, ForwardOpts, HeadInit, HostParams, Tokens};
 use ernie_tensor::{Backend, Cpu, Float};
 use std::collections::BTreeMap;
-
-fn tokens_of(fx: &BTreeMap<String, FixtureTensor>) -> (Tokens, Vec<u32>) {
-    let ids = &fx["input_ids"];
-    let (batch, seq) = (ids.shape[0], ids.shape[1]);
-    let t = Tokens {
-        batch,
-        seq,
-        ids: ids.as_u32(),
-        type_ids: fx["token_type_ids"].as_u32(),
-        task_ids: vec![],
-        mask: fx["attention_mask"].as_u32(),
-    };
-    (t, fx["labels"].as_u32())
-}
 
 /// Run forward + backward of mean cross-entropy; returns (hidden states, pooled, logits, loss, grads by name).
 #[allow(clippy::type_complexity)]
@@ -46,7 +32,7 @@ fn check(dtype: &str, act_tol: f64, grad_rtol: f64) {
     assert!(host.initialised.is_empty(), "the tiny checkpoint has a full head");
     // The reference for both engines is the f64 file; the f32 file is compared too for the f32 engine.
     let reference = read_fixture(&dir.join("tiny_f64.safetensors"));
-    let (t, labels) = tokens_of(&reference);
+    let (t, labels) = fixture_tokens(&reference);
     let (hidden, pooled, logits, loss, grads) = if dtype == "f64" { run::<f64>(&host, &t, &labels) } else { run::<f32>(&host, &t, &labels) };
     for (i, h) in hidden.iter().enumerate() {
         let d = max_abs_diff(h, &reference[&format!("hidden_states.{i}")].data);
@@ -89,7 +75,7 @@ fn tiny_f32_fixture_file_agrees_with_f32_engine() {
     let dir = local_fixtures();
     let host = HostParams::load_dir(&dir.join("tiny_random_model"), 5, HeadInit::seed(0)).unwrap();
     let fx = read_fixture(&dir.join("tiny_f32.safetensors"));
-    let (t, labels) = tokens_of(&fx);
+    let (t, labels) = fixture_tokens(&fx);
     let (_, _, logits, loss, _) = run::<f32>(&host, &t, &labels);
     assert!(max_abs_diff(&logits, &fx["logits"].data) < 1e-5);
     assert!((loss - fx["loss"].data[0]).abs() < 1e-5);
