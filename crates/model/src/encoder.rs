@@ -119,6 +119,8 @@ pub struct Forward<B: Backend> {
     emb_mean: B::Buf,
     emb_rstd: B::Buf,
     layers: Vec<LayerCache<B>>,
+    /// The first token's final hidden state, the pooler's input.
+    cls: B::Buf,
     pooled_dropped: B::Buf,
     p_hidden: f32,
     p_attn: f32,
@@ -315,6 +317,7 @@ impl<B: Backend> Encoder<B> {
             emb_mean,
             emb_rstd,
             layers,
+            cls,
             pooled_dropped,
             p_hidden: ph,
             p_attn: pa,
@@ -350,10 +353,9 @@ impl<B: Backend> Encoder<B> {
         let dpooled = b.dropout(&dpooled, ph, rng.rows(site::POOLER));
         let dpool_pre = b.tanh_bwd(&dpooled, &fw.pooled);
         let cls_rows: Vec<usize> = (0..ts.batch).map(|r| r * ts.seq).collect();
-        let cls_in = b.gather_rows(fw.final_hidden(), &cls_rows, h);
         if wants.params {
             let (pw, pb) = two_mut(g, lay.pooler_w, lay.pooler_b);
-            b.linear_bwd_params(&dpool_pre, &cls_in, ts.batch, h, h, pw, Some(pb));
+            b.linear_bwd_params(&dpool_pre, &fw.cls, ts.batch, h, h, pw, Some(pb));
         }
         let dcls = b.linear_bwd_input(&dpool_pre, self.p(lay.pooler_w), ts.batch, h, h);
         let mut dx = b.scatter_rows(&dcls, &cls_rows, h, m);
