@@ -488,6 +488,12 @@ pub fn attention_bwd<T: Float>(
 
 // ---------------------------------------------------------------------------------------------- losses
 
+/// `log(sum(exp(v)))`, shifted by the maximum for range.
+fn log_sum_exp<T: Float>(v: &[T]) -> T {
+    let mx = v.iter().copied().fold(T::neg_infinity(), T::max);
+    mx + v.iter().map(|&t| (t - mx).exp()).sum::<T>().ln()
+}
+
 /// Fused softmax cross-entropy forward and backward over `[rows, classes]` logits.
 /// Returns (per-row loss, dlogits) with `dlogits = (softmax - onehot) * grad_scale`.
 pub fn softmax_ce<T: Float>(logits: &[T], labels: &[u32], classes: usize, grad_scale: f64) -> (Vec<T>, Vec<T>) {
@@ -496,9 +502,7 @@ pub fn softmax_ce<T: Float>(logits: &[T], labels: &[u32], classes: usize, grad_s
     let mut dl = vec![T::zero(); rows * classes];
     dl.par_chunks_mut(classes).zip(loss.par_iter_mut()).enumerate().for_each(|(r, (g, lo))| {
         let x = &logits[r * classes..(r + 1) * classes];
-        let mx = x.iter().copied().fold(T::neg_infinity(), T::max);
-        let sum: T = x.iter().map(|&v| (v - mx).exp()).sum();
-        let lse = mx + sum.ln();
+        let lse = log_sum_exp(x);
         let y = labels[r] as usize;
         *lo = lse - x[y];
         for c in 0..classes {
@@ -526,11 +530,7 @@ pub fn sym_kl<T: Float>(a: &[T], b: &[T], classes: usize, grad_scale: f64) -> (V
         .enumerate()
         .for_each(|(r, ((k, ga), gb))| {
             let (x, y) = (&a[r * classes..(r + 1) * classes], &b[r * classes..(r + 1) * classes]);
-            let lse = |v: &[T]| {
-                let mx = v.iter().copied().fold(T::neg_infinity(), T::max);
-                mx + v.iter().map(|&t| (t - mx).exp()).sum::<T>().ln()
-            };
-            let (la, lb) = (lse(x), lse(y));
+            let (la, lb) = (log_sum_exp(x), log_sum_exp(y));
             let (mut ep, mut eq, mut acc) = (T::zero(), T::zero(), T::zero());
             for c in 0..classes {
                 let (lp, lq) = (x[c] - la, y[c] - lb);
@@ -561,11 +561,7 @@ pub fn kl_detached<T: Float>(a: &[T], b: &[T], classes: usize, grad_scale: f64) 
     let mut db = vec![T::zero(); b.len()];
     kl.par_iter_mut().zip(db.par_chunks_mut(classes)).enumerate().for_each(|(r, (k, gb))| {
         let (x, y) = (&a[r * classes..(r + 1) * classes], &b[r * classes..(r + 1) * classes]);
-        let lse = |v: &[T]| {
-            let mx = v.iter().copied().fold(T::neg_infinity(), T::max);
-            mx + v.iter().map(|&t| (t - mx).exp()).sum::<T>().ln()
-        };
-        let (la, lb) = (lse(x), lse(y));
+        let (la, lb) = (log_sum_exp(x), log_sum_exp(y));
         let mut acc = T::zero();
         for c in 0..classes {
             let (lp, lq) = (x[c] - la, y[c] - lb);
