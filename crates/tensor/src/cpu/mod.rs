@@ -1,5 +1,6 @@
 //! The CPU backend: reference kernels in f32 (real work) or f64 (gradient checks), threads via rayon.
 
+pub mod host_alloc;
 pub mod matmul;
 pub mod ops;
 
@@ -11,12 +12,21 @@ use rayon::prelude::*;
 use std::marker::PhantomData;
 
 /// CPU backend computing in `T`.
-#[derive(Default, Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Cpu<T: Float = f32>(PhantomData<T>);
 
 impl<T: Float> Cpu<T> {
+    /// The backend; the first one made in a process also tunes the host allocator so that activation
+    /// buffers are reused between steps instead of page-faulted afresh ([`host_alloc`]).
     pub fn new() -> Self {
+        host_alloc::keep_freed_buffers();
         Self(PhantomData)
+    }
+}
+
+impl<T: Float> Default for Cpu<T> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
