@@ -85,7 +85,11 @@ pub fn exp_f32(x: f32) -> f32 {
     let x = x.clamp(-87.33654, 88.72283);
     // Round to nearest with the 1.5 * 2^23 trick: unlike f32::round it compiles to vector adds.
     const MAGIC: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let t = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
+    // The same integer read from t's mantissa bits (t = 1.5 * 2^23 + n exactly): `n as i32` would be a
+    // saturating conversion, which LLVM leaves scalar, and the whole loop with it.
+    let ni = t.to_bits() as i32 - 0x4B40_0000;
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -95,7 +99,7 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 5.000_000_1e-1;
     let y = p * r * r + r + 1.0;
     // 2^n through the exponent bits; n is in [-126, 128] after the clamp.
-    let scale = f32::from_bits(((n as i32 + 127).clamp(1, 254) as u32) << 23);
+    let scale = f32::from_bits(((ni + 127).clamp(1, 254) as u32) << 23);
     y * scale * if n > 127.0 { 2.0 } else { 1.0 }
 }
 
@@ -185,20 +189,23 @@ pub fn dot_lanes<T: Float>(a: &[T], b: &[T]) -> T {
     s
 }
 
-/// Maximum with 8 independent lanes.
+/// Maximum of `x[i]` over the `i` where `weight[i] > 0` (the real keys of an attention row), with 8
+/// independent lanes; `-inf` when there is none.
 #[inline]
-pub fn max_lanes<T: Float>(x: &[T]) -> T {
+pub fn max_lanes_where<T: Float>(x: &[T], weight: &[T]) -> T {
     let mut acc = [T::neg_infinity(); 8];
-    let chunks = x.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
+    let n = x.len().min(weight.len());
+    let full = n / 8 * 8;
+    for (c, w) in x[..full].chunks_exact(8).zip(weight[..full].chunks_exact(8)) {
         for k in 0..8 {
-            acc[k] = if c[k] > acc[k] { c[k] } else { acc[k] };
+            acc[k] = if (w[k] > T::zero()) & (c[k] > acc[k]) { c[k] } else { acc[k] };
         }
     }
     let mut m = acc.iter().copied().fold(T::neg_infinity(), T::max);
-    for &v in rest {
-        m = m.max(v);
+    for i in full..n {
+        if weight[i] > T::zero() {
+            m = m.max(x[i]);
+        }
     }
     m
 }

@@ -27,27 +27,28 @@ pub fn philox4x32(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     c
 }
 
-/// Eight Philox blocks at once, in structure-of-arrays form so that the compiler vectorises the rounds
-/// (32x32->64 multiplies map to `vpmuludq`). Block `j` uses counter `(b0 + j, stream)`; same results as
-/// eight calls of [`philox4x32`].
-#[inline]
-pub fn philox4x32_x8(b0: u64, stream: u64, key: [u32; 2]) -> [[u32; 8]; 4] {
-    let mut c0 = [0u32; 8];
-    let mut c1 = [0u32; 8];
-    for j in 0..8 {
+/// `N` Philox blocks at once, in structure-of-arrays form so that the compiler vectorises the rounds
+/// (32x32->64 multiplies map to `vpmuludq`; 16 lanes fill AVX-512 registers, two AVX2 ones). Block `j`
+/// uses counter `(b0 + j, stream)`; same results as `N` calls of [`philox4x32`]. Returns word `k` of
+/// block `j` at `[k][j]`.
+#[inline(always)]
+pub fn philox4x32_xn<const N: usize>(b0: u64, stream: u64, key: [u32; 2]) -> [[u32; N]; 4] {
+    let mut c0 = [0u32; N];
+    let mut c1 = [0u32; N];
+    for j in 0..N {
         let b = b0 + j as u64;
         c0[j] = b as u32;
         c1[j] = (b >> 32) as u32;
     }
-    let mut c2 = [stream as u32; 8];
-    let mut c3 = [(stream >> 32) as u32; 8];
+    let mut c2 = [stream as u32; N];
+    let mut c3 = [(stream >> 32) as u32; N];
     let (mut k0, mut k1) = (key[0], key[1]);
     for _ in 0..10 {
-        let mut n0 = [0u32; 8];
-        let mut n1 = [0u32; 8];
-        let mut n2 = [0u32; 8];
-        let mut n3 = [0u32; 8];
-        for j in 0..8 {
+        let mut n0 = [0u32; N];
+        let mut n1 = [0u32; N];
+        let mut n2 = [0u32; N];
+        let mut n3 = [0u32; N];
+        for j in 0..N {
             let p0 = (M0 as u64) * (c0[j] as u64);
             let p1 = (M1 as u64) * (c2[j] as u64);
             n0[j] = (p1 >> 32) as u32 ^ c1[j] ^ k0;
@@ -108,17 +109,11 @@ impl RngStream {
         philox4x32(ctr, [self.seed as u32, (self.seed >> 32) as u32])
     }
 
-    /// The words of stream elements `4*b0 .. 4*b0 + 32` (eight blocks), in element order.
-    #[inline]
-    pub fn words32(&self, b0: u64) -> [u32; 32] {
-        let w = philox4x32_x8(b0, self.stream, [self.seed as u32, (self.seed >> 32) as u32]);
-        let mut out = [0u32; 32];
-        for j in 0..8 {
-            for k in 0..4 {
-                out[4 * j + k] = w[k][j];
-            }
-        }
-        out
+    /// The words of stream elements `4*b0 .. 4*(b0 + N)` (`N` blocks, offset not applied) through the
+    /// vectorised generator: element `4*(b0 + j) + k` is at `[k][j]`.
+    #[inline(always)]
+    pub fn blocks<const N: usize>(&self, b0: u64) -> [[u32; N]; 4] {
+        philox4x32_xn::<N>(b0, self.stream, [self.seed as u32, (self.seed >> 32) as u32])
     }
 
     /// Uniform in [0, 1) with 24 random bits (exact in f32).
@@ -165,11 +160,17 @@ mod tests {
     }
 
     #[test]
-    fn eight_wide_philox_equals_scalar() {
+    fn wide_philox_equals_scalar() {
         let r = RngStream::new(0xDEAD_BEEF_1234, 77);
-        let w = r.words32(1000);
-        for i in 0..32 {
-            assert_eq!(w[i], r.word(4000 + i as u64));
+        let (w8, w16) = (r.blocks::<8>(1000), r.blocks::<16>(1000));
+        for j in 0..16 {
+            for k in 0..4 {
+                let scalar = r.word(4000 + 4 * j as u64 + k as u64);
+                assert_eq!(w16[k][j], scalar);
+                if j < 8 {
+                    assert_eq!(w8[k][j], scalar);
+                }
+            }
         }
     }
 
