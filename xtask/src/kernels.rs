@@ -70,6 +70,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
     let mut errors = Vec::new();
     let mut spills = Vec::new();
+    let mut unreported: Vec<String> = Vec::new();
     for &cc in &archs {
         if !supported.contains(&cc) {
             errors.push(format!(
@@ -85,8 +86,25 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         };
         let mut rows: Vec<(String, KernelUsage)> = Vec::new();
         for src in SOURCES {
-            match nvrtc::compile(src, &opts) {
-                Ok(c) => {
+            // On the H100 machine NVRTC 13.0 intermittently returned a successful cubin whose log had no
+            // ptxas report for some kernels (the same source reported fully on the next run): compile
+            // again before calling a report missing, and then warn rather than fail (the cubin is good).
+            let mut attempt = 0;
+            let compiled = loop {
+                attempt += 1;
+                match nvrtc::compile(src, &opts) {
+                    Ok(c) => {
+                        let usage = nvrtc::parse_ptxas_log(&c.log);
+                        let complete = src.kernel_names().iter().all(|n| usage.iter().any(|u| &u.name == n));
+                        if complete || attempt == 3 {
+                            break Ok((c, usage));
+                        }
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
+            match compiled {
+                Ok((c, usage)) => {
                     if verbose {
                         println!(
                             "--- {} (sm_{cc}), {} bytes of cubin\n{}",
@@ -95,14 +113,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                             c.log.trim_end()
                         );
                     }
-                    let usage = nvrtc::parse_ptxas_log(&c.log);
                     for name in src.kernel_names() {
                         match usage.iter().find(|u| u.name == name) {
                             Some(u) => rows.push((src.file.to_string(), u.clone())),
-                            None => errors.push(format!(
-                                "{} (sm_{cc}): no ptxas report for kernel {name}",
-                                src.file
-                            )),
+                            None => unreported.push(format!("{} (sm_{cc}): {name}", src.file)),
                         }
                     }
                     if c.log.contains("warning") {
@@ -131,6 +145,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         }
     }
 
+    if !unreported.is_empty() {
+        eprintln!(
+            "warning: compiled, but NVRTC gave no ptxas report (registers, spills unknown) after 3 tries for: {}",
+            unreported.join(", ")
+        );
+    }
     if !errors.is_empty() || !spills.is_empty() {
         for e in &errors {
             eprintln!("error: {e}");
