@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("e5_small_b32_l128");
     g.sample_size(10).throughput(Throughput::Elements(B as u64));
     g.bench_function("inference", |bench| {
-        bench.iter(|| enc.forward(&b, &tokens, &ForwardOpts::eval()).logits)
+        bench.iter(|| enc.infer(&b, &tokens).logits)
     });
     let mut grads = enc.zero_grads(&b);
     let mut m: Vec<Vec<f32>> = enc.specs.iter().map(|s| vec![0.0; s.numel()]).collect();

@@ -41,7 +41,7 @@ fn main() {
             enc.backward(&b, &fw, &dl, BackwardWants { params: true, score_noise: false }, &mut grads);
             opt.step(&b, &mut enc.params, &grads.bufs, 2e-5);
         } else {
-            std::hint::black_box(enc.forward(&b, &tokens, &ForwardOpts::eval()).logits);
+            std::hint::black_box(enc.infer(&b, &tokens).logits);
         }
     };
     let mut warm = vec![];

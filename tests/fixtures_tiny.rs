@@ -80,3 +80,20 @@ fn tiny_f32_fixture_file_agrees_with_f32_engine() {
     assert!(max_abs_diff(&logits, &fx["logits"].data) < 1e-5);
     assert!((loss - fx["loss"].data[0]).abs() < 1e-5);
 }
+
+#[test]
+fn cache_free_inference_equals_the_eval_forward() {
+    // `Encoder::infer` (evaluation, prediction, encode) runs the same layers as the training forward but
+    // drops each layer's activations: its outputs must be the eval forward's, bit for bit, padding included.
+    let dir = local_fixtures();
+    let host = HostParams::load_dir(&dir.join("tiny_random_model"), 5, HeadInit::seed(0)).unwrap();
+    let (t, _) = fixture_tokens(&read_fixture(&dir.join("tiny_f64.safetensors")));
+    assert!(t.mask.contains(&0), "the fixture batch is padded");
+    let b = Cpu::<f32>::new();
+    let enc = Encoder::from_host(&b, &host);
+    let fw = enc.forward(&b, &t, &ForwardOpts::eval());
+    let inf = enc.infer(&b, &t);
+    assert_eq!(b.download(&inf.logits), b.download(&fw.logits));
+    assert_eq!(b.download(&inf.pooled), b.download(&fw.pooled));
+    assert_eq!(b.download(&inf.final_hidden), b.download(fw.final_hidden()));
+}

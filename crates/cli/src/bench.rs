@@ -36,7 +36,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use ernie_model::{Encoder, ForwardOpts, HostParams, ModelConfig, Tokens};
+use ernie_model::{Encoder, HostParams, ModelConfig, Tokens};
 use ernie_optim::{AdamW, AdamWConfig};
 use ernie_strategies::{compute_gradients, AdvConfig, Dropout, RDropConfig, Recipe};
 use ernie_tensor::{Backend, RngStream};
@@ -335,7 +335,7 @@ pub fn measure<B: Backend>(
                 (forwards, backwards, last_loss) = (rep.forwards, rep.backwards, Some(rep.loss));
             }
             None => {
-                std::hint::black_box(enc.forward(b, &tokens, &ForwardOpts::eval()).logits);
+                std::hint::black_box(enc.infer(b, &tokens).logits);
             }
         }
         sync();

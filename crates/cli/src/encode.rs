@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{anyhow, Result};
 use clap::Args;
 use ernie_data::Encoded;
-use ernie_model::{Encoder, ForwardOpts, Tokens};
+use ernie_model::{Encoder, Tokens};
 use ernie_tensor::Backend;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -198,7 +198,6 @@ fn encode_all<B: Backend>(
         .sum();
     let pb = progress_bar(total_batches as u64, "batches");
     let h = encoder.config.hidden_size;
-    let opts = ForwardOpts::<B>::eval();
     for (w, chunk) in inputs.chunks(window).enumerate() {
         let base = w * window;
         // Longest first, ties in input order, so batches hold similar lengths.
@@ -218,8 +217,8 @@ fn encode_all<B: Backend>(
                     describe_batch(base, batch)
                 )
             })?;
-            let fw = encoder.forward(b, &tokens, &opts);
-            let hidden = b.download(fw.final_hidden());
+            let fw = encoder.infer(b, &tokens);
+            let hidden = b.download(&fw.final_hidden);
             drop(fw);
             let seq = tokens.seq;
             for (r, &i) in batch.iter().enumerate() {

@@ -183,6 +183,39 @@ impl Sites {
     }
 }
 
+/// What every layer of one forward pass shares: geometry, dropout rates and random sites.
+struct Pass {
+    rows: usize,
+    attn: AttnShape,
+    p_hidden: f32,
+    p_attn: f32,
+    sites: Sites,
+}
+
+impl Pass {
+    fn new<B: Backend>(enc: &Encoder<B>, tb: &TokenBatch<B::Ids>, opts: &ForwardOpts<'_, B>) -> Self {
+        let ts = tb.shape;
+        let cfg = &enc.config;
+        Pass {
+            rows: ts.batch * ts.seq,
+            attn: enc.attn_shape(ts),
+            p_hidden: opts.p_hidden(),
+            p_attn: opts.p_attn(),
+            sites: Sites { rng: opts.rng, row_offset: opts.row_offset, seq: ts.seq, hidden: cfg.hidden_size, heads: cfg.num_attention_heads },
+        }
+    }
+}
+
+/// The result of [`Encoder::infer`]: outputs only, nothing for a backward.
+pub struct Inference<B: Backend> {
+    /// `[batch*seq, hidden]`.
+    pub final_hidden: B::Buf,
+    /// `[batch, hidden]`, the pooler's output.
+    pub pooled: B::Buf,
+    /// `[batch, labels]`.
+    pub logits: B::Buf,
+}
+
 /// Sub-stream ids of the dropout sites in one pass.
 mod site {
     pub const EMB: u64 = 1;
@@ -269,61 +302,90 @@ impl<B: Backend> Encoder<B> {
 
     /// Forward pass to the logits, keeping everything the backward needs.
     pub fn forward(&self, b: &B, tokens: &Tokens, opts: &ForwardOpts<'_, B>) -> Forward<B> {
-        let cfg = &self.config;
-        let h = cfg.hidden_size;
-        let tb = tokens.to_device(b, h);
-        let ts = tb.shape;
-        let m = ts.batch * ts.seq;
-        let a = self.attn_shape(ts);
-        let (ph, pa) = (opts.p_hidden(), opts.p_attn());
-        let rng = Sites { rng: opts.rng, row_offset: opts.row_offset, seq: ts.seq, hidden: h, heads: cfg.num_attention_heads };
-        let eps = cfg.layer_norm_eps;
-        let task = self.layout.task.map(|i| self.p(i));
-
-        let emb = b.embed_sum(&tb, self.p(idx::WORD), self.p(idx::POS), self.p(idx::TYPE), task);
-        let (_, emb_y, emb_mean, emb_rstd) = b.layer_norm(&emb, None, self.p(self.layout.emb_ln_w), self.p(self.layout.emb_ln_b), eps, h);
-        let x0 = b.dropout(&emb_y, ph, rng.tokens(site::EMB));
+        let tb = tokens.to_device(b, self.config.hidden_size);
+        let pass = Pass::new(self, &tb, opts);
+        let (emb_sum, x0, emb_mean, emb_rstd) = self.embed(b, &tb, &pass);
         let mut hidden = vec![x0];
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for l in 0..cfg.num_hidden_layers {
-            let x = hidden.last().unwrap();
-            let q = b.linear(x, self.lp(l, idx::Q_W), Some(self.lp(l, idx::Q_B)), m, h, h);
-            let k = b.linear(x, self.lp(l, idx::K_W), Some(self.lp(l, idx::K_B)), m, h, h);
-            let v = b.linear(x, self.lp(l, idx::V_W), Some(self.lp(l, idx::V_B)), m, h, h);
-            let noise = opts.score_noise.map(|n| &n[l]);
-            let (ctx, probs) = b.attention(a, &q, &k, &v, &tb.key_mask, noise, pa, rng.attention(site::layer(l, site::ATTN_PROBS)));
-            let ao = b.linear(&ctx, self.lp(l, idx::AO_W), Some(self.lp(l, idx::AO_B)), m, h, h);
-            let ao = b.dropout(&ao, ph, rng.tokens(site::layer(l, site::ATTN_OUT)));
-            let (s1, y1, mean1, rstd1) = b.layer_norm(&ao, Some(x), self.lp(l, idx::LN1_W), self.lp(l, idx::LN1_B), eps, h);
-            let inter_pre = b.linear(&y1, self.lp(l, idx::I_W), Some(self.lp(l, idx::I_B)), m, cfg.intermediate_size, h);
-            let inter = b.gelu(&inter_pre);
-            let out = b.linear(&inter, self.lp(l, idx::O_W), Some(self.lp(l, idx::O_B)), m, h, cfg.intermediate_size);
-            let out = b.dropout(&out, ph, rng.tokens(site::layer(l, site::FFN_OUT)));
-            let (s2, y2, mean2, rstd2) = b.layer_norm(&out, Some(&y1), self.lp(l, idx::LN2_W), self.lp(l, idx::LN2_B), eps, h);
-            layers.push(LayerCache { q, k, v, probs, ctx, s1, mean1, rstd1, y1, inter_pre, inter, s2, mean2, rstd2 });
+        let mut layers = Vec::with_capacity(self.config.num_hidden_layers);
+        for l in 0..self.config.num_hidden_layers {
+            let (y2, cache) = self.layer(b, l, hidden.last().unwrap(), &tb, &pass, opts.score_noise.map(|n| &n[l]));
+            layers.push(cache);
             hidden.push(y2);
         }
-        let cls_rows: Vec<usize> = (0..ts.batch).map(|r| r * ts.seq).collect();
-        let cls = b.gather_rows(hidden.last().unwrap(), &cls_rows, h);
-        let pooled = b.tanh(&b.linear(&cls, self.p(self.layout.pooler_w), Some(self.p(self.layout.pooler_b)), ts.batch, h, h));
-        let pooled_dropped = b.dropout(&pooled, ph, rng.rows(site::POOLER));
-        let logits = b.linear(&pooled_dropped, self.p(self.layout.cls_w), Some(self.p(self.layout.cls_b)), ts.batch, self.num_labels, h);
+        let (cls, pooled, pooled_dropped, logits) = self.head(b, hidden.last().unwrap(), &tb, &pass);
         Forward {
             tokens: tb,
             hidden,
             pooled,
             logits,
-            emb_sum: emb,
+            emb_sum,
             emb_mean,
             emb_rstd,
             layers,
             cls,
             pooled_dropped,
-            p_hidden: ph,
-            p_attn: pa,
+            p_hidden: pass.p_hidden,
+            p_attn: pass.p_attn,
             rng: opts.rng,
             row_offset: opts.row_offset,
         }
+    }
+
+    /// Evaluation forward (no dropout) that keeps nothing for a backward: each layer's activations are
+    /// freed as soon as the next layer has its input, so memory stays at about one layer's working set
+    /// (evaluation, prediction, `encode`). Same numbers as `forward` with [`ForwardOpts::eval`].
+    pub fn infer(&self, b: &B, tokens: &Tokens) -> Inference<B> {
+        let tb = tokens.to_device(b, self.config.hidden_size);
+        let opts = ForwardOpts::eval();
+        let pass = Pass::new(self, &tb, &opts);
+        let (_, mut x, _, _) = self.embed(b, &tb, &pass);
+        for l in 0..self.config.num_hidden_layers {
+            x = self.layer(b, l, &x, &tb, &pass, None).0;
+        }
+        let (_, pooled, _, logits) = self.head(b, &x, &tb, &pass);
+        Inference { final_hidden: x, pooled, logits }
+    }
+
+    /// Embeddings: sum of the tables, LayerNorm, dropout. Returns (sum, output, LN mean, LN rstd).
+    fn embed(&self, b: &B, tb: &TokenBatch<B::Ids>, pass: &Pass) -> (B::Buf, B::Buf, B::Buf, B::Buf) {
+        let h = self.config.hidden_size;
+        let task = self.layout.task.map(|i| self.p(i));
+        let emb = b.embed_sum(tb, self.p(idx::WORD), self.p(idx::POS), self.p(idx::TYPE), task);
+        let (_, emb_y, mean, rstd) = b.layer_norm(&emb, None, self.p(self.layout.emb_ln_w), self.p(self.layout.emb_ln_b), self.config.layer_norm_eps, h);
+        let x0 = b.dropout(&emb_y, pass.p_hidden, pass.sites.tokens(site::EMB));
+        (emb, x0, mean, rstd)
+    }
+
+    /// Transformer layer `l` on input `x`: returns its output and what its backward needs.
+    fn layer(&self, b: &B, l: usize, x: &B::Buf, tb: &TokenBatch<B::Ids>, pass: &Pass, noise: Option<&B::Buf>) -> (B::Buf, LayerCache<B>) {
+        let cfg = &self.config;
+        let (h, m, eps, ph) = (cfg.hidden_size, pass.rows, cfg.layer_norm_eps, pass.p_hidden);
+        let rng = &pass.sites;
+        let q = b.linear(x, self.lp(l, idx::Q_W), Some(self.lp(l, idx::Q_B)), m, h, h);
+        let k = b.linear(x, self.lp(l, idx::K_W), Some(self.lp(l, idx::K_B)), m, h, h);
+        let v = b.linear(x, self.lp(l, idx::V_W), Some(self.lp(l, idx::V_B)), m, h, h);
+        let (ctx, probs) = b.attention(pass.attn, &q, &k, &v, &tb.key_mask, noise, pass.p_attn, rng.attention(site::layer(l, site::ATTN_PROBS)));
+        let ao = b.linear(&ctx, self.lp(l, idx::AO_W), Some(self.lp(l, idx::AO_B)), m, h, h);
+        let ao = b.dropout(&ao, ph, rng.tokens(site::layer(l, site::ATTN_OUT)));
+        let (s1, y1, mean1, rstd1) = b.layer_norm(&ao, Some(x), self.lp(l, idx::LN1_W), self.lp(l, idx::LN1_B), eps, h);
+        let inter_pre = b.linear(&y1, self.lp(l, idx::I_W), Some(self.lp(l, idx::I_B)), m, cfg.intermediate_size, h);
+        let inter = b.gelu(&inter_pre);
+        let out = b.linear(&inter, self.lp(l, idx::O_W), Some(self.lp(l, idx::O_B)), m, h, cfg.intermediate_size);
+        let out = b.dropout(&out, ph, rng.tokens(site::layer(l, site::FFN_OUT)));
+        let (s2, y2, mean2, rstd2) = b.layer_norm(&out, Some(&y1), self.lp(l, idx::LN2_W), self.lp(l, idx::LN2_B), eps, h);
+        (y2, LayerCache { q, k, v, probs, ctx, s1, mean1, rstd1, y1, inter_pre, inter, s2, mean2, rstd2 })
+    }
+
+    /// Pooler and classifier on the first token of `last`: returns (that token's state, pooled, pooled
+    /// after dropout, logits).
+    fn head(&self, b: &B, last: &B::Buf, tb: &TokenBatch<B::Ids>, pass: &Pass) -> (B::Buf, B::Buf, B::Buf, B::Buf) {
+        let (h, ts) = (self.config.hidden_size, tb.shape);
+        let cls_rows: Vec<usize> = (0..ts.batch).map(|r| r * ts.seq).collect();
+        let cls = b.gather_rows(last, &cls_rows, h);
+        let pooled = b.tanh(&b.linear(&cls, self.p(self.layout.pooler_w), Some(self.p(self.layout.pooler_b)), ts.batch, h, h));
+        let pooled_dropped = b.dropout(&pooled, pass.p_hidden, pass.sites.rows(site::POOLER));
+        let logits = b.linear(&pooled_dropped, self.p(self.layout.cls_w), Some(self.p(self.layout.cls_b)), ts.batch, self.num_labels, h);
+        (cls, pooled, pooled_dropped, logits)
     }
 
     /// Backward from `dlogits` through a cached forward. Adds parameter gradients into `grads` when

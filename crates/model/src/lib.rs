@@ -7,7 +7,7 @@ pub mod encoder;
 pub mod params;
 
 pub use config::{ModelConfig, ModelType};
-pub use encoder::{BackwardWants, Encoder, Forward, ForwardOpts, Grads, Tokens};
+pub use encoder::{BackwardWants, Encoder, Forward, ForwardOpts, Grads, Inference, Tokens};
 pub use params::{HeadInit, HostParams, ParamSpec, Site};
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 
 use crate::metrics::{accuracy, argmax_rows, macro_f1, Metrics};
 use ernie_data::{Batch, Dataset};
-use ernie_model::{Encoder, ForwardOpts, Tokens};
+use ernie_model::{Encoder, Tokens};
 use ernie_tensor::Backend;
 
 pub fn tokens_of(b: &Batch) -> Tokens {
@@ -19,7 +19,7 @@ pub fn predict<B: Backend>(b: &B, enc: &Encoder<B>, data: &Dataset, batch_size: 
     let mut out = vec![0u32; data.len()];
     for chunk in order.chunks(batch_size.max(1)) {
         let batch = data.collate(chunk, pad_id);
-        let fw = enc.forward(b, &tokens_of(&batch), &ForwardOpts::eval());
+        let fw = enc.infer(b, &tokens_of(&batch));
         let logits = b.download(&fw.logits);
         if let Some(labels) = &batch.labels {
             let (ce, _) = b.softmax_ce(&fw.logits, &b.upload_ids(labels), enc.num_labels, 0.0);
