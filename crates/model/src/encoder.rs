@@ -122,10 +122,8 @@ pub struct Forward<B: Backend> {
     /// The first token's final hidden state, the pooler's input.
     cls: B::Buf,
     pooled_dropped: B::Buf,
-    p_hidden: f32,
-    p_attn: f32,
-    rng: RngStream,
-    row_offset: usize,
+    /// Geometry, dropout rates and random sites of this pass: the backward regenerates the same masks.
+    pass: Pass,
 }
 
 impl<B: Backend> Forward<B> {
@@ -324,10 +322,7 @@ impl<B: Backend> Encoder<B> {
             layers,
             cls,
             pooled_dropped,
-            p_hidden: pass.p_hidden,
-            p_attn: pass.p_attn,
-            rng: opts.rng,
-            row_offset: opts.row_offset,
+            pass,
         }
     }
 
@@ -395,10 +390,7 @@ impl<B: Backend> Encoder<B> {
         let cfg = &self.config;
         let h = cfg.hidden_size;
         let ts = fw.tokens.shape;
-        let m = ts.batch * ts.seq;
-        let a = self.attn_shape(ts);
-        let (ph, pa) = (fw.p_hidden, fw.p_attn);
-        let rng = Sites { rng: fw.rng, row_offset: fw.row_offset, seq: ts.seq, hidden: h, heads: cfg.num_attention_heads };
+        let (m, a, ph, pa, rng) = (fw.pass.rows, fw.pass.attn, fw.pass.p_hidden, fw.pass.p_attn, &fw.pass.sites);
         let lay = &self.layout;
         let g = &mut grads.bufs;
         // LayerNorm backward always yields its dw/db; when parameter gradients are not wanted they go to
