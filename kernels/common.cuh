@@ -59,61 +59,43 @@ __device__ __forceinline__ float round_to(const Tensor& t, float v) {
 __device__ __forceinline__ bool present(const Tensor& t) { return t.ptr != 0ull; }
 
 // ------------------------------------------------------------------ reductions (fixed order)
-__device__ __forceinline__ float warp_sum(float v) {
+// Combine operators of the reductions below (fmaxf / fmax by argument type).
+struct AddOp {
+    template <typename T>
+    __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+struct MaxOp {
+    __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+    __device__ __forceinline__ double operator()(double a, double b) const { return fmax(a, b); }
+};
+
+// Butterfly over the warp: every lane gets the same bits, so the result is deterministic.
+template <typename T, typename Op>
+__device__ __forceinline__ T warp_reduce(T v, Op op) {
 #pragma unroll
-    for (int o = WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    for (int o = WARP / 2; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(FULL_MASK, v, o));
     return v;
 }
 
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-    for (int o = WARP / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
-    return v;
-}
-
-__device__ __forceinline__ double warp_sum_d(double v) {
-#pragma unroll
-    for (int o = WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
-    return v;
-}
-
-__device__ __forceinline__ double warp_max_d(double v) {
-#pragma unroll
-    for (int o = WARP / 2; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(FULL_MASK, v, o));
-    return v;
-}
-
-// Sum over the block (blockDim.x a multiple of 32, at most 1024). `scratch` holds 32 values. Every thread
-// gets the result. The butterfly gives every lane the same bits, so the result is deterministic.
-__device__ __forceinline__ float block_sum(float v, float* scratch) {
+// Over the block (blockDim.x a multiple of 32, at most 1024). `scratch` holds 32 values; `identity` fills
+// the lanes past the last warp. Every thread gets the result.
+template <typename T, typename Op>
+__device__ __forceinline__ T block_reduce(T v, T* scratch, Op op, T identity) {
     const int lane = threadIdx.x & (WARP - 1), wid = threadIdx.x / WARP, nw = blockDim.x / WARP;
-    v = warp_sum(v);
+    v = warp_reduce(v, op);
     __syncthreads();  // scratch may still be read by a previous call
     if (lane == 0) scratch[wid] = v;
     __syncthreads();
-    v = lane < nw ? scratch[lane] : 0.0f;
-    return warp_sum(v);
+    v = lane < nw ? scratch[lane] : identity;
+    return warp_reduce(v, op);
 }
 
-__device__ __forceinline__ double block_sum_d(double v, double* scratch) {
-    const int lane = threadIdx.x & (WARP - 1), wid = threadIdx.x / WARP, nw = blockDim.x / WARP;
-    v = warp_sum_d(v);
-    __syncthreads();
-    if (lane == 0) scratch[wid] = v;
-    __syncthreads();
-    v = lane < nw ? scratch[lane] : 0.0;
-    return warp_sum_d(v);
-}
-
-__device__ __forceinline__ double block_max_d(double v, double* scratch) {
-    const int lane = threadIdx.x & (WARP - 1), wid = threadIdx.x / WARP, nw = blockDim.x / WARP;
-    v = warp_max_d(v);
-    __syncthreads();
-    if (lane == 0) scratch[wid] = v;
-    __syncthreads();
-    v = lane < nw ? scratch[lane] : 0.0;
-    return warp_max_d(v);
-}
+__device__ __forceinline__ float warp_sum(float v) { return warp_reduce(v, AddOp()); }
+__device__ __forceinline__ float warp_max(float v) { return warp_reduce(v, MaxOp()); }
+__device__ __forceinline__ float block_sum(float v, float* scratch) { return block_reduce(v, scratch, AddOp(), 0.0f); }
+__device__ __forceinline__ double block_sum_d(double v, double* scratch) { return block_reduce(v, scratch, AddOp(), 0.0); }
+// Maximum of non-negative values (the max-norm of a gradient): 0 is its identity.
+__device__ __forceinline__ double block_max_d(double v, double* scratch) { return block_reduce(v, scratch, MaxOp(), 0.0); }
 
 // Multi-tensor launches: the entry that block `blk` serves (entries sorted by block_start, the first 0).
 template <typename Entry>
