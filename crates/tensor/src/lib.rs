@@ -10,6 +10,6 @@ pub mod philox;
 
 pub use backend::{AdamWStep, Backend, NoiseNorm, ParamSlot, TokenBatch};
 pub use cpu::ops::{AttnShape, TokShape};
-pub use cpu::Cpu;
+pub use cpu::{simd_class, Cpu};
 pub use float::Float;
 pub use philox::RngStream;

@@ -119,3 +119,63 @@ fn base_training_is_deterministic() {
     let c = ernie_train::train(&b, &cfg).unwrap();
     assert_eq!(a.final_dev.unwrap().loss, c.final_dev.unwrap().loss);
 }
+
+/// FNV-1a over the bits of every parameter, in order: equal iff the weights are bit-identical (for pinning).
+fn weights_hash(params: &ernie_model::HostParams) -> String {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for v in &params.values {
+        for x in v {
+            for byte in x.to_bits().to_le_bytes() {
+                h = (h ^ byte as u64).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// The CPU training path's numbers, pinned: the final weights of a few steps of the tiny model under each
+/// strategy. A refactor must keep every hash; a deliberate change of numerics updates them here (and
+/// invalidates experiment cells computed before it). The values depend on the host's SIMD class
+/// (`ernie_tensor::simd_class`: gemm's AVX-512 and AVX2 kernels differ in the last bits); a class without
+/// pinned values prints what to pin and skips visibly.
+#[test]
+fn training_numerics_are_pinned() {
+    let pinned: &[(&str, &[(&str, &str)])] = &[(
+        "x86_64-avx2",
+        &[
+            ("base", "6b755e5a6dd8f619"),
+            ("adv", "78613a5462603e47"),
+            ("rdrop", "cf7784cd06026964"),
+            ("layer-decay", "cd84c5d59fbb899c"),
+            ("adv+rdrop+layer-decay", "1884b4541550cb54"),
+        ],
+    )];
+    let class = ernie_tensor::simd_class();
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let adv = AdvConfig { epsilon: 0.5, ..AdvConfig::default() };
+    let rows: [(&str, Recipe, Option<f64>); 5] = [
+        ("base", Recipe::default(), None),
+        ("adv", Recipe { adv: Some(adv), rdrop: None }, None),
+        ("rdrop", Recipe { adv: None, rdrop: Some(RDropConfig { alpha: 1.0 }) }, None),
+        ("layer-decay", Recipe::default(), Some(0.8)),
+        ("adv+rdrop+layer-decay", Recipe { adv: Some(adv), rdrop: Some(RDropConfig { alpha: 1.0 }) }, Some(0.8)),
+    ];
+    let b = Cpu::<f32>::new();
+    let mut got = vec![];
+    for (name, recipe, ld) in rows {
+        let mut cfg = config(dir.path(), model.clone(), recipe, ld);
+        cfg.output_dir = dir.path().join(format!("pin-{name}"));
+        cfg.max_steps = Some(6);
+        ernie_train::train(&b, &cfg).unwrap();
+        got.push((name, weights_hash(&checkpoint::load(&cfg.output_dir).unwrap().params)));
+    }
+    let Some((_, want)) = pinned.iter().find(|(c, _)| *c == class) else {
+        println!("SKIPPED (no pinned values for host class {class}): training_numerics_are_pinned; pin {got:?}");
+        return;
+    };
+    for ((name, hash), (wname, whash)) in got.iter().zip(want.iter()) {
+        assert_eq!(name, wname);
+        assert_eq!(hash, whash, "{name}: the final weights changed on {class}: the CPU training numerics moved");
+    }
+}

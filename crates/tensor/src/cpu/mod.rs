@@ -11,6 +11,27 @@ use ops::AttnShape;
 use rayon::prelude::*;
 use std::marker::PhantomData;
 
+/// The class of this host as far as the CPU kernels' last bits go: `gemm` runs AVX-512 microkernels where
+/// the CPU has them and AVX2/FMA ones elsewhere, and the two sum in different orders. Results are
+/// bit-identical within one class and differ in the last bits between classes, so anything that pins or
+/// compares numbers across runs (tests, experiment cells) records and compares this.
+pub fn simd_class() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "x86_64-avx512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return "x86_64-avx2";
+        }
+        "x86_64"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH
+    }
+}
+
 /// CPU backend computing in `T`.
 #[derive(Clone, Copy, Debug)]
 pub struct Cpu<T: Float = f32>(PhantomData<T>);
