@@ -207,3 +207,20 @@ pub fn progress_bar(len: u64, unit: &str) -> ProgressBar {
     }
     pb
 }
+
+/// SIGINT and SIGTERM set the returned flag to the signal's number: training finishes its update, writes a
+/// training state and stops (exit status 128 + signal). A second SIGINT or SIGTERM exits at once.
+pub fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::Arc;
+    let which = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // Registered first, so it runs before `seen` is set by this same signal: it exits on the second one.
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&seen));
+        let _ = signal_hook::flag::register(sig, Arc::clone(&seen));
+        let _ = signal_hook::flag::register_usize(sig, Arc::clone(&which), sig as usize);
+    }
+    which
+}

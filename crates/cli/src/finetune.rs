@@ -4,11 +4,11 @@ use crate::common::{progress_bar, DeviceArgs};
 use crate::io::AtomicOutput;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use ernie_data::{read_examples, split_holdout, Dataset, TaskSpec, TextTokenizer};
+use ernie_data::{read_examples, Dataset, TaskSpec, TextTokenizer};
 use ernie_model::{Encoder, HostParams};
 use ernie_strategies::{adv, fma, AdvConfig, AdvObjective, RDropConfig, Recipe};
 use ernie_tensor::{Backend, NoiseNorm};
-use ernie_train::{checkpoint, eval, TaskDefaults, TrainConfig};
+use ernie_train::{checkpoint, eval, Resume, RunOptions, TaskDefaults, TrainConfig};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -100,7 +100,9 @@ pub struct TrainArgs {
     /// Dev file evaluated after each epoch [default: <data>/<task>/dev.json]
     #[arg(long, value_name = "FILE")]
     pub dev: Option<PathBuf>,
-    /// Label list (JSON lines) [default: labels.json beside the train file, else the train file's labels]
+    /// Label list (JSON lines, the label under the task's label key), for every task: this file, else
+    /// labels.json beside the train file when it exists, else the train file's labels in order of first
+    /// appearance. With a list, a training label not in it is an error (FILE:LINE)
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
     /// Where the checkpoint and metrics.json go [default: output/<task>-<strategies>-seed<seed>]
@@ -175,9 +177,25 @@ pub struct TrainArgs {
     /// hyper-parameters without touching dev)
     #[arg(long)]
     pub holdout: Option<f64>,
-    /// Do not write the checkpoint (metrics.json only)
+    /// Do not write the final checkpoint (metrics.json only; training states are still written unless
+    /// --save-every 0)
     #[arg(long)]
     pub no_save: bool,
+    /// Write a training-state checkpoint (weights, optimizer, position) every N updates into
+    /// OUTPUT_DIR/checkpoints/, for --resume; 0: never [default: at the end of each epoch]
+    #[arg(long, value_name = "N")]
+    pub save_every: Option<u64>,
+    /// Keep the newest K training-state checkpoints
+    #[arg(long, value_name = "K", default_value_t = 2, value_parser = crate::common::positive)]
+    pub save_total_limit: usize,
+    /// Continue an interrupted run bit-identically: its output directory, one of its
+    /// checkpoints/step-N directories, or `auto` (the newest in --output-dir; a new run when there is
+    /// none). Give the same flags as the first time; --threads, --eval-every and the --save-* flags may change
+    #[arg(long, value_name = "DIR|auto")]
+    pub resume: Option<PathBuf>,
+    /// Replace a previous run in --output-dir instead of refusing
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
 }
 
 pub fn recipe(a: &TrainArgs) -> Result<(Recipe, Option<f64>)> {
@@ -223,11 +241,11 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
     let (recipe, layer_decay) = recipe(a)?;
     let model_dir =
         ernie_data::resolve_model_dir(a.model.model.as_deref()).context("cannot find the model")?;
-    let mut train_file = a
+    let train_file = a
         .task
         .file(&a.train, &["train.json", "train.partial.json"])?;
     // With --holdout, evaluation is on the held-out part of TRAIN: dev is neither resolved nor read.
-    let mut dev_file = match a.holdout {
+    let dev_file = match a.holdout {
         Some(_) => {
             if let Some(d) = &a.dev {
                 eprintln!("note: --dev {} is not used with --holdout (evaluation is on the held-out part of the training file)", d.display());
@@ -236,14 +254,21 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
         }
         None => Some(a.task.file(&a.dev, &["dev.json"])?),
     };
-    let mut labels_file = a.labels.clone();
-    if labels_file.is_none() {
-        labels_file = train_file
-            .parent()
-            .and_then(|d| spec.labels_path(d))
-            .filter(|p| p.is_file());
-    }
-    let output_dir = a.output_dir.clone().unwrap_or_else(|| {
+    // The label list is resolved by the trainer (`ernie_data::resolve_labels`), one rule for every task.
+    let labels_file = a.labels.clone();
+    // Resuming a run without --output-dir continues in that run's directory.
+    let resumed_run = a
+        .resume
+        .as_deref()
+        .filter(|p| *p != Path::new("auto"))
+        .map(|p| {
+            if ernie_train::state::is_state_dir(p) {
+                ernie_train::state::run_dir_of(p).unwrap_or_else(|| p.to_path_buf())
+            } else {
+                p.to_path_buf()
+            }
+        });
+    let output_dir = a.output_dir.clone().or(resumed_run).unwrap_or_else(|| {
         let names: Vec<String> = a
             .strategy
             .iter()
@@ -260,55 +285,6 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
             a.seed
         ))
     });
-    let _holdout_dir;
-    if let Some(frac) = a.holdout {
-        // Hold out part of TRAIN: write the two parts next to the output and use them instead.
-        let ex = read_examples(&train_file, &spec, true)?;
-        let (tr, ho) = split_holdout(ex, frac, 1234);
-        if tr.is_empty() || ho.is_empty() {
-            bail!("--holdout {frac} of the {} examples of {} leaves {} to train on and {} held out: both must be at least 1", tr.len() + ho.len(), train_file.display(), tr.len(), ho.len());
-        }
-        _holdout_dir = output_dir.join("holdout-split");
-        std::fs::create_dir_all(&_holdout_dir)?;
-        let write = |name: &str, part: &[ernie_data::Example]| -> Result<PathBuf> {
-            let p = _holdout_dir.join(name);
-            let mut out = AtomicOutput::create(&p)?;
-            for e in part {
-                let mut o = serde_json::Map::new();
-                o.insert(spec.text_a_key.clone(), e.text_a.clone().into());
-                if let (Some(k), Some(t)) = (&spec.text_b_key, &e.text_b) {
-                    o.insert(k.clone(), t.clone().into());
-                }
-                if let (Some(k), Some(l)) = (&spec.label_key, &e.label) {
-                    o.insert(k.clone(), l.clone().into());
-                }
-                writeln!(out.writer(), "{}", serde_json::Value::Object(o))?;
-            }
-            out.commit()?;
-            Ok(p)
-        };
-        if labels_file.is_none() {
-            // Keep the full file's label order.
-            let set = ernie_data::LabelSet::from_examples(&[tr.clone(), ho.clone()].concat())?;
-            let p = _holdout_dir.join("labels.json");
-            let key = spec.label_key.clone().unwrap_or_else(|| "label".into());
-            std::fs::write(
-                &p,
-                set.labels()
-                    .iter()
-                    .map(|l| serde_json::json!({ key.clone(): l }).to_string() + "\n")
-                    .collect::<String>(),
-            )?;
-            labels_file = Some(p);
-        }
-        train_file = write("train.json", &tr)?;
-        dev_file = Some(write("holdout.json", &ho)?);
-        eprintln!(
-            "holdout: {} train / {} held-out examples of the training file (dev untouched)",
-            tr.len(),
-            ho.len()
-        );
-    }
     let cfg = TrainConfig {
         task: spec.clone(),
         train_file,
@@ -333,19 +309,36 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
         max_steps: a.max_steps,
         train_limit: a.train_limit,
         dev_limit: a.dev_limit,
+        holdout: a.holdout,
         save: !a.no_save,
+        save_every: a.save_every,
+        save_total_limit: a.save_total_limit,
     };
-    let report = crate::with_backend!(a.device, b => ernie_train::train(b, &cfg))?;
+    let resume = match a.resume.as_deref() {
+        None => Resume::No,
+        Some(p) if p == Path::new("auto") => Resume::Auto,
+        Some(p) => Resume::From(p.to_path_buf()),
+    };
+    let opts = RunOptions {
+        resume,
+        overwrite: a.overwrite,
+        stop: Some(crate::common::stop_on_signals()),
+    };
+    let report = crate::with_backend!(a.device, b => ernie_train::train_with(b, &cfg, &opts))?;
     if let Some(m) = report.final_dev {
         eprintln!(
-            "final dev accuracy {:.4} macro-F1 {:.4}; best during training {:.4}; {:.3} s/step; written to {}",
+            "final {} accuracy {:.4} macro-F1 {:.4}; best during training {:.4}; {:.3} s/step",
+            if cfg.holdout.is_some() { "held-out" } else { "dev" },
             m.accuracy,
             m.macro_f1,
             report.best_dev.as_ref().map_or(f64::NAN, |b| b.dev.accuracy),
             report.seconds_per_step,
-            ernie_train::trainer::describe_output(&cfg.output_dir)
         );
     }
+    eprintln!(
+        "written: {}",
+        ernie_train::trainer::describe_output(&cfg.output_dir)
+    );
     Ok(())
 }
 
@@ -364,9 +357,9 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 64, value_parser = crate::common::positive)]
     pub batch_size: usize,
     /// Use the first N examples
-    #[arg(long)]
+    #[arg(long, value_parser = crate::common::positive)]
     pub dev_limit: Option<usize>,
-    /// Override the checkpoint's max length
+    /// Override the checkpoint's max length (3 to the model's max_position_embeddings)
     #[arg(long)]
     pub max_len: Option<usize>,
     /// Also write the metrics as JSON here
@@ -390,6 +383,18 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
 
 fn eval_on<B: Backend>(b: &B, a: &EvalArgs) -> Result<()> {
     let (enc, tok, ck) = open(b, &a.model)?;
+    if let Some(n) = a.max_len {
+        let max_pos = ck.params.config.max_position_embeddings;
+        if n < 3 {
+            bail!("--max-len {n}: the maximum length must be at least 3 ([CLS], one text token, [SEP])");
+        }
+        if n > max_pos {
+            bail!(
+                "--max-len {n} exceeds the model's max_position_embeddings {max_pos} ({}); use --max-len {max_pos} or less",
+                a.model.join("config.json").display()
+            );
+        }
+    }
     let task = TaskArgs {
         task: ck.meta.task.name.clone(),
         ..a.task.clone()
@@ -435,6 +440,9 @@ pub struct PredictArgs {
     pub output: PathBuf,
     #[arg(long, default_value_t = 64, value_parser = crate::common::positive)]
     pub batch_size: usize,
+    /// Also write each example's logits ("logits": [...], in the checkpoint's label order)
+    #[arg(long)]
+    pub logits: bool,
 }
 
 pub fn run_predict(a: &PredictArgs) -> Result<()> {
@@ -459,9 +467,10 @@ fn predict_on<B: Backend>(b: &B, a: &PredictArgs) -> Result<()> {
             .collect();
     let ds = Dataset::build(&ex, &tok, ck.meta.max_len, &ck.meta.labels)?;
     let pb = progress_bar(ds.len() as u64, "examples");
-    let (pred, _) = eval::predict(b, &enc, &ds, a.batch_size.max(1), tok.pad_id(), |n| {
-        pb.inc(n as u64)
-    });
+    let (pred, _, logits) =
+        eval::predict_with_logits(b, &enc, &ds, a.batch_size.max(1), tok.pad_id(), |n| {
+            pb.inc(n as u64)
+        });
     pb.finish_and_clear();
     let mut out = AtomicOutput::create(&a.output)?;
     for (i, (item, p)) in ds.items().iter().zip(&pred).enumerate() {
@@ -473,11 +482,11 @@ fn predict_on<B: Backend>(b: &B, a: &PredictArgs) -> Result<()> {
             None => i.into(),
         };
         let label = ck.meta.labels.name(*p).unwrap_or_default();
-        writeln!(
-            out.writer(),
-            "{}",
-            serde_json::json!({ "id": id, "label": label })
-        )?;
+        let mut row = serde_json::json!({ "id": id, "label": label });
+        if a.logits {
+            row["logits"] = logits[i].iter().map(|&x| f64::from(x)).collect();
+        }
+        writeln!(out.writer(), "{row}")?;
     }
     out.commit()?;
     eprintln!(
@@ -493,7 +502,8 @@ pub struct AverageArgs {
     /// Output checkpoint directory
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Checkpoints to average (same config and labels; trained with the same --head-seed)
+    /// Checkpoints to average (same model config, task, labels and max length; trained with the same
+    /// --head-seed)
     #[arg(required = true, value_name = "CKPT")]
     pub checkpoints: Vec<PathBuf>,
     /// Weights of the checkpoints, comma separated [default: uniform]
@@ -515,20 +525,14 @@ pub fn run_average(a: &AverageArgs) -> Result<()> {
 }
 
 fn average_on<B: Backend>(b: &B, a: &AverageArgs) -> Result<()> {
+    let inputs: Vec<&Path> = a.checkpoints.iter().map(PathBuf::as_path).collect();
+    checkpoint::check_average_out(&a.out, &inputs)?;
     let cks: Vec<checkpoint::Checkpoint> = a
         .checkpoints
         .iter()
         .map(|d| checkpoint::load(d))
         .collect::<Result<_>>()?;
-    for c in &cks[1..] {
-        if c.meta.labels.labels() != cks[0].meta.labels.labels() {
-            bail!(
-                "{}: its labels differ from {}'s",
-                c.dir.display(),
-                cks[0].dir.display()
-            );
-        }
-    }
+    checkpoint::check_averageable(&cks)?;
     let named: Vec<(String, &HostParams)> = cks
         .iter()
         .map(|c| (c.dir.display().to_string(), &c.params))

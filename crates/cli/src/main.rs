@@ -53,9 +53,21 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<ernie_train::Interrupted>() {
+            Some(stop) => {
+                eprintln!("{stop}");
+                let mut args: Vec<String> = std::env::args().skip(1).collect();
+                if !args.iter().any(|a| a == "--resume" || a.starts_with("--resume=")) {
+                    let run = ernie_train::state::run_dir_of(&stop.checkpoint).unwrap_or_default();
+                    args.extend(["--resume".into(), run.display().to_string()]);
+                }
+                eprintln!("resume with: ernie-ft {}", args.join(" "));
+                ExitCode::from((128 + stop.signal).min(255) as u8)
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -3,175 +3,14 @@
 //! synthetic 3-class task it learns in a second or two: the label is which of three marker characters the
 //! sentence contains.
 
+mod common;
+
+use common::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
-use tempfile::TempDir;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ernie-ft");
-const CHARS: &str = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经";
-const LABELS: [&str; 3] = ["甲", "乙", "丙"];
-/// Fields of metrics.json that measure time or memory (they differ between identical runs).
-const TIMING_FIELDS: [&str; 6] = [
-    "train_seconds",
-    "seconds_per_step",
-    "samples_per_second",
-    "eval_seconds",
-    "peak_host_bytes",
-    "peak_device_bytes",
-];
-
-/// A temporary work dir with `model/`: the tiny model plus a vocab.txt of 5 specials + 80 characters.
-struct Work {
-    tmp: TempDir,
-}
-
-impl Work {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let src =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny_random_model");
-        let m = tmp.path().join("model");
-        std::fs::create_dir(&m).unwrap();
-        for f in ["config.json", "model.safetensors"] {
-            std::fs::copy(src.join(f), m.join(f)).unwrap_or_else(|e| panic!("copy {f}: {e}"));
-        }
-        let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain(CHARS.chars().map(String::from))
-            .collect();
-        assert!(
-            vocab.len() <= 97,
-            "the vocab must fit the tiny model's 97 ids"
-        );
-        std::fs::write(m.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
-        Work { tmp }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
-    fn model(&self) -> String {
-        s(&self.path("model"))
-    }
-    fn write(&self, name: &str, content: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, content).unwrap();
-        p
-    }
-    /// `n` labelled examples (seeded), one JSON object per line.
-    fn task(&self, name: &str, n: usize, seed: u64) -> PathBuf {
-        let lines: Vec<String> = examples(n, seed)
-            .iter()
-            .map(|(text, label)| {
-                serde_json::json!({ "sentence": text, "label": LABELS[*label] }).to_string()
-            })
-            .collect();
-        self.write(name, &(lines.join("\n") + "\n"))
-    }
-    /// `train` on the synthetic task with the flags every run shares, then `extra`.
-    fn train(&self, train: &Path, dev: Option<&Path>, out: &Path, extra: &[&str]) -> Output {
-        let mut args = vec![
-            "train".to_string(),
-            "--model".into(),
-            self.model(),
-            "--threads".into(),
-            "2".into(),
-            "--max-len".into(),
-            "32".into(),
-        ];
-        args.extend(
-            [
-                "--task",
-                "synthetic",
-                "--text-a-key",
-                "sentence",
-                "--label-key",
-                "label",
-            ]
-            .map(String::from),
-        );
-        if !extra.contains(&"--batch-size") {
-            args.extend(["--batch-size".into(), "16".into()]);
-        }
-        args.extend(["--train".into(), s(train), "--output-dir".into(), s(out)]);
-        if let Some(dev) = dev {
-            args.extend(["--dev".into(), s(dev)]);
-        }
-        args.extend(extra.iter().map(|x| x.to_string()));
-        run(&args)
-    }
-}
-
-/// Seeded (text, label index) pairs: random filler with the label's marker inserted somewhere.
-fn examples(n: usize, seed: u64) -> Vec<(String, usize)> {
-    let chars: Vec<char> = CHARS.chars().collect();
-    let markers = ['的', '是', '在'];
-    let filler = &chars[3..];
-    let mut st = seed;
-    let mut next = || {
-        st = st
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (st >> 33) as usize
-    };
-    (0..n)
-        .map(|_| {
-            let label = next() % 3;
-            let len = 4 + next() % 8;
-            let mut text: Vec<char> = (0..len).map(|_| filler[next() % filler.len()]).collect();
-            let at = next() % (len + 1);
-            text.insert(at, markers[label]);
-            (text.into_iter().collect(), label)
-        })
-        .collect()
-}
-
-fn s(p: &Path) -> String {
-    p.to_str().expect("UTF-8 temp path").to_string()
-}
-
-fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("ERNIE_FT_MODEL")
-        // Nothing may come from a data folder the tests did not name.
-        .env("ERNIE_FT_DATA", "/nonexistent/ernie-ft-test-data")
-        .output()
-        .expect("run ernie-ft")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "ernie-ft failed ({}):\n{}",
-        out.status,
-        stderr(out)
-    );
-}
-
-/// Fails cleanly (non-zero exit, `error:` message, no panic) and returns the message.
-fn assert_fails(out: &Output) -> String {
-    let err = stderr(out);
-    assert!(!out.status.success(), "expected a failure; stderr:\n{err}");
-    assert!(
-        !err.contains("panicked"),
-        "a panic instead of an error:\n{err}"
-    );
-    assert!(err.contains("error:"), "{err}");
-    err
-}
-
-fn json(p: &Path) -> Value {
-    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", p.display()))
-}
 
 fn eval_accuracy(ckpt: &Path, dev: &Path, metrics_out: &Path) -> f64 {
     let out = run(&[
@@ -533,22 +372,73 @@ fn average_checkpoints() {
     );
     assert!(!w.path("avg_l").exists());
 
-    // Another model config: D2 with a different layer_norm_eps.
-    let d4 = w.path("other_config");
-    std::fs::create_dir(&d4).unwrap();
-    for e in std::fs::read_dir(&d2).unwrap() {
+    // Checkpoints that cannot be averaged: each a 1-step run that differs from D1 in one setting. The
+    // error names both directories and the differing field, and nothing is written.
+    let train_one = |name: &str, model: &Path, flags: &[&str]| -> PathBuf {
+        let d = w.path(name);
+        let mut args: Vec<String> = [
+            "train", "--model", &s(model), "--threads", "2", "--text-a-key", "sentence",
+            "--label-key", "label", "--batch-size", "16", "--max-steps", "1", "--train", &s(&train),
+            "--dev", &s(&dev), "--output-dir", &s(&d),
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(flags.iter().map(|x| x.to_string()));
+        for (flag, default) in [("--task", "synthetic"), ("--max-len", "32"), ("--head-seed", "5")] {
+            if !flags.contains(&flag) {
+                args.extend([flag.to_string(), default.to_string()]);
+            }
+        }
+        assert_ok(&run(&args));
+        d
+    };
+    let mismatch = |out: &str, other: &Path, wants: &[&str]| {
+        let err = assert_fails(&average(&w.path(out), &[], &[&d1, other]));
+        for want in [&d1.display().to_string(), &other.display().to_string(), &"error:".to_string()]
+            .into_iter()
+            .chain(&wants.iter().map(|x| x.to_string()).collect::<Vec<_>>())
+        {
+            assert!(err.contains(want.as_str()), "no {want:?} in:\n{err}");
+        }
+        assert!(!w.path(out).exists(), "{out} written after an error");
+    };
+    // Another model config: a base model with another layer_norm_eps (the field is named, no Debug dump).
+    let model2 = w.path("model_eps");
+    std::fs::create_dir(&model2).unwrap();
+    for e in std::fs::read_dir(w.path("model")).unwrap() {
         let e = e.unwrap();
-        std::fs::copy(e.path(), d4.join(e.file_name())).unwrap();
+        std::fs::copy(e.path(), model2.join(e.file_name())).unwrap();
     }
-    let mut cfg = json(&d4.join("config.json"));
+    let mut cfg = json(&model2.join("config.json"));
     cfg["layer_norm_eps"] = serde_json::json!(1e-5);
-    std::fs::write(d4.join("config.json"), cfg.to_string()).unwrap();
+    std::fs::write(model2.join("config.json"), cfg.to_string()).unwrap();
+    let d4 = train_one("other_config", &model2, &[]);
+    mismatch("avg_c", &d4, &["model config", "layer_norm_eps 1e-5 vs 1e-12"]);
     let err = assert_fails(&average(&w.path("avg_c"), &[], &[&d1, &d4]));
-    assert!(
-        err.contains(&d4.display().to_string()) && err.contains("config"),
-        "{err}"
-    );
-    assert!(!w.path("avg_c").exists());
+    assert!(!err.contains("ModelConfig {"), "a Debug dump: {err}");
+    // Another head seed (FMA needs a shared head initialisation).
+    let d5 = train_one("other_head_seed", &w.path("model"), &["--head-seed", "6"]);
+    mismatch("avg_h", &d5, &["head seed 6 vs 5", "--head-seed"]);
+    // Another max length.
+    let d6 = train_one("other_max_len", &w.path("model"), &["--max-len", "24"]);
+    mismatch("avg_m", &d6, &["max length 24 vs 32"]);
+    // Another task (same keys, another name).
+    let d7 = train_one("other_task", &w.path("model"), &["--task", "synthetic2"]);
+    mismatch("avg_t", &d7, &["task", "\"synthetic2\" vs \"synthetic\""]);
+    // The same settings average fine (the checks compare what matters, not the run seed).
+    let d8 = train_one("same", &w.path("model"), &["--seed", "8"]);
+    assert_ok(&average(&w.path("avg_ok"), &[], &[&d1, &d8]));
+
+    // --out equal to one of the inputs (also when spelled differently): an error naming both.
+    for out in [d2.clone(), w.path("seed2/../seed2")] {
+        let before = std::fs::read(d2.join("model.safetensors")).unwrap();
+        let err = assert_fails(&average(&out, &[], &[&d1, &d2]));
+        assert!(
+            err.contains("--out") && err.contains(&out.display().to_string()) && err.contains(&d2.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(d2.join("model.safetensors")).unwrap(), before, "the input is untouched");
+    }
 }
 
 /// 5. --holdout: trains on part of the training file, evaluates on the rest, and never touches dev.
@@ -569,41 +459,9 @@ fn holdout_splits_train_and_ignores_dev() {
     assert_eq!(metrics["dev_examples"], 30, "{metrics}");
     assert_eq!(metrics["train_examples"], 120, "{metrics}");
     assert_eq!(metrics["final_dev"]["examples"], 30);
-    let split = d.join("holdout-split");
-    let count = |p: &Path| {
-        std::fs::read_to_string(p)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .count()
-    };
-    assert_eq!(
-        (
-            count(&split.join("train.json")),
-            count(&split.join("holdout.json"))
-        ),
-        (120, 30)
-    );
-    // The held-out examples are training examples, and the two parts are disjoint.
-    let original: Vec<String> = std::fs::read_to_string(&train)
-        .unwrap()
-        .lines()
-        .map(json_line_key)
-        .collect();
-    let mut parts: Vec<String> = ["train.json", "holdout.json"]
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(split.join(f))
-                .unwrap()
-                .lines()
-                .map(json_line_key)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let mut sorted = original.clone();
-    sorted.sort();
-    parts.sort();
-    assert_eq!(parts, sorted);
+    // The split is made in memory (ernie_data::split_holdout: disjoint parts that together are the file,
+    // tested in the data crate); nothing of it is written beside the run.
+    assert!(!d.join("holdout-split").exists());
 
     // A --dev that does not exist is not read either.
     let missing = w.path("no-such-dev.json");
@@ -626,15 +484,6 @@ fn holdout_splits_train_and_ignores_dev() {
         ));
         assert!(err.contains("--holdout"), "{err}");
     }
-}
-
-fn json_line_key(l: &str) -> String {
-    let v: Value = serde_json::from_str(l).unwrap();
-    format!(
-        "{}|{}",
-        v["sentence"].as_str().unwrap(),
-        v["label"].as_str().unwrap()
-    )
 }
 
 /// 6. Bad data: non-zero exit, FILE:LINE in the message, no checkpoint.
@@ -781,6 +630,8 @@ fn training_is_deterministic() {
                     "{f} missing from metrics.json"
                 );
             }
+            // The one configuration field that differs: where the run was written.
+            m["config"].as_object_mut().unwrap().remove("output_dir");
             m
         })
         .collect();
@@ -796,4 +647,85 @@ fn training_is_deterministic() {
         metrics[1].to_string(),
         "metrics.json apart from time and memory fields"
     );
+}
+
+/// 9. An OS error (a missing file) is printed once.
+///
+/// Error types that print their cause must not also chain it, or `{:#}` prints
+/// `...: No such file or directory (os error 2): No such file or directory (os error 2)`.
+#[test]
+fn os_errors_are_printed_once() {
+    let w = Work::new();
+    let train = w.task("train.json", 30, 61);
+    let once = |out: &Output, what: &str| {
+        let err = assert_fails(out);
+        assert_eq!(err.matches("os error 2").count(), 1, "{what}:\n{err}");
+    };
+    // The data crate's error: a missing training file.
+    let missing = w.path("no-such-train.json");
+    let out = w.train(&missing, Some(&train), &w.path("m1"), &["--max-steps", "1"]);
+    once(&out, "train --train MISSING");
+    assert!(stderr(&out).contains("no-such-train.json"), "{}", stderr(&out));
+    // ... and a missing dev file for eval, on a checkpoint.
+    let d = w.path("ck");
+    assert_ok(&w.train(&train, Some(&train), &d, &["--max-steps", "1"]));
+    let eval = |dev: &Path, extra: &[&str]| {
+        let mut args = vec!["eval".to_string(), "--model".into(), s(&d), "--dev".into(), s(dev), "--threads".into(), "2".into()];
+        args.extend(extra.iter().map(|x| x.to_string()));
+        run(&args)
+    };
+    once(&eval(&w.path("no-such-dev.json"), &[]), "eval --dev MISSING");
+    // The model crate's error (write_atomic): --metrics-out into a directory that does not exist.
+    let out = eval(&train, &["--metrics-out", &s(&w.path("no-such-dir/m.json"))]);
+    once(&out, "eval --metrics-out MISSING_DIR/FILE");
+    assert!(stderr(&out).contains("no-such-dir"), "{}", stderr(&out));
+}
+
+/// 10. `predict --logits` and the range checks of `eval`.
+///
+/// Each row gets its logits (their argmax is the label); `eval --max-len` and `--dev-limit` are checked.
+#[test]
+fn predict_logits_and_eval_ranges() {
+    let w = Work::new();
+    let train = w.task("train.json", 60, 71);
+    let d = w.path("ck");
+    assert_ok(&w.train(&train, Some(&train), &d, &["--max-steps", "3", "--lr", "3e-3"]));
+    let labels: Vec<String> = json(&d.join("ernie_ft.json"))["labels"]["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let p = w.path("pred.json");
+    let predict = |extra: &[&str]| {
+        let mut args = vec!["predict".to_string(), "--model".into(), s(&d), "--test".into(), s(&train), "--output".into(), s(&p), "--threads".into(), "2".into()];
+        args.extend(extra.iter().map(|x| x.to_string()));
+        run(&args)
+    };
+    assert_ok(&predict(&["--logits"]));
+    let rows: Vec<Value> = std::fs::read_to_string(&p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 60);
+    for row in &rows {
+        let logits: Vec<f64> = row["logits"].as_array().expect("logits").iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_eq!(logits.len(), labels.len(), "{row}");
+        let best = (0..logits.len()).max_by(|&i, &j| logits[i].total_cmp(&logits[j])).unwrap();
+        assert_eq!(row["label"], labels[best].as_str(), "{row}");
+    }
+    assert_ok(&predict(&[]));
+    let first: Value = serde_json::from_str(std::fs::read_to_string(&p).unwrap().lines().next().unwrap()).unwrap();
+    assert!(first.get("logits").is_none(), "no logits without --logits: {first}");
+
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval".to_string(), "--model".into(), s(&d), "--dev".into(), s(&train), "--threads".into(), "2".into()];
+        args.extend(extra.iter().map(|x| x.to_string()));
+        run(&args)
+    };
+    let err = assert_fails(&eval(&["--max-len", "2"]));
+    assert!(err.contains("--max-len 2"), "{err}");
+    let err = assert_fails(&eval(&["--max-len", "65"]));
+    assert!(err.contains("--max-len 65") && err.contains("max_position_embeddings 64"), "{err}");
+    let out = eval(&["--dev-limit", "0"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error: {}", stderr(&out));
+    assert!(stderr(&out).contains("--dev-limit"), "{}", stderr(&out));
+    assert_ok(&eval(&["--dev-limit", "5", "--max-len", "16"]));
 }

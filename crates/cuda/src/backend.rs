@@ -40,14 +40,28 @@ pub enum CudaError {
     },
     #[error("no CUDA device {ordinal}: {detail}")]
     NoDevice { ordinal: usize, detail: String },
+    // Driver and Blas print their inner error and do not expose it as `source()` (no #[from]: see the
+    // From impls below), so error chains (anyhow's `{:#}`) print it once.
     #[error("CUDA driver: {0}")]
-    Driver(#[from] DriverError),
+    Driver(DriverError),
     #[error("cuBLAS: {0}")]
-    Blas(#[from] GemmError),
+    Blas(GemmError),
     #[error("kernel {0} not found in the compiled modules")]
     MissingKernel(&'static str),
     #[error("host emulation: {0}")]
     Emulation(String),
+}
+
+impl From<DriverError> for CudaError {
+    fn from(e: DriverError) -> Self {
+        CudaError::Driver(e)
+    }
+}
+
+impl From<GemmError> for CudaError {
+    fn from(e: GemmError) -> Self {
+        CudaError::Blas(e)
+    }
 }
 
 /// Checks, without touching a GPU, that the libraries the backend loads are present.

@@ -17,13 +17,10 @@ pub enum Error {
     #[error("no tokenizer.json or vocab.txt in {}", dir.display())]
     NoTokenizer { dir: PathBuf },
 
-    /// A file could not be opened or read.
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file could not be opened or read. The OS error is part of the message and deliberately not
+    /// exposed as `source()`: error chains (anyhow's `{:#}`) would print it twice.
+    #[error("cannot read {}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
 
     /// A tokenizer file (tokenizer.json, vocab.txt, tokenizer_config.json) is malformed.
     #[error("malformed tokenizer file {}: {message}", path.display())]
@@ -70,7 +67,7 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            err: source,
         }
     }
 }

@@ -6,7 +6,10 @@ pub mod error;
 pub mod paths;
 pub mod tokenize;
 
-pub use clue::{json_kind, read_examples, split_holdout, Batch, Dataset, Example, Item, LabelSet, TaskSpec};
+pub use clue::{
+    json_kind, read_examples, resolve_labels, split_holdout, Batch, Dataset, Example, Item, LabelSet,
+    LabelSource, TaskSpec,
+};
 pub use error::{Error, Result};
 pub use paths::{resolve_data_dir, resolve_model_dir};
 pub use tokenize::{Encoded, TextTokenizer, TokenizerKind};

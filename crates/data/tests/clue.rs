@@ -6,8 +6,8 @@ use std::path::Path;
 
 use common::{vocab_dir, vocab_id, write};
 use ernie_data::{
-    read_examples, split_holdout, Batch, Dataset, Encoded, Error, Example, LabelSet, TaskSpec,
-    TextTokenizer,
+    read_examples, resolve_labels, split_holdout, Batch, Dataset, Encoded, Error, Example,
+    LabelSet, LabelSource, TaskSpec, TextTokenizer,
 };
 use proptest::prelude::*;
 
@@ -345,6 +345,87 @@ fn unknown_label_names_file_and_line() {
         msg.contains("input.json:2:") && msg.contains("\"7\""),
         "{msg}"
     );
+}
+
+// ---------------------------------------------------------------- the labels rule (every task)
+
+#[test]
+fn labels_json_beside_train_applies_to_pair_tasks_and_rejects_unknown_labels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // AFQMC's preset names no labels file: labels.json beside train is used all the same.
+    let spec = TaskSpec::afqmc();
+    let labels = write(dir.path(), "labels.json", "{\"label\": \"1\"}\n{\"label\": \"0\"}\n");
+    let train = write(
+        dir.path(),
+        "train.json",
+        concat!(
+            r#"{"sentence1": "a", "sentence2": "b", "label": "0"}"#,
+            "\n",
+            r#"{"sentence1": "c", "sentence2": "d", "label": 1}"#,
+            "\n"
+        ),
+    );
+    let ex = read_examples(&train, &spec, true).expect("read");
+    let (set, source) = resolve_labels(None, &train, &spec, &ex).expect("labels");
+    assert_eq!(set.labels(), ["1", "0"], "the file's order, not the train file's");
+    assert_eq!(source, LabelSource::BesideTrain(labels.clone()));
+    assert!(source.to_string().contains("labels.json"), "{source}");
+
+    // A training label missing from labels.json: an error naming the train file and line, not a new class.
+    let bad = write(
+        dir.path(),
+        "train.json",
+        concat!(
+            r#"{"sentence1": "a", "sentence2": "b", "label": "0"}"#,
+            "\n",
+            r#"{"sentence1": "c", "sentence2": "d", "label": "1"}"#,
+            "\n",
+            r#"{"sentence1": "e", "sentence2": "f", "label": "2"}"#,
+            "\n"
+        ),
+    );
+    let ex = read_examples(&bad, &spec, true).expect("read");
+    let msg = resolve_labels(None, &bad, &spec, &ex)
+        .expect_err("unknown label")
+        .to_string();
+    assert!(
+        msg.contains(&format!("{}:3:", bad.display())) && msg.contains("unknown label \"2\""),
+        "{msg}"
+    );
+    assert!(msg.contains(&labels.display().to_string()), "names the label list: {msg}");
+}
+
+#[test]
+fn custom_task_without_labels_json_uses_first_appearance_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = TaskSpec::custom("mine", "text", None, Some("tag"));
+    let train = write(
+        dir.path(),
+        "train.json",
+        "{\"text\": \"a\", \"tag\": \"pos\"}\n{\"text\": \"b\", \"tag\": \"neg\"}\n{\"text\": \"c\", \"tag\": \"pos\"}\n{\"text\": \"d\", \"tag\": \"mid\"}\n",
+    );
+    let ex = read_examples(&train, &spec, true).expect("read");
+    let (set, source) = resolve_labels(None, &train, &spec, &ex).expect("labels");
+    assert_eq!(set.labels(), ["pos", "neg", "mid"]);
+    assert_eq!(source, LabelSource::TrainFile(train.clone()));
+    assert!(source.to_string().contains("first appearance"), "{source}");
+
+    // The same custom task with a labels.json beside train (label under the task's key): that list.
+    write(dir.path(), "labels.json", "{\"tag\": \"neg\"}\n{\"tag\": \"mid\"}\n{\"tag\": \"pos\"}\n");
+    let (set, source) = resolve_labels(None, &train, &spec, &ex).expect("labels");
+    assert_eq!(set.labels(), ["neg", "mid", "pos"]);
+    assert!(matches!(source, LabelSource::BesideTrain(_)), "{source:?}");
+
+    // An explicit file wins over labels.json beside train.
+    let explicit = write(
+        dir.path(),
+        "other.json",
+        "{\"tag\": \"mid\"}\n{\"tag\": \"pos\"}\n{\"tag\": \"neg\"}\n{\"tag\": \"extra\"}\n",
+    );
+    let (set, source) = resolve_labels(Some(&explicit), &train, &spec, &ex).expect("labels");
+    assert_eq!(set.labels(), ["mid", "pos", "neg", "extra"]);
+    assert_eq!(source, LabelSource::Explicit(explicit.clone()));
+    assert!(source.to_string().starts_with("--labels "), "{source}");
 }
 
 #[test]

@@ -132,6 +132,62 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// The first field whose value differs between `self` and `other`, as `field self-value vs
+    /// other-value` (e.g. `hidden_size 384 vs 256`), for messages; `None` when the configs are equal.
+    pub fn difference(&self, other: &ModelConfig) -> Option<String> {
+        if self == other {
+            return None;
+        }
+        let (a, b) = (self.fields(), other.fields());
+        a.iter()
+            .zip(&b)
+            .find(|(x, y)| x.1 != y.1)
+            .map(|((name, x), (_, y))| format!("{name} {x} vs {y}"))
+            // Equal as text yet unequal (NaN): nothing more precise to say.
+            .or_else(|| Some("the model configs differ".into()))
+    }
+
+    /// Every field with its value as text, in declaration order.
+    fn fields(&self) -> [(&'static str, String); 16] {
+        // Destructured so that a new field cannot be forgotten here.
+        let ModelConfig {
+            model_type,
+            vocab_size,
+            hidden_size,
+            num_hidden_layers,
+            num_attention_heads,
+            intermediate_size,
+            max_position_embeddings,
+            type_vocab_size,
+            layer_norm_eps,
+            hidden_act,
+            hidden_dropout_prob,
+            attention_probs_dropout_prob,
+            initializer_range,
+            use_task_id,
+            task_type_vocab_size,
+            pad_token_id,
+        } = self;
+        [
+            ("model_type", model_type.prefix().to_string()),
+            ("vocab_size", vocab_size.to_string()),
+            ("hidden_size", hidden_size.to_string()),
+            ("num_hidden_layers", num_hidden_layers.to_string()),
+            ("num_attention_heads", num_attention_heads.to_string()),
+            ("intermediate_size", intermediate_size.to_string()),
+            ("max_position_embeddings", max_position_embeddings.to_string()),
+            ("type_vocab_size", type_vocab_size.to_string()),
+            ("layer_norm_eps", format!("{layer_norm_eps:e}")),
+            ("hidden_act", hidden_act.clone()),
+            ("hidden_dropout_prob", hidden_dropout_prob.to_string()),
+            ("attention_probs_dropout_prob", attention_probs_dropout_prob.to_string()),
+            ("initializer_range", initializer_range.to_string()),
+            ("use_task_id", use_task_id.to_string()),
+            ("task_type_vocab_size", task_type_vocab_size.to_string()),
+            ("pad_token_id", pad_token_id.to_string()),
+        ]
+    }
+
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }

@@ -17,8 +17,10 @@ use std::path::{Path, PathBuf};
 pub enum ModelError {
     #[error("{}: {what} not found", path.display())]
     Missing { path: PathBuf, what: &'static str },
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    /// The OS error is part of the message and deliberately not exposed as `source()`: error chains
+    /// (anyhow's `{:#}`) would print it twice.
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("{}: bad model config: {msg}", path.display())]
     Config { path: PathBuf, msg: String },
     #[error("{}: {msg}", path.display())]
@@ -31,7 +33,7 @@ pub enum ModelError {
 
 impl ModelError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        ModelError::Io { path: path.to_path_buf(), source }
+        ModelError::Io { path: path.to_path_buf(), err: source }
     }
 }
 

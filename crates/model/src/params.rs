@@ -315,6 +315,12 @@ impl HostParams {
 
     /// Write every parameter as F32 under its HF name (loadable by HF transformers), atomically.
     pub fn save_safetensors(&self, path: &Path, metadata: Option<std::collections::HashMap<String, String>>) -> Result<(), ModelError> {
+        let bytes = self.safetensors_bytes(metadata).map_err(|msg| ModelError::Checkpoint { path: path.to_path_buf(), msg })?;
+        crate::write_atomic(path, &bytes)
+    }
+
+    /// The safetensors file [`save_safetensors`](Self::save_safetensors) writes, in memory.
+    pub fn safetensors_bytes(&self, metadata: Option<std::collections::HashMap<String, String>>) -> Result<Vec<u8>, String> {
         let views: Vec<(String, TensorView)> = self
             .specs
             .iter()
@@ -324,9 +330,7 @@ impl HostParams {
                 (s.hf_name(self.config.model_type), view)
             })
             .collect();
-        let bytes = safetensors::serialize(views, metadata)
-            .map_err(|e| ModelError::Checkpoint { path: path.to_path_buf(), msg: e.to_string() })?;
-        crate::write_atomic(path, &bytes)
+        safetensors::serialize(views, metadata).map_err(|e| e.to_string())
     }
 }
 

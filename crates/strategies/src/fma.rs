@@ -10,7 +10,8 @@ use ernie_model::HostParams;
 pub enum AverageError {
     #[error("nothing to average")]
     Empty,
-    #[error("{name}: config differs from {first}'s ({what})")]
+    /// `what`: the first differing field, `field name-value vs first-value`.
+    #[error("{name}: model config differs from {first}'s: {what}")]
     Config { name: String, first: String, what: String },
     #[error("{name}: tensor {tensor} has shape {found:?}, {first} has {expected:?}")]
     Shape { name: String, first: String, tensor: String, expected: Vec<usize>, found: Vec<usize> },
@@ -22,8 +23,7 @@ pub enum AverageError {
 pub fn check_compatible(models: &[(String, &HostParams)]) -> Result<(), AverageError> {
     let (first_name, first) = models.first().ok_or(AverageError::Empty)?;
     for (name, m) in &models[1..] {
-        if m.config != first.config {
-            let what = format!("{:?} vs {:?}", m.config, first.config);
+        if let Some(what) = m.config.difference(&first.config) {
             return Err(AverageError::Config { name: name.clone(), first: first_name.clone(), what });
         }
         for (i, s) in first.specs.iter().enumerate() {

@@ -234,6 +234,11 @@ fn averaging() {
     let other = HostParams::random(ModelConfig { intermediate_size: 10, ..config(1) }, 3, 1);
     let e = fma::average(&[("a".into(), &a), ("wide".into(), &other)], None).unwrap_err().to_string();
     assert!(e.contains("wide") && e.contains("config"), "{e}");
+    // The differing field is named with both values, not a Debug dump of two configs.
+    assert!(e.contains("intermediate_size 10 vs 12") && !e.contains("ModelConfig"), "{e}");
+    let eps = HostParams::random(ModelConfig { layer_norm_eps: 1e-5, ..config(1) }, 3, 1);
+    let e = fma::average(&[("a".into(), &a), ("eps".into(), &eps)], None).unwrap_err().to_string();
+    assert!(e.contains("layer_norm_eps 1e-5 vs 1e-12"), "{e}");
     let labels4 = HostParams::random(config(1), 4, 1);
     let e = fma::average(&[("a".into(), &a), ("four".into(), &labels4)], None).unwrap_err().to_string();
     assert!(e.contains("four") && e.contains("classifier.weight") && e.contains("[4, 8]"), "{e}");

@@ -39,8 +39,8 @@ pub struct TrainConfig {
     pub task: TaskSpec,
     pub train_file: PathBuf,
     pub dev_file: Option<PathBuf>,
-    /// Label list file (JSON lines); else the task's labels file beside the train file, else the train
-    /// file's labels in order of first appearance.
+    /// Label list file (JSON lines); else `labels.json` beside the train file (any task), else the train
+    /// file's labels in order of first appearance (`ernie_data::resolve_labels`).
     pub labels_file: Option<PathBuf>,
     pub model_dir: PathBuf,
     pub output_dir: PathBuf,
@@ -68,6 +68,70 @@ pub struct TrainConfig {
     /// Use only the first N training examples / dev examples (quick runs).
     pub train_limit: Option<usize>,
     pub dev_limit: Option<usize>,
+    /// Train on all but this fraction of the training file and evaluate on the held-out part instead of
+    /// `dev_file` (choosing hyper-parameters without touching dev). The split is fixed (seed 1234).
+    #[serde(default)]
+    pub holdout: Option<f64>,
     /// Write the final checkpoint to `output_dir`.
     pub save: bool,
+    /// Write a training-state checkpoint every N updates (None: at each epoch's end; Some(0): never).
+    #[serde(default)]
+    pub save_every: Option<u64>,
+    /// Keep the newest K training-state checkpoints.
+    #[serde(default = "default_save_total_limit")]
+    pub save_total_limit: usize,
+}
+
+fn default_save_total_limit() -> usize {
+    2
+}
+
+impl TrainConfig {
+    /// Fields that may differ between a run and its resumption without changing any number it computes
+    /// (where files go, how often it evaluates or saves). The files' paths may differ too: they are compared
+    /// by contents instead.
+    pub const RESUMABLE_CHANGES: &'static [&'static str] =
+        &["output_dir", "eval_every", "save", "save_every", "save_total_limit", "train_file", "dev_file", "labels_file", "model_dir"];
+
+    /// The first field (as a dotted path) whose value differs between `self` and `recorded`, among those a
+    /// resumption must keep, with both values.
+    pub fn resume_mismatch(&self, recorded: &TrainConfig) -> Option<(String, String, String)> {
+        let (mut a, mut b) = (serde_json::to_value(self).ok()?, serde_json::to_value(recorded).ok()?);
+        for k in Self::RESUMABLE_CHANGES {
+            a.as_object_mut()?.remove(*k);
+            b.as_object_mut()?.remove(*k);
+        }
+        first_difference("", &a, &b)
+    }
+}
+
+/// The command-line flag that sets a configuration field (for messages).
+pub fn flag_of(field: &str) -> String {
+    let f = match field {
+        "recipe.adv" => return "--strategy adv".into(),
+        "recipe.rdrop" => return "--strategy rdrop".into(),
+        "layer_decay" => return "--strategy layer-decay / --layer-decay-rate".into(),
+        "task" => return "--task".into(),
+        f if f.starts_with("recipe.") => f.trim_start_matches("recipe.").replace('.', "-"),
+        f if f.starts_with("task.") => f.trim_start_matches("task.").to_string(),
+        f => f.to_string(),
+    };
+    format!("--{}", f.replace('_', "-"))
+}
+
+fn first_difference(path: &str, a: &serde_json::Value, b: &serde_json::Value) -> Option<(String, String, String)> {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter().find_map(|k| {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                first_difference(&p, x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null))
+            })
+        }
+        _ if a == b => None,
+        _ => Some((path.to_string(), a.to_string(), b.to_string())),
+    }
 }

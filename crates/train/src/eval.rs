@@ -10,7 +10,33 @@ pub fn tokens_of(b: &Batch) -> Tokens {
 }
 
 /// Predicted class of every example, in dataset order, and the mean CE when labelled.
-pub fn predict<B: Backend>(b: &B, enc: &Encoder<B>, data: &Dataset, batch_size: usize, pad_id: u32, mut on_batch: impl FnMut(usize)) -> (Vec<u32>, Option<f64>) {
+pub fn predict<B: Backend>(b: &B, enc: &Encoder<B>, data: &Dataset, batch_size: usize, pad_id: u32, on_batch: impl FnMut(usize)) -> (Vec<u32>, Option<f64>) {
+    let (preds, loss, _) = predict_inner(b, enc, data, batch_size, pad_id, on_batch, false);
+    (preds, loss)
+}
+
+/// [`predict`] that also returns every example's logits (`num_labels` values each), in dataset order.
+pub fn predict_with_logits<B: Backend>(
+    b: &B,
+    enc: &Encoder<B>,
+    data: &Dataset,
+    batch_size: usize,
+    pad_id: u32,
+    on_batch: impl FnMut(usize),
+) -> (Vec<u32>, Option<f64>, Vec<Vec<f32>>) {
+    predict_inner(b, enc, data, batch_size, pad_id, on_batch, true)
+}
+
+fn predict_inner<B: Backend>(
+    b: &B,
+    enc: &Encoder<B>,
+    data: &Dataset,
+    batch_size: usize,
+    pad_id: u32,
+    mut on_batch: impl FnMut(usize),
+    keep_logits: bool,
+) -> (Vec<u32>, Option<f64>, Vec<Vec<f32>>) {
+    let mut kept: Vec<Vec<f32>> = if keep_logits { vec![Vec::new(); data.len()] } else { Vec::new() };
     let mut preds = Vec::with_capacity(data.len());
     let mut loss = 0.0;
     // Evaluation order: batches of similar length pad less; results are put back in dataset order.
@@ -28,10 +54,15 @@ pub fn predict<B: Backend>(b: &B, enc: &Encoder<B>, data: &Dataset, batch_size: 
         for (&i, p) in chunk.iter().zip(argmax_rows(&logits, enc.num_labels)) {
             out[i] = p;
         }
+        if keep_logits {
+            for (&i, row) in chunk.iter().zip(logits.chunks_exact(enc.num_labels)) {
+                kept[i] = row.to_vec();
+            }
+        }
         on_batch(chunk.len());
     }
     preds.extend(out);
-    (preds, data.is_labelled().then(|| loss / data.len().max(1) as f64))
+    (preds, data.is_labelled().then(|| loss / data.len().max(1) as f64), kept)
 }
 
 /// Accuracy, macro-F1 and loss on a labelled dataset.

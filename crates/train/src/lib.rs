@@ -4,11 +4,15 @@
 pub mod checkpoint;
 pub mod config;
 pub mod eval;
+pub mod files;
 pub mod memory;
 pub mod metrics;
+pub mod state;
 pub mod trainer;
+pub mod validate;
 
 pub use checkpoint::{Checkpoint, CheckpointMeta};
 pub use config::{TaskDefaults, TrainConfig};
 pub use metrics::Metrics;
-pub use trainer::{train, EvalRecord, TrainReport};
+pub use trainer::{train, train_with, EvalRecord, Interrupted, Resume, RunOptions, TrainReport};
+pub use validate::validate;

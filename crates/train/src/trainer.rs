@@ -3,17 +3,22 @@
 use crate::checkpoint::{self, CheckpointMeta, METRICS_FILE};
 use crate::config::TrainConfig;
 use crate::eval::{evaluate, tokens_of};
+use crate::files::{self, FileIdentity};
 use crate::memory::peak_rss_bytes;
 use crate::metrics::Metrics;
+use crate::state::{self, Progress, RunFiles, StateMeta};
 use anyhow::{bail, Context, Result};
-use ernie_data::{read_examples, Dataset, LabelSet, TextTokenizer};
+use ernie_data::{read_examples, resolve_labels, split_holdout, Dataset, LabelSet, LabelSource, TextTokenizer};
 use ernie_model::{write_atomic, Encoder, HeadInit, HostParams};
 use ernie_optim::{AdamW, AdamWConfig, LinearSchedule};
 use ernie_strategies::{compute_gradients, layer_decay, Dropout};
-use ernie_tensor::{Backend, RngStream};
+use ernie_tensor::{simd_class, Backend, RngStream};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// One evaluation during training.
@@ -36,6 +41,9 @@ pub struct TrainReport {
     pub head_seed: u64,
     pub lr: f64,
     pub device: String,
+    /// The host's SIMD class (CPU results are bit-identical only within one class).
+    #[serde(default)]
+    pub simd_class: String,
     pub train_examples: usize,
     pub dev_examples: usize,
     pub steps: u64,
@@ -52,6 +60,15 @@ pub struct TrainReport {
     /// Peak resident memory of the process (host) and of the device where tracked.
     pub peak_host_bytes: Option<u64>,
     pub peak_device_bytes: Option<u64>,
+    /// blake3 of the final f32 parameters ([`weights_blake3`]): equal iff the final weights are.
+    #[serde(default)]
+    pub final_weights_blake3: String,
+    /// Updates at which the run was resumed from a training state (empty for an uninterrupted run).
+    #[serde(default)]
+    pub resumed_at: Vec<u64>,
+    /// The configuration and the identities of the model and data files.
+    pub config: TrainConfig,
+    pub files: RunFiles,
 }
 
 fn progress(len: u64, what: &str) -> ProgressBar {
@@ -75,35 +92,114 @@ pub fn strategy_names(cfg: &TrainConfig) -> Vec<String> {
     v
 }
 
-/// The label list: an explicit file, the task's labels file beside the train file, or the train file.
-pub fn label_set(cfg: &TrainConfig, train: &[ernie_data::Example]) -> Result<LabelSet> {
-    if let Some(f) = &cfg.labels_file {
-        return Ok(LabelSet::from_file(f, cfg.task.label_key.as_deref().unwrap_or("label"))?);
-    }
-    if let Some(p) = cfg.train_file.parent().and_then(|d| cfg.task.labels_path(d)) {
-        if p.is_file() {
-            return Ok(LabelSet::from_file(&p, cfg.task.label_key.as_deref().unwrap_or("label"))?);
-        }
-    }
-    Ok(LabelSet::from_examples(train)?)
+/// Where a run starts from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Resume {
+    /// A new run; an output directory that holds another run is an error unless `overwrite`.
+    #[default]
+    No,
+    /// The newest valid training state in the output directory; a new run when there is none; nothing to
+    /// do when the directory holds a finished run.
+    Auto,
+    /// A run directory (its newest valid state) or one training-state directory.
+    From(PathBuf),
 }
 
-/// Fine-tune on `b`. Writes `metrics.json` (and the checkpoint when `cfg.save`) into `cfg.output_dir`.
-pub fn train<B: Backend>(b: &B, cfg: &TrainConfig) -> Result<TrainReport> {
-    if cfg.batch_size == 0 || cfg.epochs == 0 && cfg.max_steps.is_none() {
-        bail!("batch size and epochs must be positive");
+/// How a run is driven (not part of what it computes).
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub resume: Resume,
+    /// Replace a previous run in the output directory.
+    pub overwrite: bool,
+    /// Set to a signal number (SIGINT 2, SIGTERM 15) to stop after the current update: a training state is
+    /// written and [`train_with`] returns [`Interrupted`].
+    pub stop: Option<Arc<AtomicUsize>>,
+}
+
+/// A run stopped on request after writing a training state.
+#[derive(Debug)]
+pub struct Interrupted {
+    pub signal: usize,
+    pub step: u64,
+    pub checkpoint: PathBuf,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stopped by signal {} after update {}; training state written to {}", self.signal, self.step, self.checkpoint.display())
     }
-    std::fs::create_dir_all(&cfg.output_dir).with_context(|| format!("{}: cannot create the output directory", cfg.output_dir.display()))?;
+}
+
+impl std::error::Error for Interrupted {}
+
+/// The files of a model directory that define it (hashed into the run's identity).
+fn model_files(dir: &Path) -> Vec<PathBuf> {
+    ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt"].iter().map(|f| dir.join(f)).filter(|p| p.is_file()).collect()
+}
+
+/// What of a previous run the output directory holds.
+fn previous_run(dir: &Path) -> Vec<&'static str> {
+    let mut v = vec![];
+    for (f, what) in [(METRICS_FILE, METRICS_FILE), (checkpoint::META_FILE, "a checkpoint"), (state::CHECKPOINTS_DIR, "training states")] {
+        if dir.join(f).exists() {
+            v.push(what);
+        }
+    }
+    v
+}
+
+/// Remove what a previous run wrote into `dir` (only ernie-ft's own files).
+fn clear_previous_run(dir: &Path) -> Result<()> {
+    for f in [METRICS_FILE, checkpoint::META_FILE, files::MANIFEST_FILE, "model.safetensors", "config.json"] {
+        let p = dir.join(f);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("{}: cannot remove", p.display()))?;
+        }
+    }
+    let p = dir.join(state::CHECKPOINTS_DIR);
+    if p.exists() {
+        std::fs::remove_dir_all(&p).with_context(|| format!("{}: cannot remove", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Fine-tune on `b` as a new run. See [`train_with`].
+pub fn train<B: Backend>(b: &B, cfg: &TrainConfig) -> Result<TrainReport> {
+    train_with(b, cfg, &RunOptions::default())
+}
+
+/// Fine-tune on `b`. Writes training states under `cfg.output_dir/checkpoints/` as configured, the final
+/// checkpoint when `cfg.save`, and `metrics.json` last. Nothing is created before the data and model have
+/// been read and checked.
+pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainReport> {
+    crate::validate(cfg)?;
     let tokenizer = TextTokenizer::from_dir(&cfg.model_dir)?;
-    let mut train_ex = read_examples(&cfg.train_file, &cfg.task, true)?;
-    let labels = label_set(cfg, &train_ex)?;
+    let all_train = read_examples(&cfg.train_file, &cfg.task, true)?;
+    let (labels, label_source) = resolve_labels(cfg.labels_file.as_deref(), &cfg.train_file, &cfg.task, &all_train)?;
+    let (mut train_ex, dev_ex) = match cfg.holdout {
+        Some(frac) => {
+            let n = all_train.len();
+            let (tr, ho) = split_holdout(all_train, frac, 1234);
+            if tr.is_empty() || ho.is_empty() {
+                bail!("--holdout {frac} of the {n} examples of {} leaves {} to train on and {} held out: both must be at least 1", cfg.train_file.display(), tr.len(), ho.len());
+            }
+            eprintln!("holdout: {} train / {} held-out examples of the training file (dev untouched)", tr.len(), ho.len());
+            (tr, Some(ho))
+        }
+        None => {
+            let dev = match &cfg.dev_file {
+                Some(f) => Some(read_examples(f, &cfg.task, true)?),
+                None => None,
+            };
+            (all_train, dev)
+        }
+    };
     if let Some(n) = cfg.train_limit {
         train_ex.truncate(n);
     }
     let train_ds = Dataset::build(&train_ex, &tokenizer, cfg.max_len, &labels)?;
-    let dev_ds = match &cfg.dev_file {
-        Some(f) => {
-            let mut ex = read_examples(f, &cfg.task, true)?;
+    let dev_ds = match dev_ex {
+        Some(mut ex) => {
             if let Some(n) = cfg.dev_limit {
                 ex.truncate(n);
             }
@@ -115,9 +211,67 @@ pub fn train<B: Backend>(b: &B, cfg: &TrainConfig) -> Result<TrainReport> {
     if cfg.max_len > host.config.max_position_embeddings {
         bail!("--max-len {} exceeds the model's max_position_embeddings {}", cfg.max_len, host.config.max_position_embeddings);
     }
-    if !host.initialised.is_empty() {
+    let label_file = match &label_source {
+        LabelSource::Explicit(p) | LabelSource::BesideTrain(p) => Some(FileIdentity::of(p)?),
+        LabelSource::TrainFile(_) => None,
+    };
+    let run_files = RunFiles {
+        model: model_files(&cfg.model_dir).iter().map(|p| FileIdentity::of(p)).collect::<Result<_>>()?,
+        train: FileIdentity::of(&cfg.train_file)?,
+        dev: match (&cfg.dev_file, cfg.holdout) {
+            (Some(f), None) => Some(FileIdentity::of(f)?),
+            _ => None,
+        },
+        labels: label_file,
+    };
+
+    // Where the run starts: a previous run in the output directory is resumed, replaced, or an error.
+    let out = &cfg.output_dir;
+    let resume_dir = match &opts.resume {
+        Resume::No => {
+            let prev = previous_run(out);
+            if !prev.is_empty() {
+                if !opts.overwrite {
+                    bail!("{}: already holds a run ({}); continue it with --resume {} (or --resume auto), or replace it with --overwrite", out.display(), prev.join(", "), out.display());
+                }
+                clear_previous_run(out)?;
+            }
+            None
+        }
+        Resume::Auto if out.join(METRICS_FILE).is_file() => return finished_report(out, cfg, &run_files),
+        Resume::Auto => match state::latest(out) {
+            Some(d) => Some(d),
+            None => {
+                if !previous_run(out).is_empty() {
+                    clear_previous_run(out)?;
+                }
+                eprintln!("--resume auto: no training state in {}; starting a new run", out.display());
+                None
+            }
+        },
+        Resume::From(d) => {
+            if state::is_state_dir(d) {
+                Some(d.clone())
+            } else if d.join(METRICS_FILE).is_file() {
+                return finished_report(d, cfg, &run_files);
+            } else {
+                match state::latest(d) {
+                    Some(s) => Some(s),
+                    None => bail!("--resume {}: no training state found (expected {}/step-N/ with a valid manifest)", d.display(), d.join(state::CHECKPOINTS_DIR).display()),
+                }
+            }
+        }
+    };
+    let removed = files::remove_stale_temporaries(out);
+    let removed = [removed, files::remove_stale_temporaries(&out.join(state::CHECKPOINTS_DIR))].concat();
+    if !removed.is_empty() {
+        eprintln!("removed {} temporary file(s) of an interrupted save in {}", removed.len(), out.display());
+    }
+
+    if !host.initialised.is_empty() && resume_dir.is_none() {
         eprintln!("initialised from head seed {}: {}", cfg.head_seed, host.initialised.join(", "));
     }
+    eprintln!("labels: {} ({})", labels.len(), label_source);
     let mut enc = Encoder::from_host(b, &host);
     let n_layers = host.config.num_hidden_layers;
     let sizes: Vec<usize> = enc.specs.iter().map(|s| s.numel()).collect();
@@ -133,6 +287,22 @@ pub fn train<B: Backend>(b: &B, cfg: &TrainConfig) -> Result<TrainReport> {
     let schedule = LinearSchedule::with_ratio(total_steps, cfg.warmup_ratio);
     let dropout = Dropout { hidden: cfg.hidden_dropout, attention: cfg.attention_dropout.unwrap_or(host.config.attention_probs_dropout_prob) };
     let pad = tokenizer.pad_id();
+
+    let mut p = Progress::default();
+    if let Some(dir) = &resume_dir {
+        let st = state::load(dir, &enc.specs)?;
+        check_resumable(cfg, &run_files, &labels, &st.meta, dir)?;
+        if st.meta.simd_class != simd_class() && b.name().starts_with("cpu") {
+            eprintln!("warning: {} was computed on a {} host and this one is {}: the resumed run is not bit-identical to an uninterrupted one on either", dir.display(), st.meta.simd_class, simd_class());
+        }
+        enc.params = st.params.iter().map(|v| b.upload(v)).collect();
+        opt.m = st.adam_m.iter().map(|v| b.upload(v)).collect();
+        opt.v = st.adam_v.iter().map(|v| b.upload(v)).collect();
+        opt.steps_done = st.meta.optimizer_steps;
+        p = st.meta.progress;
+        p.resumed_at.push(p.step);
+        eprintln!("resuming from {} (update {} of {})", dir.display(), p.step, total_steps);
+    }
     eprintln!(
         "{}: {} train / {} dev examples, {} labels, {} steps ({} per epoch), lr {:e}, batch {}, strategies [{}], {} parameters on {}",
         cfg.task.name,
@@ -149,64 +319,115 @@ pub fn train<B: Backend>(b: &B, cfg: &TrainConfig) -> Result<TrainReport> {
     );
 
     let mut grads = enc.zero_grads(b);
-    let mut history = Vec::new();
-    let (mut step, mut train_secs, mut eval_secs, mut samples) = (0u64, 0.0f64, 0.0f64, 0usize);
-    let mut last_epoch_loss = 0.0;
-    let run_eval = |enc: &Encoder<B>, step: u64, epoch: f64, eval_secs: &mut f64, history: &mut Vec<EvalRecord>| {
+    let run_eval = |enc: &Encoder<B>, p: &mut Progress| {
         if let Some(dev) = &dev_ds {
             let t = Instant::now();
             let pb = progress(dev.len() as u64, "eval ");
             let m = evaluate(b, enc, dev, 64, pad, |n| pb.inc(n as u64));
             pb.finish_and_clear();
-            *eval_secs += t.elapsed().as_secs_f64();
-            eprintln!("step {step} epoch {epoch:.2}: dev accuracy {:.4} macro-F1 {:.4} loss {:.4}", m.accuracy, m.macro_f1, m.loss);
-            history.push(EvalRecord { step, epoch, dev: m });
+            p.eval_seconds += t.elapsed().as_secs_f64();
+            let epoch = p.step as f64 / steps_per_epoch as f64;
+            eprintln!("step {} epoch {epoch:.2}: dev accuracy {:.4} macro-F1 {:.4} loss {:.4}", p.step, m.accuracy, m.macro_f1, m.loss);
+            p.history.push(EvalRecord { step: p.step, epoch, dev: m });
         }
     };
-    let epochs = if cfg.max_steps.is_some() { usize::MAX } else { cfg.epochs };
-    'outer: for epoch in 0..epochs {
-        let order = train_ds.batches(cfg.batch_size, Some(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64)));
-        let pb = progress(order.len() as u64, &format!("epoch {}", epoch + 1));
-        let (mut loss_sum, mut n, mut correct) = (0.0, 0usize, 0usize);
-        for idx in order {
-            if step >= total_steps {
-                pb.finish_and_clear();
-                break 'outer;
-            }
-            let t = Instant::now();
-            let batch = train_ds.collate(&idx, pad);
-            let tokens = tokens_of(&batch);
-            let y = batch.labels.as_ref().expect("training data is labelled");
-            grads.zero(b);
-            let rep = compute_gradients(b, &enc, &mut grads, &tokens, y, &cfg.recipe, dropout, RngStream::new(cfg.seed, step));
-            if !rep.loss.is_finite() {
-                bail!("the loss became {} at step {step}: lower the learning rate", rep.loss);
-            }
-            let lr = cfg.lr * schedule.factor(step);
-            opt.step(b, &mut enc.params, &grads.bufs, lr);
-            step += 1;
-            train_secs += t.elapsed().as_secs_f64();
-            samples += batch.batch;
-            loss_sum += rep.loss * batch.batch as f64;
-            n += batch.batch;
-            correct += rep.correct;
-            pb.inc(1);
-            pb.set_message(format!("loss {:.4} acc {:.3} lr {:.2e} {:.1} ex/s", loss_sum / n as f64, correct as f64 / n as f64, lr, samples as f64 / train_secs));
-            if let Some(every) = cfg.eval_every {
-                if step % every == 0 && step % steps_per_epoch != 0 {
-                    run_eval(&enc, step, step as f64 / steps_per_epoch as f64, &mut eval_secs, &mut history);
-                }
+    let save_state = |enc: &Encoder<B>, opt: &AdamW<B>, p: &Progress| -> Result<PathBuf> {
+        let meta = StateMeta {
+            format: 1,
+            progress: p.clone(),
+            epoch: p.step / steps_per_epoch,
+            batch_in_epoch: p.step % steps_per_epoch,
+            steps_per_epoch,
+            total_steps,
+            optimizer_steps: opt.steps_done,
+            config: cfg.clone(),
+            files: run_files.clone(),
+            labels: labels.clone(),
+            backend: b.name(),
+            simd_class: simd_class().into(),
+        };
+        let down = |bufs: &[B::Buf]| bufs.iter().map(|x| b.download(x)).collect::<Vec<_>>();
+        state::save(out, &enc.specs, &down(&enc.params), &down(&opt.m), &down(&opt.v), &meta, cfg.save_total_limit)
+    };
+    // Without a terminal the bar is hidden: log a line every tenth of an epoch instead.
+    let log_every = if std::io::stderr().is_terminal() { u64::MAX } else { steps_per_epoch.div_ceil(10).max(1) };
+    let stop_signal = || opts.stop.as_ref().map_or(0, |s| s.load(Ordering::SeqCst));
+    let mut order: Option<(u64, Vec<Vec<usize>>)> = None;
+    let mut pb = ProgressBar::hidden();
+    let mut last_saved = None;
+    while p.step < total_steps {
+        let epoch = p.step / steps_per_epoch;
+        let pos = (p.step % steps_per_epoch) as usize;
+        if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            order = Some((epoch, train_ds.batches(cfg.batch_size, Some(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch)))));
+            pb = progress(steps_per_epoch, &format!("epoch {}", epoch + 1));
+            pb.set_position(pos as u64);
+        }
+        if pos == 0 {
+            (p.epoch_loss_sum, p.epoch_examples, p.epoch_correct) = (0.0, 0, 0);
+        }
+        let idx = &order.as_ref().expect("set above").1[pos];
+        let step = p.step;
+        let t = Instant::now();
+        let batch = train_ds.collate(idx, pad);
+        let tokens = tokens_of(&batch);
+        let y = batch.labels.as_ref().expect("training data is labelled");
+        grads.zero(b);
+        let rep = compute_gradients(b, &enc, &mut grads, &tokens, y, &cfg.recipe, dropout, RngStream::new(cfg.seed, step));
+        if !rep.loss.is_finite() {
+            bail!("the loss became {} at step {step}: lower the learning rate", rep.loss);
+        }
+        let lr = cfg.lr * schedule.factor(step);
+        opt.step(b, &mut enc.params, &grads.bufs, lr);
+        p.step += 1;
+        p.train_seconds += t.elapsed().as_secs_f64();
+        p.samples += batch.batch;
+        p.epoch_loss_sum += rep.loss * batch.batch as f64;
+        p.epoch_examples += batch.batch;
+        p.epoch_correct += rep.correct;
+        state::kill_point(&format!("step:{}", p.step));
+        pb.inc(1);
+        let line = format!("loss {:.4} acc {:.3} lr {:.2e} {:.1} ex/s", p.epoch_loss_sum / p.epoch_examples as f64, p.epoch_correct as f64 / p.epoch_examples as f64, lr, p.samples as f64 / p.train_seconds);
+        if p.step % log_every == 0 {
+            eprintln!("step {}/{} epoch {}: {line}", p.step, total_steps, epoch + 1);
+        }
+        pb.set_message(line);
+        let epoch_end = p.step % steps_per_epoch == 0;
+        if let Some(every) = cfg.eval_every {
+            if p.step % every == 0 && !epoch_end {
+                run_eval(&enc, &mut p);
             }
         }
-        pb.finish_and_clear();
-        last_epoch_loss = loss_sum / n.max(1) as f64;
-        eprintln!("epoch {}: train loss {:.4} accuracy {:.4} ({:.1} examples/s)", epoch + 1, last_epoch_loss, correct as f64 / n.max(1) as f64, samples as f64 / train_secs.max(1e-9));
-        run_eval(&enc, step, step as f64 / steps_per_epoch as f64, &mut eval_secs, &mut history);
+        if epoch_end {
+            pb.finish_and_clear();
+            p.last_epoch_loss = p.epoch_loss_sum / p.epoch_examples.max(1) as f64;
+            eprintln!("epoch {}: train loss {:.4} accuracy {:.4} ({:.1} examples/s)", epoch + 1, p.last_epoch_loss, p.epoch_correct as f64 / p.epoch_examples.max(1) as f64, p.samples as f64 / p.train_seconds.max(1e-9));
+            run_eval(&enc, &mut p);
+        }
+        let due = match cfg.save_every {
+            None => epoch_end,
+            Some(0) => false,
+            Some(n) => p.step % n == 0,
+        };
+        if due {
+            last_saved = Some((p.step, save_state(&enc, &opt, &p)?));
+        }
+        let signal = stop_signal();
+        if signal != 0 {
+            pb.finish_and_clear();
+            let checkpoint = match &last_saved {
+                Some((s, d)) if *s == p.step => d.clone(),
+                _ => save_state(&enc, &opt, &p)?,
+            };
+            return Err(Interrupted { signal, step: p.step, checkpoint }.into());
+        }
     }
-    if history.last().is_none_or(|h| h.step != step) {
-        run_eval(&enc, step, step as f64 / steps_per_epoch as f64, &mut eval_secs, &mut history);
+    pb.finish_and_clear();
+    if p.history.last().is_none_or(|h| h.step != p.step) {
+        run_eval(&enc, &mut p);
     }
-    let best = history.iter().max_by(|a, b| a.dev.accuracy.total_cmp(&b.dev.accuracy)).cloned();
+    let final_params = enc.to_host(b);
+    let best = p.history.iter().max_by(|a, b| a.dev.accuracy.total_cmp(&b.dev.accuracy)).cloned();
     let report = TrainReport {
         task: cfg.task.name.clone(),
         strategies: strategy_names(cfg),
@@ -216,19 +437,24 @@ pub fn train<B: Backend>(b: &B, cfg: &TrainConfig) -> Result<TrainReport> {
         head_seed: cfg.head_seed,
         lr: cfg.lr,
         device: b.name(),
+        simd_class: simd_class().into(),
         train_examples: train_ds.len(),
         dev_examples: dev_ds.as_ref().map_or(0, |d| d.len()),
-        steps: step,
-        final_dev: history.last().map(|h| h.dev),
+        steps: p.step,
+        final_dev: p.history.last().map(|h| h.dev),
         best_dev: best,
-        history,
-        train_loss_last_epoch: last_epoch_loss,
-        train_seconds: train_secs,
-        seconds_per_step: train_secs / step.max(1) as f64,
-        samples_per_second: samples as f64 / train_secs.max(1e-9),
-        eval_seconds: eval_secs,
+        history: p.history.clone(),
+        train_loss_last_epoch: p.last_epoch_loss,
+        train_seconds: p.train_seconds,
+        seconds_per_step: p.train_seconds / p.step.max(1) as f64,
+        samples_per_second: p.samples as f64 / p.train_seconds.max(1e-9),
+        eval_seconds: p.eval_seconds,
         peak_host_bytes: peak_rss_bytes(),
         peak_device_bytes: Some(b.peak_bytes() as u64).filter(|&x| x > 0),
+        final_weights_blake3: weights_blake3(&final_params.values),
+        resumed_at: p.resumed_at.clone(),
+        config: cfg.clone(),
+        files: run_files.clone(),
     };
     if cfg.save {
         let meta = CheckpointMeta {
@@ -238,17 +464,88 @@ pub fn train<B: Backend>(b: &B, cfg: &TrainConfig) -> Result<TrainReport> {
             max_len: cfg.max_len,
             base_model: cfg.model_dir.display().to_string(),
             train_config: serde_json::to_value(cfg)?,
-            steps: step,
-            epochs_done: step as f64 / steps_per_epoch as f64,
+            steps: p.step,
+            epochs_done: p.step as f64 / steps_per_epoch as f64,
             report: serde_json::to_value(&report)?,
         };
-        checkpoint::save(&cfg.output_dir, &enc.to_host(b), &meta, &cfg.model_dir)?;
+        checkpoint::save(out, &final_params, &meta, &cfg.model_dir)?;
     }
-    write_atomic(&cfg.output_dir.join(METRICS_FILE), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the output directory", out.display()))?;
+    write_atomic(&out.join(METRICS_FILE), serde_json::to_string_pretty(&report)?.as_bytes())?;
     Ok(report)
 }
 
-/// Where a checkpoint's files go (for messages).
+/// blake3 of the f32 parameters in order (little-endian bits): equal iff the weights are bit-identical.
+pub fn weights_blake3(values: &[Vec<f32>]) -> String {
+    let mut h = blake3::Hasher::new();
+    for v in values {
+        h.update(bytemuck::cast_slice(v));
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// Refuse to resume when what the state was computed from differs from this run, naming what differs.
+fn check_resumable(cfg: &TrainConfig, files: &RunFiles, labels: &LabelSet, st: &StateMeta, dir: &Path) -> Result<()> {
+    if let Some((field, now, then)) = cfg.resume_mismatch(&st.config) {
+        bail!(
+            "--resume {}: this run's {} is {now} but the checkpoint was trained with {then} (field `{field}`); rerun with the original flags, or start afresh with --overwrite",
+            dir.display(),
+            crate::config::flag_of(&field)
+        );
+    }
+    let same = |what: &str, now: Option<&FileIdentity>, then: Option<&FileIdentity>| -> Result<()> {
+        match (now, then) {
+            (Some(a), Some(b)) if a.same_content(b) => Ok(()),
+            (None, None) => Ok(()),
+            (a, b) => bail!(
+                "--resume {}: the {what} differs from the one the run started from ({} vs recorded {})",
+                dir.display(),
+                a.map_or("none".into(), |f| format!("{}, {} bytes, blake3 {}", f.path.display(), f.size, &f.blake3[..16])),
+                b.map_or("none".into(), |f| format!("{}, {} bytes, blake3 {}", f.path.display(), f.size, &f.blake3[..16]))
+            ),
+        }
+    };
+    same("training file", Some(&files.train), Some(&st.files.train))?;
+    same("dev file", files.dev.as_ref(), st.files.dev.as_ref())?;
+    same("label file", files.labels.as_ref(), st.files.labels.as_ref())?;
+    let names = |v: &[FileIdentity]| v.iter().map(|f| f.path.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect::<Vec<_>>();
+    if names(&files.model) != names(&st.files.model) {
+        bail!("--resume {}: the model directory's files differ ({:?} vs recorded {:?})", dir.display(), names(&files.model), names(&st.files.model));
+    }
+    for (a, b) in files.model.iter().zip(&st.files.model) {
+        same(&format!("model file {}", a.path.file_name().unwrap_or_default().to_string_lossy()), Some(a), Some(b))?;
+    }
+    if labels.labels() != st.labels.labels() {
+        bail!("--resume {}: the label list differs from the one the run started with", dir.display());
+    }
+    Ok(())
+}
+
+/// A finished run found where a resumption was asked for: its report, if it is the same run.
+fn finished_report(dir: &Path, cfg: &TrainConfig, files: &RunFiles) -> Result<TrainReport> {
+    let path = dir.join(METRICS_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let report: TrainReport = serde_json::from_str(&text).with_context(|| format!("{}: not the metrics of a finished ernie-ft run", path.display()))?;
+    if let Some((field, now, then)) = cfg.resume_mismatch(&report.config) {
+        bail!("{}: holds a finished run trained with {} = {then}, not {now} (field `{field}`); use another --output-dir, or --overwrite", dir.display(), crate::config::flag_of(&field));
+    }
+    if !files.train.same_content(&report.files.train) {
+        bail!("{}: holds a finished run trained on another training file; use another --output-dir, or --overwrite", dir.display());
+    }
+    eprintln!("{}: the run is already finished ({} updates); nothing to do", dir.display(), report.steps);
+    Ok(report)
+}
+
+/// What a run directory holds (for the final message): only files that exist.
 pub fn describe_output(dir: &Path) -> String {
-    format!("{} (model.safetensors, config.json, tokenizer, {}, {METRICS_FILE})", dir.display(), checkpoint::META_FILE)
+    let mut what: Vec<String> = ["model.safetensors", "config.json", "tokenizer.json", "vocab.txt", checkpoint::META_FILE, files::MANIFEST_FILE, METRICS_FILE]
+        .iter()
+        .filter(|f| dir.join(f).is_file())
+        .map(|f| f.to_string())
+        .collect();
+    let states = std::fs::read_dir(dir.join(state::CHECKPOINTS_DIR)).map(|r| r.flatten().filter(|e| !files::is_temporary(&e.file_name().to_string_lossy())).count()).unwrap_or(0);
+    if states > 0 {
+        what.push(format!("{}/ ({states} training state{})", state::CHECKPOINTS_DIR, if states == 1 { "" } else { "s" }));
+    }
+    format!("{} ({})", dir.display(), what.join(", "))
 }

@@ -73,7 +73,10 @@ fn config(dir: &Path, model: PathBuf, recipe: Recipe, layer_decay: Option<f64>) 
         max_steps: None,
         train_limit: None,
         dev_limit: None,
+        holdout: None,
         save: true,
+        save_every: None,
+        save_total_limit: 2,
     }
 }
 
@@ -116,6 +119,7 @@ fn base_training_is_deterministic() {
     cfg.save = false;
     let b = Cpu::<f32>::new();
     let a = ernie_train::train(&b, &cfg).unwrap();
+    cfg.output_dir = dir.path().join("again");
     let c = ernie_train::train(&b, &cfg).unwrap();
     assert_eq!(a.final_dev.unwrap().loss, c.final_dev.unwrap().loss);
 }

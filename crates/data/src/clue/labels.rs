@@ -2,12 +2,89 @@
 //! this order), hence serializable.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{for_each_json_line, label_field, Example};
+use super::{for_each_json_line, label_field, Example, TaskSpec};
 use crate::error::{Error, Result};
+
+/// The labels file looked for beside the training file (CLUE's name) when the task names none.
+pub const DEFAULT_LABELS_FILE: &str = "labels.json";
+
+/// Which rule of [`resolve_labels`] gave the label list; printable ("--labels FILE", ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelSource {
+    /// (a) The file given with `--labels`.
+    Explicit(PathBuf),
+    /// (b) `labels.json` (the task's labels file name) beside the training file.
+    BesideTrain(PathBuf),
+    /// (c) The training file's labels, in order of first appearance.
+    TrainFile(PathBuf),
+}
+
+impl fmt::Display for LabelSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LabelSource::Explicit(p) => write!(f, "--labels {}", p.display()),
+            LabelSource::BesideTrain(p) => write!(f, "{} (beside the training file)", p.display()),
+            LabelSource::TrainFile(p) => {
+                write!(f, "the labels of {} in order of first appearance", p.display())
+            }
+        }
+    }
+}
+
+/// The label list of a training run, by one rule for every task: (a) `explicit` (the `--labels` file),
+/// else (b) the task's labels file (`labels.json` unless the [`TaskSpec`] names another) beside
+/// `train_file` when it exists, else (c) the labels of `train_examples` in order of first appearance.
+/// Label files are JSON lines with the label under the task's label key (`"label"` if it has none).
+///
+/// With (a) or (b), every training example's label must be in the list: an unknown label is an error
+/// naming the training file and line (never a silent extra class).
+pub fn resolve_labels(
+    explicit: Option<&Path>,
+    train_file: &Path,
+    spec: &TaskSpec,
+    train_examples: &[Example],
+) -> Result<(LabelSet, LabelSource)> {
+    let key = spec.label_key.as_deref().unwrap_or("label");
+    let beside = train_file
+        .parent()
+        .map(|d| d.join(spec.labels_file.as_deref().unwrap_or(DEFAULT_LABELS_FILE)))
+        .filter(|p| p.is_file());
+    let (set, source) = match (explicit, beside) {
+        (Some(f), _) => (LabelSet::from_file(f, key)?, LabelSource::Explicit(f.to_path_buf())),
+        (None, Some(p)) => (LabelSet::from_file(&p, key)?, LabelSource::BesideTrain(p)),
+        (None, None) => {
+            let set = LabelSet::from_examples(train_examples)?;
+            return Ok((set, LabelSource::TrainFile(train_file.to_path_buf())));
+        }
+    };
+    for ex in train_examples {
+        let label = ex.label.as_deref().ok_or_else(|| Error::Data {
+            path: ex.file.to_path_buf(),
+            line: Some(ex.line),
+            message: "example has no label".into(),
+        })?;
+        if !set.index.contains_key(label) {
+            let hint = match &source {
+                LabelSource::Explicit(_) => "",
+                _ => "; give --labels FILE to use another list",
+            };
+            return Err(Error::Data {
+                path: ex.file.to_path_buf(),
+                line: Some(ex.line),
+                message: format!(
+                    "unknown label \"{label}\": not one of the {} labels of {source}{hint}",
+                    set.len()
+                ),
+            });
+        }
+    }
+    Ok((set, source))
+}
 
 /// Ordered, duplicate-free list of labels; class index = position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 
 pub use dataset::{split_holdout, Batch, Dataset, Item};
-pub use labels::LabelSet;
+pub use labels::{resolve_labels, LabelSet, LabelSource, DEFAULT_LABELS_FILE};
 
 /// Which JSON keys hold what for one task. Serializable so it can be saved next to a fine-tuned model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +26,8 @@ pub struct TaskSpec {
     pub label_key: Option<String>,
     /// Key of the example id (present in CLUE test files), read when present.
     pub id_key: String,
-    /// Label list file inside the task folder (JSON lines, the label under `label_key`).
+    /// Name of the label list file beside the training file (JSON lines, the label under `label_key`);
+    /// `None` means the default `labels.json` (see [`resolve_labels`], which applies to every task).
     pub labels_file: Option<String>,
 }
 
@@ -69,7 +70,8 @@ impl TaskSpec {
     /// Names accepted by [`Self::preset`].
     pub const PRESETS: &'static [&'static str] = &["iflytek", "tnews", "afqmc"];
 
-    /// Any other layout; `id_key` is `"id"` and there is no labels file (labels come from train).
+    /// Any other layout; `id_key` is `"id"`, and the labels file is the default `labels.json` beside the
+    /// training file when there is one (else labels come from train; see [`resolve_labels`]).
     pub fn custom(
         name: &str,
         text_a_key: &str,

@@ -1,0 +1,184 @@
+//! Shared by the binary's tests: a work directory with the tiny random model of tests/fixtures (hidden 32,
+//! 2 layers, 64 positions; a copy with a small WordPiece vocabulary) and a synthetic 3-class task it learns
+//! in a second or two (the label is which of three marker characters the sentence contains), and helpers
+//! to run `ernie-ft` and read what it wrote.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ernie-ft");
+pub const CHARS: &str = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经";
+pub const LABELS: [&str; 3] = ["甲", "乙", "丙"];
+/// Fields of metrics.json that measure time or memory (they differ between identical runs).
+pub const TIMING_FIELDS: [&str; 6] = [
+    "train_seconds",
+    "seconds_per_step",
+    "samples_per_second",
+    "eval_seconds",
+    "peak_host_bytes",
+    "peak_device_bytes",
+];
+
+/// A temporary work dir with `model/`: the tiny model plus a vocab.txt of 5 specials + 80 characters.
+pub struct Work {
+    pub tmp: TempDir,
+}
+
+impl Work {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let src =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny_random_model");
+        let m = tmp.path().join("model");
+        std::fs::create_dir(&m).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(src.join(f), m.join(f)).unwrap_or_else(|e| panic!("copy {f}: {e}"));
+        }
+        let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(CHARS.chars().map(String::from))
+            .collect();
+        assert!(
+            vocab.len() <= 97,
+            "the vocab must fit the tiny model's 97 ids"
+        );
+        std::fs::write(m.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
+        Work { tmp }
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+    pub fn model(&self) -> String {
+        s(&self.path("model"))
+    }
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+    /// `n` labelled examples (seeded), one JSON object per line.
+    pub fn task(&self, name: &str, n: usize, seed: u64) -> PathBuf {
+        let lines: Vec<String> = examples(n, seed)
+            .iter()
+            .map(|(text, label)| {
+                serde_json::json!({ "sentence": text, "label": LABELS[*label] }).to_string()
+            })
+            .collect();
+        self.write(name, &(lines.join("\n") + "\n"))
+    }
+    /// `train` on the synthetic task with the flags every run shares, then `extra`.
+    pub fn train(&self, train: &Path, dev: Option<&Path>, out: &Path, extra: &[&str]) -> Output {
+        run(&self.train_args(train, dev, out, extra))
+    }
+    /// The arguments of [`Work::train`].
+    pub fn train_args(&self, train: &Path, dev: Option<&Path>, out: &Path, extra: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            "train".to_string(),
+            "--model".into(),
+            self.model(),
+            "--threads".into(),
+            "2".into(),
+            "--max-len".into(),
+            "32".into(),
+        ];
+        args.extend(
+            [
+                "--task",
+                "synthetic",
+                "--text-a-key",
+                "sentence",
+                "--label-key",
+                "label",
+            ]
+            .map(String::from),
+        );
+        if !extra.contains(&"--batch-size") {
+            args.extend(["--batch-size".into(), "16".into()]);
+        }
+        args.extend(["--train".into(), s(train), "--output-dir".into(), s(out)]);
+        if let Some(dev) = dev {
+            args.extend(["--dev".into(), s(dev)]);
+        }
+        args.extend(extra.iter().map(|x| x.to_string()));
+        args
+    }
+}
+
+/// Seeded (text, label index) pairs: random filler with the label's marker inserted somewhere.
+pub fn examples(n: usize, seed: u64) -> Vec<(String, usize)> {
+    let chars: Vec<char> = CHARS.chars().collect();
+    let markers = ['的', '是', '在'];
+    let filler = &chars[3..];
+    let mut st = seed;
+    let mut next = || {
+        st = st
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (st >> 33) as usize
+    };
+    (0..n)
+        .map(|_| {
+            let label = next() % 3;
+            let len = 4 + next() % 8;
+            let mut text: Vec<char> = (0..len).map(|_| filler[next() % filler.len()]).collect();
+            let at = next() % (len + 1);
+            text.insert(at, markers[label]);
+            (text.into_iter().collect(), label)
+        })
+        .collect()
+}
+
+pub fn s(p: &Path) -> String {
+    p.to_str().expect("UTF-8 temp path").to_string()
+}
+
+pub fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    command(args).output().expect("run ernie-ft")
+}
+
+/// `ernie-ft ARGS` with the tests' environment, not started.
+pub fn command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .env_remove("ERNIE_FT_MODEL")
+        .env_remove("ERNIE_FT_TEST_KILL")
+        // Nothing may come from a data folder the tests did not name.
+        .env("ERNIE_FT_DATA", "/nonexistent/ernie-ft-test-data");
+    c
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "ernie-ft failed ({}):\n{}",
+        out.status,
+        stderr(out)
+    );
+}
+
+/// Fails cleanly (non-zero exit, `error:` message, no panic) and returns the message.
+pub fn assert_fails(out: &Output) -> String {
+    let err = stderr(out);
+    assert!(!out.status.success(), "expected a failure; stderr:\n{err}");
+    assert!(
+        !err.contains("panicked"),
+        "a panic instead of an error:\n{err}"
+    );
+    assert!(err.contains("error:"), "{err}");
+    err
+}
+
+pub fn json(p: &Path) -> Value {
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", p.display()))
+}
+
