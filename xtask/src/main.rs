@@ -4,7 +4,7 @@
 //! [`COMMANDS`]; nothing else needs to change to add one.
 
 mod bench_speed;
-mod bench_table;
+mod campaign;
 mod kernels;
 
 use std::process::ExitCode;
@@ -18,15 +18,28 @@ const COMMANDS: &[(&str, &str, Run)] = &[
         "compile every CUDA kernel with NVRTC for sm_80 and sm_90; print registers, shared memory, stack and spills; fail on errors or spills",
         kernels::run,
     ),
-    ("bench-iflytek", "train every row of the strategy table on IFLYTEK over several seeds; write results/iflytek/", |a| bench_table::run_task("iflytek", a)),
-    ("bench-afqmc", "train every row of the strategy table on AFQMC over several seeds; write results/afqmc/", |a| bench_table::run_task("afqmc", a)),
+    (
+        "bench-iflytek",
+        "the strategy table on IFLYTEK as a resumable campaign of cells (row x seed): rerun to continue; --jobs N, --report-only, --quick; writes results/iflytek/",
+        |a| campaign::run_command("bench-iflytek", Some("iflytek"), a),
+    ),
+    (
+        "bench-afqmc",
+        "the same on AFQMC; writes results/afqmc/ (results/afqmc-quick/ with --quick)",
+        |a| campaign::run_command("bench-afqmc", Some("afqmc"), a),
+    ),
+    (
+        "bench-task",
+        "the same on any CLUE-style JSON-lines task: --task NAME --train FILE --dev FILE [-- --text-a-key K --label-key K]",
+        |a| campaign::run_command("bench-task", None, a),
+    ),
     ("bench-speed", "time ernie-ft bench against PyTorch eager/compile over shapes x sizes x strategies; write results/speed/", bench_speed::run),
 ];
 
 fn usage() -> String {
     let mut s = String::from("usage: cargo xtask <command> [args]\n\ncommands:\n");
     for (name, help, _) in COMMANDS {
-        s.push_str(&format!("  {name:<10} {help}\n"));
+        s.push_str(&format!("  {name:<13} {help}\n"));
     }
     s.push_str("\n`cargo xtask <command> --help` for a command's options\n");
     s
@@ -49,6 +62,10 @@ fn main() -> ExitCode {
     };
     match run(&args[1..]) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<campaign::Interrupted>() => {
+            eprintln!("xtask {cmd}: {e:#}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("xtask {cmd}: {e:#}");
             ExitCode::FAILURE

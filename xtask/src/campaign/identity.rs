@@ -1,0 +1,333 @@
+//! Who computed a cell: the host (CPU model, AVX-512, cores, GPUs), the commit, and the numerics
+//! fingerprint.
+//!
+//! The fingerprint is what decides whether cells may share a table. It is the blake3 of the final weights
+//! (`final_weights_blake3` of metrics.json; the hash of model.safetensors where the binary does not write
+//! that field) and the final dev loss of five short `ernie-ft train` runs on the tiny random model of
+//! tests/fixtures with a synthetic task: base, adv, rdrop, layer-decay and all three, 3 steps each, 2
+//! threads, on the campaign's device and precision, plus the SIMD class the runs report (CPU: AVX-512 and
+//! AVX2 hosts run different GEMM microkernels, which the tiny shapes may not all reach) or the GPU model
+//! (CUDA). It changes when the numbers a run computes change: a refactor that keeps them keeps it, a
+//! changed kernel gets another, and so does a host of another class. It is cached per binary (blake3 of
+//! the file), device and host.
+
+use super::tiny;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    pub hostname: String,
+    pub cpu_model: String,
+    pub avx512f: bool,
+    pub cores: usize,
+    /// GPU names (with --device cuda; from nvidia-smi).
+    #[serde(default)]
+    pub gpus: Vec<String>,
+}
+
+impl Host {
+    pub fn detect(cuda: bool) -> Host {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let field = |name: &str| {
+            cpuinfo
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        };
+        let gpus = if cuda {
+            Command::new("nvidia-smi")
+                .args(["--query-gpu=name", "--format=csv,noheader"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .map(|l| l.trim().to_string())
+                        .filter(|l| !l.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            vec![]
+        };
+        Host {
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+            cpu_model: field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string()),
+            avx512f: field("flags").is_some_and(|f| f.split_whitespace().any(|x| x == "avx512f")),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            gpus,
+        }
+    }
+
+    /// What decides the numerics of the CPU backend: the CPU model and whether it has AVX-512.
+    pub fn class(&self) -> String {
+        format!(
+            "{} ({})",
+            self.cpu_model,
+            if self.avx512f { "avx512f" } else { "no avx512f" }
+        )
+    }
+
+    /// One line for the table's settings.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{}, {} cores", self.class(), self.cores);
+        if !self.gpus.is_empty() {
+            s += &format!(", GPU {}", self.gpus.join(" + "));
+        }
+        if !self.hostname.is_empty() {
+            s += &format!(" [host {}]", self.hostname);
+        }
+        s
+    }
+}
+
+/// The identity recorded with each cell.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// `git rev-parse HEAD` of the workspace ("unknown" outside git).
+    pub commit: String,
+    /// Whether tracked files outside results/ differed from that commit.
+    pub dirty: bool,
+    /// The numerics fingerprint (16 hex digits).
+    pub fingerprint: String,
+    /// What the fingerprint hashes: "final_weights_blake3" or "model.safetensors".
+    pub fingerprint_source: String,
+    /// `cpu`, `cuda-bf16`, `cuda-f32`.
+    pub device: String,
+    pub host: Host,
+    /// blake3 of the ernie-ft binary (16 hex digits).
+    pub binary: String,
+}
+
+impl Identity {
+    pub fn commit_short(&self) -> String {
+        format!(
+            "{}{}",
+            &self.commit[..self.commit.len().min(10)],
+            if self.dirty { "+dirty" } else { "" }
+        )
+    }
+}
+
+/// (commit, dirty) of the git work tree at `root`; changes under results/ do not count as dirty.
+pub fn commit(root: &Path) -> (String, bool) {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "HEAD"]) {
+        Some(c) if !c.is_empty() => {
+            let dirty = git(&[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":(exclude)results",
+            ])
+            .is_some_and(|s| !s.is_empty());
+            (c, dirty)
+        }
+        _ => ("unknown".into(), false),
+    }
+}
+
+pub fn hash_file(p: &Path) -> Result<String> {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::fs::File::open(p).with_context(|| format!("{}: cannot open", p.display()))?)
+        .with_context(|| format!("{}: cannot read", p.display()))?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// The device flags every ernie-ft command of a campaign gets (besides --threads and --gpu).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceSpec {
+    /// `cpu` or `cuda`.
+    pub device: String,
+    /// With cuda: `bf16` or `f32` (None: ernie-ft's default).
+    pub precision: Option<String>,
+}
+
+impl DeviceSpec {
+    pub fn flags(&self) -> Vec<String> {
+        let mut v = vec!["--device".to_string(), self.device.clone()];
+        if self.device == "cuda" {
+            if let Some(p) = &self.precision {
+                v.extend(["--precision".to_string(), p.clone()]);
+            }
+        }
+        v
+    }
+
+    pub fn name(&self) -> String {
+        match (self.device.as_str(), &self.precision) {
+            ("cuda", Some(p)) => format!("cuda-{p}"),
+            ("cuda", None) => "cuda-bf16".into(),
+            (d, _) => d.to_string(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub value: String,
+    pub source: String,
+    /// Per run: (weights hash, final dev loss).
+    pub runs: BTreeMap<String, (String, String)>,
+    pub binary: String,
+    pub device: String,
+    pub host_class: String,
+}
+
+const FINGERPRINT_RUNS: [(&str, &str); 5] = [
+    ("base", ""),
+    ("adv", "adv"),
+    ("rdrop", "rdrop"),
+    ("layer-decay", "layer-decay"),
+    ("all", "adv,rdrop,layer-decay"),
+];
+
+/// The numerics fingerprint of `bin` on this host and device, from `cache` when it holds one for the same
+/// binary, device and host class; `work` is a scratch directory.
+pub fn fingerprint(bin: &Path, dev: &DeviceSpec, gpu: Option<usize>, host: &Host, cache: &Path) -> Result<Fingerprint> {
+    let binary = hash_file(bin)?[..16].to_string();
+    let key = blake3::hash(format!("v2|{binary}|{}|{}|{}", dev.name(), host.class(), host.gpus.join(",")).as_bytes())
+        .to_hex()[..16]
+        .to_string();
+    let cache_file = cache.join(format!("fingerprint-{key}.json"));
+    if let Some(fp) = std::fs::read_to_string(&cache_file)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Fingerprint>(&t).ok())
+    {
+        return Ok(fp);
+    }
+    let work = cache.join(format!("fingerprint-{key}-work"));
+    let _ = std::fs::remove_dir_all(&work);
+    let model = work.join("model");
+    tiny::write_model(&model).context("writing the tiny model for the numerics fingerprint")?;
+    let (train, dev_file) = (work.join("train.json"), work.join("dev.json"));
+    tiny::write_task(&train, 48, 11)?;
+    tiny::write_task(&dev_file, 24, 12)?;
+    eprintln!(
+        "numerics fingerprint: {} tiny runs of 3 steps on {}",
+        FINGERPRINT_RUNS.len(),
+        dev.name()
+    );
+    let mut runs = BTreeMap::new();
+    let mut sources = vec![];
+    let mut simd = vec![];
+    for (name, strategies) in FINGERPRINT_RUNS {
+        let out = work.join(name);
+        let mut args: Vec<String> = vec!["train".into(), "--model".into(), model.display().to_string()];
+        args.extend(tiny::TASK_FLAGS.map(String::from));
+        args.extend(
+            [
+                "--max-len",
+                "32",
+                "--batch-size",
+                "8",
+                "--max-steps",
+                "3",
+                "--seed",
+                "7",
+                "--head-seed",
+                "0",
+                "--hidden-dropout",
+                "0.1",
+                "--threads",
+                "2",
+            ]
+            .map(String::from),
+        );
+        args.extend([
+            "--train".into(),
+            train.display().to_string(),
+            "--dev".into(),
+            dev_file.display().to_string(),
+        ]);
+        args.extend(["--output-dir".into(), out.display().to_string()]);
+        args.extend(dev.flags());
+        if let Some(g) = gpu {
+            args.extend(["--gpu".into(), g.to_string()]);
+        }
+        if !strategies.is_empty() {
+            args.extend(["--strategy".into(), strategies.into()]);
+        }
+        let o = Command::new(bin)
+            .args(&args)
+            .output()
+            .with_context(|| format!("running {}", bin.display()))?;
+        if !o.status.success() {
+            bail!(
+                "numerics fingerprint: `ernie-ft {}` failed ({}):\n{}",
+                args.join(" "),
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let text =
+            std::fs::read_to_string(out.join("metrics.json")).context("numerics fingerprint: no metrics.json")?;
+        let m: Value = serde_json::from_str(&text)?;
+        let (weights, source) = match m["final_weights_blake3"].as_str() {
+            Some(h) => (h.to_string(), "final_weights_blake3"),
+            None => (hash_file(&out.join("model.safetensors"))?, "model.safetensors"),
+        };
+        let loss = m["final_dev"]["loss"]
+            .as_f64()
+            .map_or("none".to_string(), |l| format!("{l:e}"));
+        sources.push(source);
+        if let Some(c) = m["simd_class"].as_str() {
+            simd.push(c.to_string());
+        }
+        runs.insert(name.to_string(), (weights, loss));
+    }
+    sources.dedup();
+    simd.dedup();
+    let mut h = blake3::Hasher::new();
+    h.update(b"ernie-ft numerics fingerprint v1\n");
+    for (name, (w, loss)) in &runs {
+        h.update(format!("{name} {w} {loss}\n").as_bytes());
+    }
+    // The tiny model's shapes may not reach every kernel that differs between SIMD classes (AVX-512 and
+    // AVX2 GEMM microkernels) or GPU models: those are part of the identity too.
+    if dev.device == "cpu" {
+        h.update(format!("simd {}\n", simd.join(",")).as_bytes());
+    } else {
+        h.update(format!("gpus {}\n", host.gpus.join(",")).as_bytes());
+    }
+    let fp = Fingerprint {
+        value: h.finalize().to_hex()[..16].to_string(),
+        source: sources.join("+"),
+        runs,
+        binary,
+        device: dev.name(),
+        host_class: host.class(),
+    };
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(cache)?;
+    super::write_atomic(&cache_file, serde_json::to_string_pretty(&fp)?.as_bytes())?;
+    Ok(fp)
+}
+
+/// Where fingerprints are cached: `<target dir>/campaign/`.
+pub fn cache_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("campaign")
+}

@@ -1,0 +1,588 @@
+//! Runs the planned cells: up to `--jobs` ernie-ft processes at once, FMA cells as soon as their members'
+//! models exist, training cells in breadth-first order; closes each cell as its process ends.
+//!
+//! Interruptions. Each child runs in its own process group and the campaign forwards SIGINT / SIGTERM to
+//! every running child exactly once per signal it receives (a Ctrl-C in the terminal reaches the campaign
+//! alone), then stops launching, waits for the children to write their training-state checkpoints and
+//! exit, writes the table from the cells that exist and exits 130. If the campaign itself dies (SIGKILL,
+//! a crash), each child receives SIGTERM from the kernel (PR_SET_PDEATHSIG) and checkpoints likewise.
+//! The children inherit the campaign's lock on `<out>/cells/.lock`, so a rerun waits until the last child
+//! of an earlier invocation has exited before it reads the cells.
+
+use super::cells::{self, CellRecord, Kind, Segment, AVG_DIR, METRICS, RUN_DIR};
+use super::planner::{Action, Plan};
+use super::Campaign;
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::time::Duration;
+
+static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+static LAST_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    LAST_SIGNAL.store(sig, Ordering::SeqCst);
+    SIGNALS.fetch_add(1, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to atomics (async-signal-safe).
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// An exclusive lock on `path` (flock), held while the returned file lives and by the children that
+/// inherit it. Waits, saying so, while another holder exists.
+pub fn lock(path: &Path) -> Result<File> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on an open descriptor.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        eprintln!(
+            "waiting for {}: another campaign on this directory, or the ernie-ft processes of an interrupted one still writing their checkpoints",
+            path.display()
+        );
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!("{}: cannot lock: {}", path.display(), std::io::Error::last_os_error());
+        }
+    }
+    Ok(f)
+}
+
+/// What happened to the cells of this invocation.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub finished: Vec<String>,
+    pub interrupted: Vec<String>,
+    pub failed: Vec<(String, String)>,
+    /// FMA cells that could not run (a member failed or was interrupted).
+    pub blocked: Vec<String>,
+    /// Stopped by SIGINT / SIGTERM.
+    pub stopped: bool,
+}
+
+struct Running {
+    id: String,
+    child: Child,
+    commands: Vec<Vec<String>>,
+    step: usize,
+    gpu: Option<usize>,
+    log: PathBuf,
+    regenerate: bool,
+}
+
+fn test_hook(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    let spec = |id: &str| &c.specs[c.spec_index[id]];
+    let mut needed_by = plan.needed_by.clone();
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut weights: BTreeSet<String> = BTreeSet::new();
+    let mut pending: Vec<String> = vec![];
+    for id in &plan.order {
+        let d = &plan.decisions[id];
+        let dir = c.cell_dir(id);
+        if d.discard {
+            remove_dir(&dir)?;
+            if let Some(n) = &d.note {
+                eprintln!("{id}: {n}");
+            }
+        }
+        match d.action {
+            Action::Reuse => {
+                done.insert(id.clone());
+            }
+            Action::Finalize => {
+                close_train_cell(c, id, None)?;
+                done.insert(id.clone());
+                out.finished.push(id.clone());
+            }
+            Action::Regenerate => {
+                done.insert(id.clone());
+                pending.push(id.clone());
+            }
+            Action::Run | Action::Resume => pending.push(id.clone()),
+        }
+        if !spec(id).is_fma()
+            && dir.join(RUN_DIR).join("model.safetensors").is_file()
+            && dir.join(RUN_DIR).join("ernie_ft.json").is_file()
+        {
+            weights.insert(id.clone());
+        }
+    }
+    // Models and averages nothing needs any more (left by an interrupted invocation).
+    if !c.keep_checkpoints {
+        for id in &done {
+            if pending.contains(id) {
+                continue;
+            }
+            if spec(id).is_fma() {
+                remove_dir(&c.cell_dir(id).join(AVG_DIR))?;
+            } else if !needed_by.contains_key(id) {
+                remove_dir(&c.cell_dir(id).join(RUN_DIR))?;
+                weights.remove(id);
+            }
+        }
+    }
+    install_signal_handlers();
+    let mut forwarded = SIGNALS.load(Ordering::SeqCst);
+    let mut running: Vec<Running> = vec![];
+    let (kill_after, sigint_after) = (
+        test_hook("XTASK_CAMPAIGN_TEST_KILL_AFTER"),
+        test_hook("XTASK_CAMPAIGN_TEST_SIGINT_AFTER"),
+    );
+    let mut closed_now = 0usize;
+    let mut hook_due = false;
+    loop {
+        let n = SIGNALS.load(Ordering::SeqCst);
+        if n > forwarded {
+            let sig = LAST_SIGNAL.load(Ordering::SeqCst);
+            if !out.stopped {
+                eprintln!(
+                    "\ncampaign: stopping on signal {sig}: {} running cell(s) write a checkpoint and stop; rerun the same command to continue",
+                    running.len()
+                );
+            }
+            for r in &running {
+                // SAFETY: kill on a child's pid (it may have exited already: ESRCH is harmless).
+                unsafe { libc::kill(r.child.id() as libc::pid_t, sig) };
+            }
+            forwarded = n;
+            out.stopped = true;
+        }
+        if !out.stopped {
+            while running.len() < c.jobs {
+                let ready = |id: &String| {
+                    let s = spec(id);
+                    !s.is_fma()
+                        || s.member_ids()
+                            .iter()
+                            .all(|m| done.contains(m) && weights.contains(m) && !running.iter().any(|r| &r.id == m))
+                };
+                // FMA cells first (they are short and free their members' models), then breadth-first.
+                let pick = pending
+                    .iter()
+                    .position(|id| spec(id).is_fma() && ready(id))
+                    .or_else(|| pending.iter().position(|id| !spec(id).is_fma() && ready(id)));
+                let Some(i) = pick else { break };
+                let id = pending.remove(i);
+                let gpu = c.pick_gpu(&running.iter().filter_map(|r| r.gpu).collect::<Vec<_>>());
+                let regenerate = plan.decisions[&id].action == Action::Regenerate;
+                match start_cell(c, &id, gpu, regenerate, &needed_by, lock_file) {
+                    Ok(r) => running.push(r),
+                    Err(e) => {
+                        eprintln!("{id}: cannot start: {e:#}");
+                        out.failed.push((id.clone(), format!("{e:#}")));
+                    }
+                }
+            }
+            if hook_due {
+                hook_due = false;
+                wait_for_a_checkpoint(c, &mut running);
+                if kill_after.is_some_and(|k| closed_now >= k) {
+                    eprintln!("campaign: test hook: SIGKILL after {closed_now} cells");
+                    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+                }
+                if sigint_after.is_some_and(|k| closed_now >= k) {
+                    eprintln!("campaign: test hook: SIGINT after {closed_now} cells");
+                    unsafe { libc::kill(libc::getpid(), libc::SIGINT) };
+                    continue;
+                }
+            }
+        }
+        if running.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let mut i = 0;
+        while i < running.len() {
+            let Some(status) = running[i].child.try_wait()? else {
+                i += 1;
+                continue;
+            };
+            let r = &mut running[i];
+            if status.success() && r.step + 1 < r.commands.len() && !out.stopped {
+                r.step += 1;
+                r.child = spawn(c, &r.commands[r.step], &r.log, lock_file)?;
+                i += 1;
+                continue;
+            }
+            let r = running.remove(i);
+            use std::os::unix::process::ExitStatusExt;
+            let interrupted = matches!(status.code(), Some(130) | Some(143))
+                || matches!(status.signal(), Some(libc::SIGINT) | Some(libc::SIGTERM))
+                || status.success() && r.step + 1 < r.commands.len();
+            let result = if status.success() && !interrupted {
+                if spec(&r.id).is_fma() {
+                    close_fma_cell(c, &r.id)
+                } else if r.regenerate {
+                    check_regenerated(c, &r.id)
+                } else {
+                    close_train_cell(c, &r.id, Some(&needed_by))
+                }
+            } else if interrupted {
+                Err(anyhow::anyhow!("interrupted"))
+            } else {
+                Err(anyhow::anyhow!(
+                    "{} ({status}); last lines of {}:\n{}",
+                    r.commands[r.step].first().map_or("", |s| s.as_str()),
+                    r.log.display(),
+                    cells::log_tail(&r.log, 15)
+                ))
+            };
+            let _ = cells::trim_log(&r.log);
+            match result {
+                Ok(()) => {
+                    eprintln!(
+                        "{}: {}",
+                        r.id,
+                        if r.regenerate { "model regenerated" } else { "finished" }
+                    );
+                    end_segment(
+                        c,
+                        &r.id,
+                        if r.regenerate {
+                            "regenerated the model"
+                        } else {
+                            "finished"
+                        },
+                    )?;
+                    if r.regenerate || !spec(&r.id).is_fma() {
+                        if c.cell_dir(&r.id).join(RUN_DIR).join("model.safetensors").is_file() {
+                            weights.insert(r.id.clone());
+                        }
+                    }
+                    if !r.regenerate {
+                        out.finished.push(r.id.clone());
+                    }
+                    done.insert(r.id.clone());
+                    if spec(&r.id).is_fma() {
+                        for m in spec(&r.id).member_ids() {
+                            if let Some(set) = needed_by.get_mut(&m) {
+                                set.remove(&r.id);
+                                if set.is_empty() {
+                                    needed_by.remove(&m);
+                                    if !c.keep_checkpoints {
+                                        remove_dir(&c.cell_dir(&m).join(RUN_DIR))?;
+                                        weights.remove(&m);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    closed_now += 1;
+                    hook_due = kill_after.is_some() || sigint_after.is_some();
+                }
+                Err(e) if interrupted => {
+                    let _ = e;
+                    eprintln!("{}: interrupted (resumable)", r.id);
+                    end_segment(c, &r.id, "interrupted")?;
+                    set_status(c, &r.id, "interrupted")?;
+                    out.interrupted.push(r.id.clone());
+                }
+                Err(e) => {
+                    eprintln!("{}: FAILED: {e:#}", r.id);
+                    end_segment(c, &r.id, &format!("failed ({status})"))?;
+                    set_status(c, &r.id, "failed")?;
+                    out.failed.push((r.id.clone(), format!("{e:#}")));
+                }
+            }
+        }
+    }
+    if !out.stopped {
+        out.blocked = pending
+            .into_iter()
+            .filter(|id| !out.failed.iter().any(|(f, _)| f == id))
+            .collect();
+    }
+    Ok(out)
+}
+
+/// Test hooks: let a running training cell write its first training-state checkpoint (so that the
+/// interruption lands in the middle of a run), for at most 20 s.
+fn wait_for_a_checkpoint(c: &Campaign, running: &mut [Running]) {
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_secs(20) {
+        let mut alive = false;
+        for r in running.iter_mut() {
+            if matches!(r.child.try_wait(), Ok(None)) {
+                alive = true;
+                if cells::scan(&c.cell_dir(&r.id)).is_ok_and(|d| d.checkpoint) {
+                    return;
+                }
+            }
+        }
+        if !alive {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn remove_dir(p: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("{}: cannot delete", p.display())),
+    }
+}
+
+fn spawn(c: &Campaign, args: &[String], log: &Path, lock_file: &File) -> Result<Child> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("{}: cannot open", log.display()))?;
+    writeln!(
+        f,
+        "=== {} {} commit {}: ernie-ft {}",
+        now(),
+        c.identity.host.hostname,
+        c.identity.commit_short(),
+        args.join(" ")
+    )?;
+    let mut cmd = Command::new(&c.bin);
+    cmd.args(args).stdin(Stdio::null()).stdout(f.try_clone()?).stderr(f);
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let lock_fd = lock_file.as_raw_fd();
+    let parent = std::process::id() as libc::pid_t;
+    cmd.process_group(0);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            #[cfg(target_os = "linux")]
+            {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                if libc::getppid() != parent {
+                    libc::_exit(143);
+                }
+            }
+            let _ = parent;
+            // Keep the campaign's lock while this child lives.
+            let flags = libc::fcntl(lock_fd, libc::F_GETFD);
+            libc::fcntl(lock_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            Ok(())
+        });
+    }
+    cmd.spawn().with_context(|| format!("running {}", c.bin.display()))
+}
+
+fn start_cell(
+    c: &Campaign,
+    id: &str,
+    gpu: Option<usize>,
+    regenerate: bool,
+    needed_by: &BTreeMap<String, BTreeSet<String>>,
+    lock_file: &File,
+) -> Result<Running> {
+    let s = &c.specs[c.spec_index[id]];
+    let dir = c.cell_dir(id);
+    std::fs::create_dir_all(&dir)?;
+    let disk = cells::scan(&dir)?;
+    let commands = match &s.kind {
+        Kind::Train { seed } => {
+            let run = dir.join(RUN_DIR);
+            if regenerate {
+                // Whatever is left there (a run without its model) is not what is needed.
+                remove_dir(&run)?;
+            }
+            if !c.resume_supported && !disk.run_finished {
+                // This ernie-ft cannot resume: an interrupted cell starts again.
+                remove_dir(&run)?;
+            }
+            let keep_model = c.keep_checkpoints || regenerate || needed_by.contains_key(id);
+            vec![c.train_args(s.row, *seed, &run, gpu, keep_model)]
+        }
+        Kind::Fma { .. } => {
+            let avg = dir.join(AVG_DIR);
+            let mut v = vec![];
+            if !avg.join("ernie_ft.json").is_file() {
+                remove_dir(&avg)?;
+                v.push(c.average_args(s, &avg));
+            }
+            v.push(c.eval_args(&avg, &dir.join("eval.json"), gpu));
+            v
+        }
+    };
+    let log = dir.join(if s.is_fma() { "fma.log" } else { "train.log" });
+    let mut rec = match disk.record {
+        Some(r) => r,
+        None => CellRecord {
+            format: 1,
+            id: id.to_string(),
+            row: s.row.key.to_string(),
+            kind: if s.is_fma() { "fma".into() } else { "train".into() },
+            seed: s.seed(),
+            members: s.member_ids(),
+            config: s.config.clone(),
+            paths: c.paths.clone(),
+            identity: c.identity.clone(),
+            status: "running".into(),
+            weights_blake3: None,
+            segments: vec![],
+        },
+    };
+    if !regenerate {
+        rec.status = "running".into();
+    }
+    rec.paths = c.paths.clone();
+    for seg in rec.segments.iter_mut().filter(|s| s.outcome.is_none()) {
+        seg.outcome = Some("not closed: the campaign was killed".into());
+    }
+    rec.segments.push(Segment {
+        started: now(),
+        ended: None,
+        outcome: None,
+        commit: c.identity.commit_short(),
+        hostname: c.identity.host.hostname.clone(),
+        commands: commands.clone(),
+    });
+    cells::write_record(&dir, &rec)?;
+    let what = match (&s.kind, regenerate) {
+        (_, true) => "regenerating its model",
+        (Kind::Fma { .. }, _) => "averaging and evaluating",
+        (_, _) if disk.checkpoint && c.resume_supported => "resuming",
+        _ => "training",
+    };
+    eprintln!(
+        "{id}: {what}{} (log: {})",
+        gpu.map_or(String::new(), |g| format!(" on GPU {g}")),
+        log.display()
+    );
+    let child = spawn(c, &commands[0], &log, lock_file)?;
+    Ok(Running {
+        id: id.to_string(),
+        child,
+        commands,
+        step: 0,
+        gpu,
+        log,
+        regenerate,
+    })
+}
+
+fn update_record(c: &Campaign, id: &str, f: impl FnOnce(&mut CellRecord)) -> Result<()> {
+    let dir = c.cell_dir(id);
+    let mut rec = cells::read_record(&dir)?;
+    f(&mut rec);
+    cells::write_record(&dir, &rec)
+}
+
+fn end_segment(c: &Campaign, id: &str, outcome: &str) -> Result<()> {
+    update_record(c, id, |r| {
+        if let Some(s) = r.segments.last_mut() {
+            s.ended = Some(now());
+            s.outcome = Some(outcome.to_string());
+        }
+    })
+}
+
+fn set_status(c: &Campaign, id: &str, status: &str) -> Result<()> {
+    update_record(c, id, |r| r.status = status.to_string())
+}
+
+/// Copy run/metrics.json into the cell (the mark of a finished cell) and delete what is not needed.
+fn close_train_cell(c: &Campaign, id: &str, needed_by: Option<&BTreeMap<String, BTreeSet<String>>>) -> Result<()> {
+    let dir = c.cell_dir(id);
+    let run = dir.join(RUN_DIR);
+    let bytes = std::fs::read(run.join(METRICS)).with_context(|| format!("{id}: the run wrote no metrics.json"))?;
+    let m: Value = serde_json::from_slice(&bytes).with_context(|| format!("{id}: malformed metrics.json"))?;
+    if m["final_dev"].is_null() {
+        bail!("{id}: metrics.json has no final_dev (was there a dev file?)");
+    }
+    update_record(c, id, |r| {
+        r.status = "finished".into();
+        r.weights_blake3 = m["final_weights_blake3"].as_str().map(String::from);
+    })?;
+    super::write_atomic(&dir.join(METRICS), &bytes)?;
+    if !c.keep_checkpoints {
+        remove_dir(&run.join("checkpoints"))?;
+        if needed_by.is_some_and(|n| !n.contains_key(id)) {
+            remove_dir(&run)?;
+        }
+    }
+    Ok(())
+}
+
+/// A regenerated model must be the one the cell recorded (same final weights).
+fn check_regenerated(c: &Campaign, id: &str) -> Result<()> {
+    let dir = c.cell_dir(id);
+    let rec = cells::read_record(&dir)?;
+    let m = cells::read_json(&dir.join(RUN_DIR).join(METRICS))?;
+    if let (Some(was), Some(now)) = (rec.weights_blake3.as_deref(), m["final_weights_blake3"].as_str()) {
+        if was != now {
+            remove_dir(&dir.join(RUN_DIR))?;
+            bail!("{id}: the regenerated model differs from the recorded one (final_weights_blake3 {now} vs {was}): the numerics changed; rerun the campaign with --fresh --rows {}", rec.row);
+        }
+    }
+    if !c.keep_checkpoints {
+        remove_dir(&dir.join(RUN_DIR).join("checkpoints"))?;
+    }
+    Ok(())
+}
+
+/// The averaged model's eval metrics with its members' accuracies -> metrics.json.
+fn close_fma_cell(c: &Campaign, id: &str) -> Result<()> {
+    let s = &c.specs[c.spec_index[id]];
+    let dir = c.cell_dir(id);
+    let eval = cells::read_json(&dir.join("eval.json"))?;
+    let mut members = vec![];
+    for m in s.member_ids() {
+        let mm = cells::read_json(&c.cell_dir(&m).join(METRICS))?;
+        members.push(json!({
+            "cell": m,
+            "accuracy": mm["final_dev"]["accuracy"],
+            "macro_f1": mm["final_dev"]["macro_f1"],
+            "final_weights_blake3": mm["final_weights_blake3"],
+        }));
+    }
+    let accs: Vec<f64> = members.iter().filter_map(|m| m["accuracy"].as_f64()).collect();
+    let mean = accs.iter().sum::<f64>() / accs.len().max(1) as f64;
+    let metrics = json!({
+        "kind": "fma",
+        "accuracy": eval["accuracy"],
+        "macro_f1": eval["macro_f1"],
+        "loss": eval["loss"],
+        "examples": eval["examples"],
+        "members": members,
+        "members_mean_accuracy": mean,
+        "gain_over_members_mean": eval["accuracy"].as_f64().map(|a| a - mean),
+    });
+    update_record(c, id, |r| r.status = "finished".into())?;
+    super::write_atomic(&dir.join(METRICS), serde_json::to_string_pretty(&metrics)?.as_bytes())?;
+    let _ = std::fs::remove_file(dir.join("eval.json"));
+    if !c.keep_checkpoints {
+        remove_dir(&dir.join(AVG_DIR))?;
+    }
+    Ok(())
+}
