@@ -136,6 +136,9 @@ Options:
   --device cpu|cuda     (default cpu)
   --precision bf16|f32  with --device cuda (default: ernie-ft's, bf16)
   --gpus 0,1            with --device cuda: GPUs to spread the jobs over (default 0)
+  --lr X                the base learning rate of every row, doubled for the rows with layer decay (the
+                        seed's advice: lower layers move more slowly); default: ernie-ft's (the task's,
+                        doubled under layer decay). Not with `-- --lr`
   --save-every N        training-state checkpoint every N steps (default 50; 8 with --quick)
   --report-only         write the table from the cells that exist (rows missing seeds marked n = 2/3);
                         trains nothing
@@ -158,6 +161,8 @@ pub struct Opts {
     pub task: String,
     pub custom: bool,
     pub n_seeds: Option<u64>,
+    /// Base learning rate; rows with layer decay get twice it.
+    pub lr: Option<f64>,
     pub rows: Option<Vec<String>>,
     pub quick: bool,
     pub out: Option<PathBuf>,
@@ -177,6 +182,15 @@ pub struct Opts {
     pub labels: Option<PathBuf>,
     pub extra: Vec<String>,
     pub argv: Vec<String>,
+}
+
+/// The learning rate of `row` under `--lr base`: doubled where the row has layer decay.
+pub fn row_lr(base: f64, row: &Row) -> f64 {
+    if row.strategies.split(',').any(|s| s == "layer-decay") {
+        2.0 * base
+    } else {
+        base
+    }
 }
 
 pub fn parse(command: &str, task: Option<&str>, args: &[String]) -> Result<Option<Opts>> {
@@ -233,6 +247,10 @@ pub fn parse(command: &str, task: Option<&str>, args: &[String]) -> Result<Optio
                     .collect::<Result<_>>()?
             }
             "--save-every" => o.save_every = Some(val()?.parse().context("--save-every N")?),
+            "--lr" => {
+                let v = val()?;
+                o.lr = Some(v.parse::<f64>().ok().filter(|x| x.is_finite() && *x > 0.0).with_context(|| format!("--lr wants a positive number, not {v}"))?);
+            }
             "--report-only" => o.report_only = true,
             "--fresh" => o.fresh = true,
             "--keep-checkpoints" => o.keep_checkpoints = true,
@@ -280,6 +298,9 @@ pub fn parse(command: &str, task: Option<&str>, args: &[String]) -> Result<Optio
             continue;
         }
         i += 1;
+    }
+    if o.lr.is_some() && extra.iter().any(|f| f == "--lr" || f.starts_with("--lr=")) {
+        bail!("--lr and `-- --lr` both given: --lr sets every row's (doubled with layer decay)");
     }
     o.extra = extra;
     if o.task.is_empty() {
@@ -391,6 +412,9 @@ impl Campaign {
     /// The flags that decide a training cell's numbers (compared with the recorded ones).
     pub fn cell_flags(&self, row: &Row, seed: u64) -> Vec<String> {
         let mut v = self.common.clone();
+        if let Some(lr) = self.opts.lr {
+            v.extend(["--lr".into(), row_lr(lr, row).to_string()]);
+        }
         v.extend(["--seed".into(), seed.to_string()]);
         if !row.strategies.is_empty() {
             v.extend(["--strategy".into(), row.strategies.into()]);
@@ -848,5 +872,19 @@ mod tests {
             .flags(),
             ["--device", "cuda", "--precision", "f32"]
         );
+    }
+
+    #[test]
+    fn lr_is_doubled_for_layer_decay_rows_only() {
+        let by = |k: &str| rows::ROWS.iter().find(|r| r.key == k).unwrap();
+        assert_eq!(row_lr(2e-4, by("base")), 2e-4);
+        assert_eq!(row_lr(2e-4, by("adv")), 2e-4);
+        assert_eq!(row_lr(2e-4, by("layer-decay")), 4e-4);
+        assert_eq!(row_lr(2e-4, by("adv+layer-decay+fma")), 4e-4);
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let o = parse("bench-iflytek", Some("iflytek"), &args(&["--lr", "2e-4"])).unwrap().unwrap();
+        assert_eq!(o.lr, Some(2e-4));
+        assert!(parse("bench-iflytek", Some("iflytek"), &args(&["--lr", "0"])).is_err());
+        assert!(parse("bench-iflytek", Some("iflytek"), &args(&["--lr", "2e-4", "--", "--lr", "1e-4"])).is_err());
     }
 }
