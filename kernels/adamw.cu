@@ -5,7 +5,8 @@
 // pass.
 //
 // Per parameter: lr = base lr * multiplier (layer decay), wd = weight decay or 0 (biases, LayerNorm).
-// The global-norm clip factor comes in as grad_scale and multiplies every gradient.
+// The global-norm clip factor comes in as grad_scale and multiplies every gradient. Launched by
+// crates/cuda/src/ops/adamw.rs.
 #include "common.cuh"
 
 extern "C" __global__ void __launch_bounds__(256) adamw(const AdamParams p) {

@@ -23,6 +23,10 @@
 #define NEG_INF __int_as_float(0xff800000)
 #define FULL_MASK 0xffffffffu
 
+// Grid-stride loop over [0, n): the launch sizes its grid to the device (ops/mod.rs, grid()), not to n.
+#define GRID_STRIDE(i, n) \
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (u64)gridDim.x * blockDim.x)
+
 // ------------------------------------------------------------------ typed access
 __device__ __forceinline__ float bf16_bits_to_float(unsigned short h) {
     return __uint_as_float(((u32)h) << 16);

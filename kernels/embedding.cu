@@ -1,4 +1,5 @@
-// Embedding sum (word + position + token type (+ task)) and its deterministic backward.
+// Embedding sum (word + position + token type (+ task)) and its deterministic backward (segment_add also
+// serves scatter_rows). Launched by crates/cuda/src/ops/embedding.rs.
 #include "common.cuh"
 
 // out[t] = word[ids[t]] + pos[t % seq] + typ[type_ids[t]] (+ task[task_ids[t]]), summed in that order in
@@ -10,7 +11,7 @@ extern "C" __global__ void __launch_bounds__(256) embed_fwd(const EmbedFwdParams
     const u64 h = p.hidden;
     const u64 n = p.tokens * h;
     const bool has_task = present(p.task);
-    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
+    GRID_STRIDE(i, n) {
         const u64 t = i / h, j = i - t * h;
         float o = ld(p.word, (u64)ids[t] * h + j) + ld(p.pos, (t % p.seq) * h + j) + ld(p.typ, (u64)type_ids[t] * h + j);
         if (has_task) o += ld(p.task, (u64)task_ids[t] * h + j);

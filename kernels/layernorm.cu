@@ -1,5 +1,6 @@
 // LayerNorm with the residual add fused in, and its backward (dx per row; dw, db by deterministic column
-// reduction: ln_wb_partial here, then col_finish from elementwise.cu).
+// reduction: ln_wb_partial here, then col_finish from linear.cu). Launched by
+// crates/cuda/src/ops/layernorm.rs.
 #include "common.cuh"
 
 // One block per row; the row (s = x + residual, rounded to s's dtype so that the backward sees exactly the

@@ -1,6 +1,7 @@
 // Fused losses over [rows, classes] logits, forward and backward in one pass: softmax cross-entropy,
 // symmetric KL between two predictions (R-Drop) and the directional KL with a detached target (adv probe).
-// One warp per row; the per-row loss is written in fp32, the gradients in their buffer's dtype.
+// One warp per row; the per-row loss is written in fp32, the gradients in their buffer's dtype. Launched
+// by crates/cuda/src/ops/loss.rs.
 #include "common.cuh"
 
 #define LOSS_WARPS 4

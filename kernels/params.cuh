@@ -1,14 +1,19 @@
-// Launch parameter structs, one per kernel family. Every kernel takes exactly one of these by value.
+// Launch parameter structs. Every kernel takes exactly one of these by value, so a launch is one argument
+// whatever the number of scalars.
 //
-// The Rust mirror is crates/cuda/src/params.rs (`#[repr(C)]`); its test `param_layouts_match_cuda` compiles
-// static_asserts generated from the Rust offsets through NVRTC, so the two sides cannot drift apart silently.
-// Rules that keep the layouts identical without compiler-specific packing: 8-byte fields first or in
-// pairs of 4-byte fields, explicit `_pad` members, no bool.
+// One section per kernel family (kernels/<family>.cu); the Rust mirror of a section's structs
+// (`#[repr(C)]`) sits beside that family's launch code in crates/cuda/src/ops/<family>.rs, the shared ones
+// at the top in crates/cuda/src/params.rs. Tests compile static_asserts generated from the Rust sizes and
+// offsets (`param_sizes_match_nvrtc` through NVRTC, `param_offsets_match_host_cxx` through the host C++
+// compiler), so the two sides cannot drift apart silently. Rules that keep the layouts identical without
+// compiler-specific packing: 8-byte fields first or in pairs of 4-byte fields, explicit `_pad` members, no
+// bool.
 #pragma once
 
 typedef unsigned int u32;
 typedef unsigned long long u64;
 
+// ------------------------------------------------------------------ shared by several families
 // A device buffer and the type of its elements (DT_F32 or DT_BF16). Kernels read and write through
 // ld()/st() in common.cuh, so one compiled kernel serves fp32 and bf16 storage alike.
 struct Tensor {
@@ -25,157 +30,9 @@ struct Rng {
     u64 offset;
 };
 
-// ------------------------------------------------------------------ elementwise.cu
-struct UnaryParams {  // y = f(x): tanh, gelu, cast
+struct UnaryParams {  // y = f(x): gelu, tanh (activation.cu), cast (copy.cu)
     Tensor x;
     Tensor y;
-    u64 n;
-};
-
-struct BinaryParams {  // out = f(a, b): gelu_bwd(dy, x), tanh_bwd(dy, y)
-    Tensor a;
-    Tensor b;
-    Tensor out;
-    u64 n;
-};
-
-// Inverted dropout. `per_block` = 0: element i is drawn at index rng.offset + i of rng's stream;
-// otherwise element i belongs to block site = i / per_block and is drawn from
-// derive(rng.stream, rng.offset + site) at index i % per_block (attention probabilities: one derived
-// stream per (batch, head) block of seq*seq, ernie_tensor's attention_block_stream).
-struct DropoutParams {
-    Tensor x;
-    Tensor y;
-    Rng rng;
-    u64 n;
-    u64 per_block;
-    float p;
-    float scale;
-};
-
-struct FillParams {
-    Tensor y;
-    u64 n;
-    float value;
-    u32 _pad;
-};
-
-struct AxpbyParams {  // y = a*y + b*x
-    Tensor y;
-    Tensor x;
-    u64 n;
-    float a;
-    float b;
-};
-
-// Multi-tensor tables: one launch walks every entry; block `blk` serves the entry with the largest
-// block_start <= blk, elements [(blk - block_start) * chunk, +chunk).
-struct AxpbyEntry {
-    Tensor y;
-    Tensor x;
-    u64 n;
-    u64 block_start;
-};
-
-struct AxpbyManyParams {
-    u64 table;  // AxpbyEntry[ntensors]
-    u32 ntensors;
-    u32 chunk;
-    float a;
-    float b;
-};
-
-struct SumSqEntry {
-    Tensor x;
-    u64 n;
-    u64 block_start;
-};
-
-struct SumSqParams {
-    u64 table;    // SumSqEntry[ntensors]
-    u64 partial;  // double[total blocks]
-    u32 ntensors;
-    u32 chunk;
-};
-
-struct SumSqFinishParams {
-    u64 table;
-    u64 partial;
-    u64 out;  // double[ntensors]
-    u32 ntensors;
-    u32 total_blocks;
-};
-
-struct GatherRowsParams {  // y[r] = x[rows[r]]
-    Tensor x;
-    Tensor y;
-    u64 rows;  // u32[nrows]
-    u64 nrows;
-    u64 cols;
-};
-
-struct BiasRowsParams {  // y[r, j] = bias[j]
-    Tensor bias;
-    Tensor y;
-    u64 rows;
-    u64 cols;
-};
-
-struct ColSumPartialParams {  // partial[c][j] = sum of x[r, j] over the rows of chunk c
-    Tensor x;
-    u64 partial;  // float[chunks * cols]
-    u64 rows;
-    u64 cols;
-    u64 chunk_rows;
-};
-
-struct ColFinishParams {  // out[j] += sum_c partial[c][j], in chunk order; j >= split goes to out1
-    u64 partial;
-    Tensor out0;
-    Tensor out1;
-    u64 chunks;
-    u64 width;
-    u64 split;
-};
-
-// Noise on [batch, heads, seq, seq] scores: sigma * normal(index), 0 on padded keys.
-struct RandnParams {
-    Tensor out;
-    u64 mask;  // u32[batch * seq]
-    Rng rng;
-    u64 batch;
-    u64 heads;
-    u64 seq;
-    float sigma;
-    u32 _pad;
-};
-
-// Per-example normalisation: kind 0 = L2, 1 = max-abs.
-struct NormPartialParams {
-    Tensor g;
-    u64 partial;  // double[batch * chunks]
-    u64 per;      // elements per example
-    u64 chunks;   // chunks per example
-    u64 chunk;    // elements per chunk
-    u32 kind;
-    u32 _pad;
-};
-
-struct NormFinishParams {
-    u64 partial;
-    u64 scale;  // double[batch]
-    u64 batch;
-    u64 chunks;
-    double eps;
-    u32 kind;
-    u32 _pad;
-};
-
-struct NormApplyParams {
-    Tensor g;
-    Tensor out;
-    u64 scale;  // double[batch]
-    u64 per;
     u64 n;
 };
 
@@ -244,6 +101,53 @@ struct LnWbPartialParams {  // partial[c][j] = sum dy*xhat, partial[c][cols + j]
     u64 chunk_rows;
 };
 
+// ------------------------------------------------------------------ linear.cu
+struct BiasRowsParams {  // y[r, j] = bias[j]
+    Tensor bias;
+    Tensor y;
+    u64 rows;
+    u64 cols;
+};
+
+struct ColSumPartialParams {  // partial[c][j] = sum of x[r, j] over the rows of chunk c
+    Tensor x;
+    u64 partial;  // float[chunks * cols]
+    u64 rows;
+    u64 cols;
+    u64 chunk_rows;
+};
+
+struct ColFinishParams {  // out[j] += sum_c partial[c][j], in chunk order; j >= split goes to out1
+    u64 partial;
+    Tensor out0;
+    Tensor out1;
+    u64 chunks;
+    u64 width;
+    u64 split;
+};
+
+// ------------------------------------------------------------------ activation.cu
+struct BinaryParams {  // out = f(a, b): gelu_bwd(dy, x), tanh_bwd(dy, y)
+    Tensor a;
+    Tensor b;
+    Tensor out;
+    u64 n;
+};
+
+// Inverted dropout. `per_block` = 0: element i is drawn at index rng.offset + i of rng's stream;
+// otherwise element i belongs to block site = i / per_block and is drawn from
+// derive(rng.stream, rng.offset + site) at index i % per_block (attention probabilities: one derived
+// stream per (batch, head) block of seq*seq, ernie_tensor's attention_block_stream).
+struct DropoutParams {
+    Tensor x;
+    Tensor y;
+    Rng rng;
+    u64 n;
+    u64 per_block;
+    float p;
+    float scale;
+};
+
 // ------------------------------------------------------------------ attention.cu
 struct AttnFwdParams {
     u64 scores;  // float[batch*heads*seq*seq]: q.k, unscaled
@@ -298,6 +202,96 @@ struct KlParams {
     u64 classes;
     float grad_scale;  // sym_kl: 0.5 * grad_scale, detached: grad_scale
     u32 _pad;
+};
+
+// ------------------------------------------------------------------ noise.cu
+// Noise on [batch, heads, seq, seq] scores: sigma * normal(index), 0 on padded keys.
+struct RandnParams {
+    Tensor out;
+    u64 mask;  // u32[batch * seq]
+    Rng rng;
+    u64 batch;
+    u64 heads;
+    u64 seq;
+    float sigma;
+    u32 _pad;
+};
+
+// Per-example normalisation: kind 0 = L2, 1 = max-abs.
+struct NormPartialParams {
+    Tensor g;
+    u64 partial;  // double[batch * chunks]
+    u64 per;      // elements per example
+    u64 chunks;   // chunks per example
+    u64 chunk;    // elements per chunk
+    u32 kind;
+    u32 _pad;
+};
+
+struct NormFinishParams {
+    u64 partial;
+    u64 scale;  // double[batch]
+    u64 batch;
+    u64 chunks;
+    double eps;
+    u32 kind;
+    u32 _pad;
+};
+
+struct NormApplyParams {
+    Tensor g;
+    Tensor out;
+    u64 scale;  // double[batch]
+    u64 per;
+    u64 n;
+};
+
+// ------------------------------------------------------------------ copy.cu
+struct GatherRowsParams {  // y[r] = x[rows[r]]
+    Tensor x;
+    Tensor y;
+    u64 rows;  // u32[nrows]
+    u64 nrows;
+    u64 cols;
+};
+
+// ------------------------------------------------------------------ vector.cu
+struct FillParams {
+    Tensor y;
+    u64 n;
+    float value;
+    u32 _pad;
+};
+
+struct AxpbyParams {  // y = a*y + b*x
+    Tensor y;
+    Tensor x;
+    u64 n;
+    float a;
+    float b;
+};
+
+// Multi-tensor tables (sum of squares here, AdamW below): one launch walks every entry; block `blk` serves
+// the entry with the largest block_start <= blk, elements [(blk - block_start) * chunk, +chunk).
+struct SumSqEntry {
+    Tensor x;
+    u64 n;
+    u64 block_start;
+};
+
+struct SumSqParams {
+    u64 table;    // SumSqEntry[ntensors]
+    u64 partial;  // double[total blocks]
+    u32 ntensors;
+    u32 chunk;
+};
+
+struct SumSqFinishParams {
+    u64 table;
+    u64 partial;
+    u64 out;  // double[ntensors]
+    u32 ntensors;
+    u32 total_blocks;
 };
 
 // ------------------------------------------------------------------ adamw.cu

@@ -14,7 +14,7 @@
 //!
 //! So [`CudaBuf`] is an fp32 or bf16 array (a dtype tag) plus an optional bf16 shadow. The rules:
 //!
-//! * buffers the caller makes ([`upload`](ernie_tensor::Backend::upload), `upload_f64`,
+//! * buffers the caller makes ([`upload`](ernie_tensor::Backend::upload),
 //!   [`zeros`](ernie_tensor::Backend::zeros)) are fp32: that is how parameters, gradient accumulators and
 //!   moments come to exist;
 //! * buffers an op produces are in the precision's activation dtype (fp32 or bf16); LayerNorm statistics,

@@ -1,64 +1,16 @@
 //! Where the backend's work runs: a CUDA device (one context, one stream, the NVRTC-compiled modules and
 //! cuBLAS handles), or the host emulation of [`crate::emu`]. The backend only sees [`Exec`]: allocate,
-//! copy in and out, launch a kernel by id with its parameter struct, run a GEMM.
+//! copy in and out, launch a kernel by id ([`Kernel`]) with its parameter struct, run a GEMM.
 
 use crate::buf::{raw, HostMem, Mem};
 use crate::emu::{self, Emu};
 use crate::gemm::{Blas, Gemm, GemmError};
+use crate::kernels::Kernel;
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
 };
 use std::fmt::Display;
 use std::sync::Arc;
-
-macro_rules! kernel_table {
-    ($($name:ident),* $(,)?) => {
-        /// Every kernel of kernels/*.cu, by name. A test checks the list against the sources.
-        #[allow(non_camel_case_types)]
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        #[repr(usize)]
-        pub(crate) enum K { $($name),* }
-        impl K {
-            pub(crate) const NAMES: &'static [&'static str] = &[$(stringify!($name)),*];
-            pub(crate) fn name(self) -> &'static str {
-                Self::NAMES[self as usize]
-            }
-        }
-    };
-}
-
-kernel_table!(
-    dropout_fwd,
-    tanh_fwd,
-    tanh_bwd,
-    cast,
-    fill,
-    axpby,
-    axpby_many,
-    sum_squares_partial,
-    sum_squares_finish,
-    gather_rows,
-    bias_rows,
-    colsum_partial,
-    col_finish,
-    randn_key_masked,
-    norm_partial,
-    norm_finish,
-    norm_apply,
-    embed_fwd,
-    segment_add,
-    ln_fwd,
-    ln_bwd_dx,
-    ln_wb_partial,
-    gelu_fwd,
-    gelu_bwd,
-    attn_softmax_fwd,
-    attn_softmax_bwd,
-    softmax_ce,
-    sym_kl,
-    kl_detached,
-    adamw,
-);
 
 pub(crate) fn ck<T, E: Display>(r: Result<T, E>, what: &str) -> T {
     r.unwrap_or_else(|e| panic!("ernie-cuda: {what} failed: {e}"))
@@ -67,7 +19,7 @@ pub(crate) fn ck<T, E: Display>(r: Result<T, E>, what: &str) -> T {
 pub(crate) struct CudaExec {
     pub(crate) ctx: Arc<CudaContext>,
     pub(crate) stream: Arc<CudaStream>,
-    /// Function handles in `K` order.
+    /// Function handles in `Kernel` order.
     pub(crate) funcs: Vec<CudaFunction>,
     pub(crate) blas: Blas,
     /// `ERNIE_FT_CUDA_SYNC`: synchronise after every launch.
@@ -152,7 +104,7 @@ impl Exec {
 
     pub(crate) fn launch<T: DeviceRepr>(
         &self,
-        k: K,
+        k: Kernel,
         grid: (u32, u32, u32),
         block: u32,
         smem: u32,
@@ -170,8 +122,9 @@ impl Exec {
                 };
                 let mut b = c.stream.launch_builder(&c.funcs[k as usize]);
                 b.arg(p);
-                // SAFETY: every kernel takes exactly one parameter struct, mirrored in params.rs and checked
-                // against params.cuh by the layout tests; callers check buffer sizes before launching.
+                // SAFETY: every kernel takes exactly one parameter struct, mirrored in Rust (params.rs,
+                // ops/<family>.rs) and checked against params.cuh by the layout tests; callers check
+                // buffer sizes before launching.
                 ck(unsafe { b.launch(cfg) }, k.name());
                 if c.sync_each_launch {
                     ck(c.stream.synchronize(), k.name());

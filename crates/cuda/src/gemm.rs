@@ -1,6 +1,6 @@
 //! Matrix products: cuBLASLt for the linear layers (descriptors and the heuristic's algorithm cached per
 //! shape), cuBLAS strided-batched GEMM for the attention products. All column-major, as the libraries
-//! want; the callers in backend.rs map the row-major tensors onto them.
+//! want; the callers in ops/linear.rs and ops/attention.rs map the row-major tensors onto them.
 //!
 //! Compute type is always `CUBLAS_COMPUTE_32F` (fp32 accumulation, and no TF32: fp32 operands give true
 //! fp32 products, the parity path); bf16 operands with fp32 or bf16 outputs use the tensor cores.

@@ -16,36 +16,46 @@ pub const HEADERS: &[(&str, &str)] = &[
     ("philox.cuh", include_str!("../../../kernels/philox.cuh")),
 ];
 
-pub const SOURCES: &[Source] = &[
-    Source {
-        file: "elementwise.cu",
-        text: include_str!("../../../kernels/elementwise.cu"),
-    },
-    Source {
-        file: "embedding.cu",
-        text: include_str!("../../../kernels/embedding.cu"),
-    },
-    Source {
-        file: "layernorm.cu",
-        text: include_str!("../../../kernels/layernorm.cu"),
-    },
-    Source {
-        file: "gelu.cu",
-        text: include_str!("../../../kernels/gelu.cu"),
-    },
-    Source {
-        file: "attention.cu",
-        text: include_str!("../../../kernels/attention.cu"),
-    },
-    Source {
-        file: "loss.cu",
-        text: include_str!("../../../kernels/loss.cu"),
-    },
-    Source {
-        file: "adamw.cu",
-        text: include_str!("../../../kernels/adamw.cu"),
-    },
-];
+/// Declares the kernel sources, each with the entry points it defines: [`SOURCES`] and the kernel ids
+/// ([`Kernel`]) the backend launches by. A test checks each list against its source text.
+macro_rules! kernel_sources {
+    ($($file:literal => [$($kernel:ident),* $(,)?]),* $(,)?) => {
+        /// Every kernel source: one family of ops each, launched by `crates/cuda/src/ops/<family>.rs`.
+        pub const SOURCES: &[Source] = &[
+            $(Source { file: $file, text: include_str!(concat!("../../../kernels/", $file)) }),*
+        ];
+
+        /// Every kernel of `SOURCES`, by name; the backend keeps function handles in this order.
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(usize)]
+        pub(crate) enum Kernel { $($($kernel,)*)* }
+
+        impl Kernel {
+            pub(crate) const NAMES: &'static [&'static str] = &[$($(stringify!($kernel),)*)*];
+            pub(crate) fn name(self) -> &'static str {
+                Self::NAMES[self as usize]
+            }
+        }
+
+        /// Each source file with the kernels the table lists for it.
+        #[cfg(test)]
+        const LISTED: &[(&str, &[&str])] = &[$(($file, &[$(stringify!($kernel)),*])),*];
+    };
+}
+
+kernel_sources! {
+    "embedding.cu" => [embed_fwd, segment_add],
+    "layernorm.cu" => [ln_fwd, ln_bwd_dx, ln_wb_partial],
+    "linear.cu" => [bias_rows, colsum_partial, col_finish],
+    "activation.cu" => [gelu_fwd, gelu_bwd, tanh_fwd, tanh_bwd, dropout_fwd],
+    "attention.cu" => [attn_softmax_fwd, attn_softmax_bwd],
+    "loss.cu" => [softmax_ce, sym_kl, kl_detached],
+    "noise.cu" => [randn_key_masked, norm_partial, norm_finish, norm_apply],
+    "copy.cu" => [cast, gather_rows],
+    "vector.cu" => [fill, axpby, sum_squares_partial, sum_squares_finish],
+    "adamw.cu" => [adamw],
+}
 
 impl Source {
     /// The `extern "C" __global__` entry points defined in this source, in order of appearance.
@@ -101,27 +111,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_kernel_names() {
-        let names = all_kernel_names();
-        for k in [
-            "dropout_fwd",
-            "ln_fwd",
-            "attn_softmax_fwd",
-            "attn_softmax_bwd",
-            "adamw",
-            "softmax_ce",
-            "segment_add",
-            "gelu_bwd",
-        ] {
-            assert!(names.contains(&k), "{k} missing from {names:?}");
+    fn kernel_table_matches_sources() {
+        assert_eq!(LISTED.len(), SOURCES.len());
+        for (src, (file, kernels)) in SOURCES.iter().zip(LISTED) {
+            assert_eq!(src.file, *file);
+            assert_eq!(src.kernel_names(), *kernels, "{file}");
         }
-        let mut sorted = names.clone();
-        sorted.sort();
-        sorted.dedup();
-        assert_eq!(
-            sorted.len(),
-            names.len(),
-            "duplicate kernel names across sources"
-        );
+        let mut names = all_kernel_names();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Kernel::NAMES.len(), "duplicate kernel names across sources");
     }
 }

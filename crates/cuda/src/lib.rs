@@ -18,7 +18,15 @@
 //! 64-row chunks then the chunks in order, the embedding backward groups tokens by row on the host and gives
 //! each (row, column) to one thread, and the norm reductions are two fixed passes. Dropout and noise come
 //! from the counter-based Philox of `ernie_tensor::philox`, so masks equal the CPU's bit for bit.
-
+//!
+//! # Where things are
+//!
+//! `device.rs` makes a backend (device, stream, NVRTC modules, or the host emulation); `ops/<family>.rs`
+//! launches the kernels of `kernels/<family>.cu` and declares their parameter structs; `backend.rs`
+//! implements the `Backend` trait by calling the ops. Below them: `exec.rs` (allocate, copy, launch, GEMM
+//! on a device or the emulation), `gemm.rs` (cuBLASLt / cuBLAS), `buf.rs` (buffers and dtypes),
+//! `kernels.rs` (the sources and their kernel ids), `params.rs` (the shared parameter structs).
+//!
 //! # Environment
 //!
 //! * `ERNIE_FT_CUDA_INCLUDE`: colon-separated directories with `cuda_bf16.h` (and CCCL) for NVRTC;
@@ -34,8 +42,9 @@
 //! [`CudaBackend::emulated`] runs the backend on a host emulation of the kernels ([`emu`]), which the
 //! parity tests use when no GPU is present; on a GPU they run on it as well.
 
-pub mod backend;
+mod backend;
 pub mod buf;
+mod device;
 pub mod emu;
 mod exec;
 mod gemm;
@@ -43,7 +52,8 @@ pub mod host;
 pub mod kernels;
 pub mod libs;
 pub mod nvrtc;
+mod ops;
 pub mod params;
 
-pub use backend::{preflight, CudaBackend, CudaError};
 pub use buf::{CudaBuf, CudaIds, DType, Precision};
+pub use device::{preflight, CudaBackend, CudaError};

@@ -1,5 +1,6 @@
 //! Field offsets of the launch-parameter structs: params.cuh compiled by the host C++ compiler against the
-//! offsets Rust computes for the mirrors in params.rs (NVRTC checks the sizes, see nvrtc_compile.rs).
+//! offsets Rust computes for the mirrors in params.rs and ops/<family>.rs (NVRTC checks the sizes, see
+//! nvrtc_compile.rs).
 
 /// Prints to the process's stderr directly: libtest captures `eprintln!` of passing tests, and a skip must
 /// be seen.

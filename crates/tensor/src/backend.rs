@@ -3,8 +3,34 @@
 //! the same trait with hand-written kernels. Buffers are flat; shapes are carried by the caller, which is
 //! the one that knows what a tensor means.
 
-use crate::cpu::ops::{AttnShape, TokShape};
 use crate::philox::RngStream;
+
+/// Shape of a token batch: `batch` rows of `seq` tokens.
+#[derive(Clone, Copy, Debug)]
+pub struct TokShape {
+    pub batch: usize,
+    pub seq: usize,
+    pub hidden: usize,
+}
+
+/// Geometry of multi-head self-attention on `[batch*seq, heads*head_dim]` activations.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnShape {
+    pub batch: usize,
+    pub seq: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+}
+
+impl AttnShape {
+    pub fn hidden(&self) -> usize {
+        self.heads * self.head_dim
+    }
+    /// Elements of one `[batch, heads, seq, seq]` score tensor.
+    pub fn score_len(&self) -> usize {
+        self.batch * self.heads * self.seq * self.seq
+    }
+}
 
 /// One AdamW update's hyper-parameters, shared by every parameter of the step.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -54,6 +80,9 @@ pub struct TokenBatch<Ids> {
 }
 
 /// Everything the encoder, optimizer and strategies need from a device.
+///
+/// The methods are grouped by op family. A family's CPU reference is `cpu/ops/<family>.rs`; on CUDA its
+/// kernels are `kernels/<family>.cu`, launched by `crates/cuda/src/ops/<family>.rs` (docs/design.md).
 pub trait Backend: Send + Sync {
     /// A flat buffer of scalars on the device.
     type Buf: Send + Sync;
@@ -62,10 +91,8 @@ pub trait Backend: Send + Sync {
 
     fn name(&self) -> String;
 
-    // ----------------------------------------------------------------- memory
+    // ----------------------------------------------------------------- copy: memory
     fn upload(&self, data: &[f32]) -> Self::Buf;
-    /// Exact upload of f64 data (the f64 CPU backend keeps every bit; others round).
-    fn upload_f64(&self, data: &[f64]) -> Self::Buf;
     fn download(&self, buf: &Self::Buf) -> Vec<f32>;
     fn download_f64(&self, buf: &Self::Buf) -> Vec<f64>;
     fn upload_ids(&self, ids: &[u32]) -> Self::Ids;
@@ -78,7 +105,7 @@ pub trait Backend: Send + Sync {
     }
     fn reset_peak(&self) {}
 
-    // ----------------------------------------------------------------- embeddings
+    // ----------------------------------------------------------------- embedding
     /// `word[ids] + pos[0..seq] + type[type_ids] (+ task[task_ids])`, `[batch*seq, hidden]`.
     fn embed_sum(
         &self,
@@ -99,7 +126,7 @@ pub trait Backend: Send + Sync {
         dtask: Option<&mut Self::Buf>,
     );
 
-    // ----------------------------------------------------------------- layer norm
+    // ----------------------------------------------------------------- layernorm
     /// `s = x + residual` (when given), `y = LN(s)`. Returns `(s, y, mean, rstd)`; `s` is empty when there
     /// is no residual (the input is then `x` itself).
     #[allow(clippy::type_complexity)]
@@ -144,7 +171,7 @@ pub trait Backend: Send + Sync {
         db: Option<&mut Self::Buf>,
     );
 
-    // ----------------------------------------------------------------- activations, dropout
+    // ----------------------------------------------------------------- activation (and dropout)
     fn gelu(&self, x: &Self::Buf) -> Self::Buf;
     fn gelu_bwd(&self, dy: &Self::Buf, x: &Self::Buf) -> Self::Buf;
     fn tanh(&self, x: &Self::Buf) -> Self::Buf;
@@ -183,7 +210,7 @@ pub trait Backend: Send + Sync {
         want_dscores: bool,
     ) -> (Self::Buf, Self::Buf, Self::Buf, Option<Self::Buf>);
 
-    // ----------------------------------------------------------------- rows
+    // ----------------------------------------------------------------- copy: rows
     /// `out[r] = x[rows[r]]` for rows of `cols` scalars.
     fn gather_rows(&self, x: &Self::Buf, rows: &[usize], cols: usize) -> Self::Buf;
     /// `out` of `total_rows` rows, zero but `out[rows[r]] = dy[r]`.
@@ -193,7 +220,7 @@ pub trait Backend: Send + Sync {
     /// The rows of `a` followed by the rows of `b`.
     fn concat_rows(&self, a: &Self::Buf, b: &Self::Buf) -> Self::Buf;
 
-    // ----------------------------------------------------------------- losses
+    // ----------------------------------------------------------------- loss
     /// Fused softmax cross-entropy: `(loss per row, (softmax - onehot) * grad_scale)`.
     fn softmax_ce(&self, logits: &Self::Buf, labels: &Self::Ids, classes: usize, grad_scale: f64) -> (Vec<f64>, Self::Buf);
     /// Fused symmetric KL `0.5 (KL(p||q) + KL(q||p))` per row with both gradients (scaled).
@@ -201,24 +228,20 @@ pub trait Backend: Send + Sync {
     /// `KL(softmax(a) || softmax(b))` per row with `a` detached, and its gradient w.r.t. `b` (scaled).
     fn kl_detached(&self, a: &Self::Buf, b: &Self::Buf, classes: usize, grad_scale: f64) -> (Vec<f64>, Self::Buf);
 
-    // ----------------------------------------------------------------- adversarial noise
+    // ----------------------------------------------------------------- noise (adversarial)
     /// Noise `N(0, sigma^2)` on `[batch, heads, seq, seq]` scores, zero on padded keys.
     fn randn_key_masked(&self, shape: AttnShape, key_mask: &Self::Ids, sigma: f32, rng: RngStream) -> Self::Buf;
     /// `g * eps / norm(g[b])` with the norm taken over each example's `[heads, seq, seq]` block.
     fn normalize_per_example(&self, g: &Self::Buf, batch: usize, eps: f32, norm: NoiseNorm) -> Self::Buf;
 
-    // ----------------------------------------------------------------- vector ops, optimizer
+    // ----------------------------------------------------------------- vector
     /// `y = a*y + b*x`.
     fn axpby(&self, y: &mut Self::Buf, a: f64, x: &Self::Buf, b: f64);
-    /// `y = a*y + b*x` for every pair of buffers (parameter averaging, gradient accumulation).
-    fn axpby_many(&self, ys: &mut [&mut Self::Buf], a: f64, xs: &[&Self::Buf], b: f64) {
-        for (y, x) in ys.iter_mut().zip(xs) {
-            self.axpby(y, a, x, b);
-        }
-    }
     fn fill(&self, buf: &mut Self::Buf, value: f32);
     /// Sum of squares over all buffers, accumulated in f64 (global gradient norm).
     fn sum_squares(&self, bufs: &[&Self::Buf]) -> f64;
+
+    // ----------------------------------------------------------------- adamw
     /// One AdamW step over all parameters (few launches on a GPU).
     fn adamw(&self, slots: &mut [ParamSlot<'_, Self::Buf>], step: &AdamWStep);
 }

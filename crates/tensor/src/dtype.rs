@@ -29,7 +29,7 @@ pub struct BadLength {
 
 /// Decode to f64 (exact for every supported dtype).
 pub fn decode_f64(dtype: DType, bytes: &[u8]) -> Result<Vec<f64>, BadLength> {
-    if bytes.len() % dtype.size() != 0 {
+    if !bytes.len().is_multiple_of(dtype.size()) {
         return Err(BadLength { len: bytes.len(), dtype });
     }
     let c = bytes.chunks_exact(dtype.size());
@@ -43,7 +43,7 @@ pub fn decode_f64(dtype: DType, bytes: &[u8]) -> Result<Vec<f64>, BadLength> {
 
 /// Decode to f32 (exact for F16/BF16/F32; F64 is rounded).
 pub fn decode_f32(dtype: DType, bytes: &[u8]) -> Result<Vec<f32>, BadLength> {
-    if bytes.len() % dtype.size() != 0 {
+    if !bytes.len().is_multiple_of(dtype.size()) {
         return Err(BadLength { len: bytes.len(), dtype });
     }
     let c = bytes.chunks_exact(dtype.size());

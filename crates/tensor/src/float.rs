@@ -81,6 +81,7 @@ impl Float for f64 {
 /// Branch-free f32 `exp` (Cephes `expf` range reduction and polynomial), so loops over it vectorise.
 /// Inputs below -87.3 give ~0 (never NaN), above 88.7 clamp to ~1.7e38.
 #[inline(always)]
+#[allow(clippy::excessive_precision)] // the coefficients as published
 pub fn exp_f32(x: f32) -> f32 {
     let x = x.clamp(-87.33654, 88.72283);
     // Round to nearest with the 1.5 * 2^23 trick: unlike f32::round it compiles to vector adds.
@@ -106,6 +107,7 @@ pub fn exp_f32(x: f32) -> f32 {
 /// Branch-free f32 `erf`: the rational approximation used by Eigen and XLA (a few ulp on [-4, 4];
 /// |erf| rounds to 1 beyond).
 #[inline(always)]
+#[allow(clippy::excessive_precision)] // the coefficients as published
 pub fn erf_f32(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
@@ -122,34 +124,6 @@ pub fn erf_f32(x: f32) -> f32 {
     q = q * x2 - 7.373_329_2e-3;
     q = q * x2 - 1.426_474e-2;
     x * p / q
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_exp_and_erf_are_accurate() {
-        let mut worst_exp = 0.0f64;
-        let mut worst_erf = 0.0f64;
-        let mut x = -87.0f32;
-        while x < 88.0 {
-            let e = exp_f32(x) as f64;
-            let want = (x as f64).exp();
-            worst_exp = worst_exp.max((e - want).abs() / want);
-            x += 0.0137;
-        }
-        let mut x = -6.0f32;
-        while x < 6.0 {
-            let want = libm::erf(x as f64);
-            worst_erf = worst_erf.max((erf_f32(x) as f64 - want).abs());
-            x += 0.000_37;
-        }
-        assert!(worst_exp < 3e-7, "exp rel err {worst_exp:e}");
-        assert!(worst_erf < 5e-7, "erf abs err {worst_erf:e}");
-        assert_eq!(exp_f32(-1000.0), exp_f32(-87.33654));
-        assert!(exp_f32(-1000.0) < 1e-37 && exp_f32(f32::NEG_INFINITY) >= 0.0);
-    }
 }
 
 /// Sum with 8 independent accumulators: vectorises (a serial float sum cannot be reordered by the
@@ -208,4 +182,32 @@ pub fn max_lanes_where<T: Float>(x: &[T], weight: &[T]) -> T {
         }
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_and_erf_are_accurate() {
+        let mut worst_exp = 0.0f64;
+        let mut worst_erf = 0.0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let e = exp_f32(x) as f64;
+            let want = (x as f64).exp();
+            worst_exp = worst_exp.max((e - want).abs() / want);
+            x += 0.0137;
+        }
+        let mut x = -6.0f32;
+        while x < 6.0 {
+            let want = libm::erf(x as f64);
+            worst_erf = worst_erf.max((erf_f32(x) as f64 - want).abs());
+            x += 0.000_37;
+        }
+        assert!(worst_exp < 3e-7, "exp rel err {worst_exp:e}");
+        assert!(worst_erf < 5e-7, "erf abs err {worst_erf:e}");
+        assert_eq!(exp_f32(-1000.0), exp_f32(-87.33654));
+        assert!(exp_f32(-1000.0) < 1e-37 && exp_f32(f32::NEG_INFINITY) >= 0.0);
+    }
 }

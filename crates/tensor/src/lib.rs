@@ -8,8 +8,7 @@ pub mod dtype;
 pub mod float;
 pub mod philox;
 
-pub use backend::{AdamWStep, Backend, NoiseNorm, ParamSlot, TokenBatch};
-pub use cpu::ops::{AttnShape, TokShape};
+pub use backend::{AdamWStep, AttnShape, Backend, NoiseNorm, ParamSlot, TokShape, TokenBatch};
 pub use cpu::{simd_class, Cpu};
 pub use float::Float;
 pub use philox::RngStream;
