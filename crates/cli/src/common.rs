@@ -13,7 +13,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// The model and how its inputs are cut.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Model directory: config.json, model.safetensors, and tokenizer.json or vocab.txt
+    /// Model directory: config.json with model.safetensors or pytorch_model.bin, or PaddleNLP's
+    /// model_state.pdparams with config.json / model_config.json; and tokenizer.json or vocab.txt
     /// [default: $ERNIE_FT_MODEL, else ../shared/models/e5-small-zh]
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
@@ -168,7 +169,7 @@ impl LoadedModel {
         let max_len = match args.max_len {
             Some(n) if n > max_pos => bail!(
                 "--max-len {n} exceeds the model's max_position_embeddings {max_pos} ({}); use --max-len {max_pos} or less",
-                dir.join("config.json").display()
+                ernie_model::formats::ModelFiles::detect(&dir).map(|f| f.config).unwrap_or_else(|_| dir.join("config.json")).display()
             ),
             Some(n) => n,
             None => DEFAULT_MAX_LEN.min(max_pos),

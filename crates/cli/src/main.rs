@@ -3,6 +3,7 @@
 
 mod bench;
 mod common;
+mod convert;
 mod encode;
 mod finetune;
 mod io;
@@ -39,6 +40,13 @@ enum Command {
     /// Median step time, samples/s, peak memory, model FLOPs per step, achieved TFLOP/s and MFU. The
     /// FLOP count is documented in crates/cli/src/bench.rs.
     Bench(Box<bench::BenchArgs>),
+    /// Convert a model directory (PyTorch pytorch_model.bin, PaddleNLP model_state.pdparams, or HF
+    /// safetensors) into a HF transformers directory (safetensors, config.json, tokenizer files)
+    ///
+    /// `train` and `encode` also read those formats directly (`--model`); converting once saves reading
+    /// a pickle at each start. Pickles are read without executing anything (README, "Real ERNIE 3.0
+    /// weights").
+    Convert(convert::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +58,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => finetune::run_predict(args),
         Command::Average(args) => finetune::run_average(args),
         Command::Bench(args) => bench::run(args),
+        Command::Convert(args) => convert::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

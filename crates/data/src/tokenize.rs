@@ -138,6 +138,13 @@ impl TextTokenizer {
                 message: format!("line {line} is not valid UTF-8"),
             });
         }
+        let untabbed;
+        let bytes = if bytes.contains(&b'\t') {
+            untabbed = strip_tab_ids(path, bytes)?;
+            &untabbed[..]
+        } else {
+            bytes
+        };
         let vocab = WordPiece::read_bytes(bytes).map_err(|e| malformed(path, e))?;
         for required in ["[UNK]", "[CLS]", "[SEP]"] {
             if !vocab.contains_key(required) {
@@ -323,6 +330,39 @@ fn encode_error(text: &str, e: impl fmt::Display) -> Error {
         what: format!("{what:?}"),
         message: e.to_string(),
     }
+}
+
+/// PaddleNLP / ERNIE 1.0 vocabularies write `token<TAB>id` lines, the id being the line number: keep the
+/// tokens (an id that is not the line number is an error: the ids would not be what the model was trained
+/// with).
+fn strip_tab_ids(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let token = match line.iter().position(|&b| b == b'\t') {
+            Some(t) => {
+                let id = std::str::from_utf8(&line[t + 1..])
+                    .ok()
+                    .and_then(|s| s.trim().parse::<usize>().ok());
+                if id != Some(i) {
+                    return Err(Error::Tokenizer {
+                        path: path.to_path_buf(),
+                        message: format!(
+                            "line {}: a token<TAB>id line whose id is not the line's index {i}",
+                            i + 1
+                        ),
+                    });
+                }
+                &line[..t]
+            }
+            None => line,
+        };
+        if i > 0 {
+            out.push(b'\n');
+        }
+        out.extend_from_slice(token);
+    }
+    Ok(out)
 }
 
 /// `do_lower_case` from a HF `tokenizer_config.json` (cased BERT vocabularies set it to false).

@@ -269,3 +269,43 @@ fn malformed_tokenizer_config_is_named() {
     let err = TextTokenizer::from_dir(dir.path()).expect_err("malformed config");
     assert!(err.to_string().contains("tokenizer_config.json"), "{err}");
 }
+
+#[test]
+fn paddlenlp_vocab_with_tab_ids_and_ernie_order() {
+    // ERNIE's vocabularies put [PAD], [CLS], [SEP], [MASK] first and [UNK] later; PaddleNLP / ERNIE 1.0
+    // files may write `token<TAB>id` lines. PaddleNLP's tokenizer_config.json names its own class.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = [
+        "[PAD]", "[CLS]", "[SEP]", "[MASK]", "我", "爱", "[UNK]", "hello",
+    ];
+    let lines: Vec<String> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("{t}\t{i}"))
+        .collect();
+    write(dir.path(), "vocab.txt", &(lines.join("\r\n") + "\r\n"));
+    write(
+        dir.path(),
+        "tokenizer_config.json",
+        r#"{"do_lower_case": true, "tokenizer_class": "ErnieTokenizer", "unk_token": "[UNK]"}"#,
+    );
+    let t = TextTokenizer::from_dir(dir.path()).expect("tokenizer");
+    assert_eq!(
+        (t.pad_id(), t.cls_id(), t.vocab_size()),
+        (0, 1, tokens.len())
+    );
+    assert_eq!(
+        t.encode("我爱HELLO北", None, 16).expect("encode").ids,
+        vec![1, 4, 5, 7, 6, 2]
+    );
+    // An id that is not the line number is refused, naming the file and line.
+    write(
+        dir.path(),
+        "vocab.txt",
+        "[PAD]\t0\n[CLS]\t1\n[SEP]\t5\n[UNK]\t3\n",
+    );
+    let err = TextTokenizer::from_dir(dir.path())
+        .expect_err("bad ids")
+        .to_string();
+    assert!(err.contains("vocab.txt") && err.contains("line 3"), "{err}");
+}

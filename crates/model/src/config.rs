@@ -44,6 +44,10 @@ pub struct ModelConfig {
     pub pad_token_id: u32,
 }
 
+/// `layer_norm_eps` of a PaddleNLP ERNIE config that does not name one (see
+/// [`ModelConfig::from_paddle_json`]).
+pub const PADDLE_ERNIE_LAYER_NORM_EPS: f64 = 1e-5;
+
 /// The raw JSON, every field optional so that missing ones get HF's defaults and wrong ones a clear error.
 #[derive(Deserialize)]
 struct RawConfig {
@@ -102,8 +106,98 @@ impl ModelConfig {
         Ok(cfg)
     }
 
+    /// Read a PaddleNLP config file (`config.json` or `model_config.json`); see [`Self::from_paddle_json`].
+    pub fn from_paddle_file(path: &Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        Self::from_paddle_json(&text).map_err(|msg| ModelError::Config { path: path.to_path_buf(), msg })
+    }
+
+    /// Parse a PaddleNLP ERNIE config: the newer `config.json` (`ErnieConfig` fields at the top level) or
+    /// the older `model_config.json` (`{"init_args": [{...}], "init_class": "ErnieModel"}`, nested once
+    /// more for a fine-tuned `ErnieForSequenceClassification`).
+    ///
+    /// The published ERNIE 3.0 files name `vocab_size`, `hidden_size`, `num_hidden_layers`,
+    /// `num_attention_heads` (required here), and `hidden_act`, the dropouts, `initializer_range`,
+    /// `max_position_embeddings`, `type_vocab_size`, `task_type_vocab_size`, `use_task_id`; base omits
+    /// `intermediate_size` (PaddleNLP's default, 3072, is used), and none has `layer_norm_eps` or
+    /// `pad_token_id`. Defaults are PaddleNLP's (`intermediate_size` 3072, `hidden_act` gelu, dropouts 0.1,
+    /// `max_position_embeddings` 512, `task_type_vocab_size` 3, `pad_token_id` 0; `type_vocab_size` and
+    /// `use_task_id` 16 / true for `ErnieConfig`, 2 / false for the older `ErnieModel` arguments) except
+    /// `layer_norm_eps`: 1e-5 when absent. PaddleNLP builds ERNIE's LayerNorms with Paddle's default
+    /// epsilon 1e-5 and then its `init_weights` hook sets them to 1e-12, whatever the config says; the HF
+    /// conversions of these weights (nghuyong/ernie-3.0-*-zh, converted by ERNIE-Pytorch's `convert.py`)
+    /// write `layer_norm_eps: 1e-05`, and ernie-ft follows them, so that a PaddleNLP directory and its
+    /// published HF conversion are the same model. A `layer_norm_eps` in the file is honoured. A
+    /// non-zero `task_id` (the task type PaddleNLP uses when none is given) or another `pool_act` than
+    /// tanh is an error, as is `fuse: true` (fused attention weights).
+    pub fn from_paddle_json(text: &str) -> Result<Self, String> {
+        use serde_json::Value;
+        let v: Value = serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
+        let mut obj = v.as_object().ok_or("not a JSON object")?;
+        let mut old_style = obj.contains_key("init_class");
+        // model_config.json: {"init_args": [{...}], "init_class": ...}, possibly nested (task model > ErnieModel).
+        for _ in 0..2 {
+            let Some(args) = obj.get("init_args") else { break };
+            old_style = true;
+            let first = args.as_array().and_then(|a| a.first()).ok_or("init_args is not a non-empty list")?;
+            obj = first.as_object().ok_or("init_args[0] is not a JSON object")?;
+        }
+        let get = |k: &str| obj.get(k).filter(|v| !v.is_null());
+        let uint = |k: &str| -> Result<Option<usize>, String> {
+            get(k).map(|v| v.as_u64().map(|x| x as usize).ok_or_else(|| format!("{k:?} is {v}, not a non-negative integer"))).transpose()
+        };
+        let float = |k: &str| -> Result<Option<f64>, String> {
+            get(k).map(|v| v.as_f64().ok_or_else(|| format!("{k:?} is {v}, not a number"))).transpose()
+        };
+        let boolean = |k: &str| -> Result<Option<bool>, String> {
+            get(k).map(|v| v.as_bool().ok_or_else(|| format!("{k:?} is {v}, not true or false"))).transpose()
+        };
+        let string = |k: &str| -> Result<Option<String>, String> {
+            get(k).map(|v| v.as_str().map(String::from).ok_or_else(|| format!("{k:?} is {v}, not a string"))).transpose()
+        };
+        let need = |k: &str| -> Result<usize, String> { uint(k)?.ok_or_else(|| format!("missing required key {k:?}")) };
+        if let Some(t) = string("model_type")? {
+            if t != "ernie" {
+                return Err(format!("model_type {t:?}: not a PaddleNLP ERNIE config"));
+            }
+        }
+        if let Some(id) = uint("task_id")? {
+            if id != 0 {
+                return Err(format!("task_id {id} is not supported (ernie-ft, like HF, feeds task type 0)"));
+            }
+        }
+        if let Some(act) = string("pool_act")? {
+            if act != "tanh" {
+                return Err(format!("pool_act {act:?} is not supported (tanh)"));
+            }
+        }
+        if boolean("fuse")? == Some(true) {
+            return Err("fuse: true (fused attention weights) is not supported".into());
+        }
+        let cfg = ModelConfig {
+            model_type: ModelType::Ernie,
+            vocab_size: need("vocab_size")?,
+            hidden_size: need("hidden_size")?,
+            num_hidden_layers: need("num_hidden_layers")?,
+            num_attention_heads: need("num_attention_heads")?,
+            intermediate_size: uint("intermediate_size")?.unwrap_or(3072),
+            max_position_embeddings: uint("max_position_embeddings")?.unwrap_or(512),
+            type_vocab_size: uint("type_vocab_size")?.unwrap_or(if old_style { 2 } else { 16 }),
+            layer_norm_eps: float("layer_norm_eps")?.unwrap_or(PADDLE_ERNIE_LAYER_NORM_EPS),
+            hidden_act: string("hidden_act")?.unwrap_or_else(|| "gelu".into()),
+            hidden_dropout_prob: float("hidden_dropout_prob")?.unwrap_or(0.1) as f32,
+            attention_probs_dropout_prob: float("attention_probs_dropout_prob")?.unwrap_or(0.1) as f32,
+            initializer_range: float("initializer_range")?.unwrap_or(0.02) as f32,
+            use_task_id: boolean("use_task_id")?.unwrap_or(!old_style),
+            task_type_vocab_size: uint("task_type_vocab_size")?.unwrap_or(3),
+            pad_token_id: uint("pad_token_id")?.unwrap_or(0) as u32,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
-        if self.hidden_size == 0 || self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.hidden_size == 0 || self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "hidden_size {} must be a positive multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads

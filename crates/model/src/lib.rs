@@ -1,9 +1,11 @@
 //! ernie-model: the BERT / ERNIE 3.0 encoder with its sequence-classification head. Config from HF
-//! `config.json`, weights from HF safetensors (`bert.` / `ernie.` prefixes or bare; F32/F16/BF16), explicit
+//! `config.json` (or PaddleNLP's), weights from HF safetensors, PyTorch `pytorch_model.bin` or PaddleNLP
+//! `model_state.pdparams` (`bert.` / `ernie.` prefixes or bare; F32/F16/BF16; see [`formats`]), explicit
 //! forward and backward written against [`ernie_tensor::Backend`].
 
 pub mod config;
 pub mod encoder;
+pub mod formats;
 pub mod params;
 
 pub use config::{ModelConfig, ModelType};
@@ -29,6 +31,10 @@ pub enum ModelError {
     MissingTensor { path: PathBuf, tensor: String },
     #[error("{}: tensor {tensor} has shape {found:?}, expected {expected:?}", path.display())]
     Shape { path: PathBuf, tensor: String, expected: Vec<usize>, found: Vec<usize> },
+    /// A tensor that is no parameter of the model the config describes (another architecture, or a
+    /// config that does not go with the weights).
+    #[error("{}: unknown tensor {tensor}: not a parameter of this model ({model}); is the config the one these weights were saved with?", path.display())]
+    UnknownTensor { path: PathBuf, tensor: String, model: String },
 }
 
 impl ModelError {

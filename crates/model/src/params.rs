@@ -7,9 +7,9 @@ use crate::config::{ModelConfig, ModelType};
 use crate::ModelError;
 use ernie_tensor::dtype::{decode_f32, DType};
 use ernie_tensor::RngStream;
+use crate::formats::{self, ModelFiles, TensorTable};
 use safetensors::tensor::{Dtype as StDtype, TensorView};
 use safetensors::SafeTensors;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Where a parameter sits in the network.
@@ -191,80 +191,102 @@ fn candidates(spec: &ParamSpec) -> Vec<String> {
     vec![format!("bert.{}", spec.name), format!("ernie.{}", spec.name), spec.name.clone()]
 }
 
+/// [`candidates`], and for LayerNorm parameters the TF-era names `gamma` / `beta` that older HF
+/// checkpoints (e.g. nghuyong's ERNIE conversions) use and HF transformers renames on loading.
+fn candidates_with_aliases(spec: &ParamSpec) -> Vec<String> {
+    let mut c = candidates(spec);
+    let alias = if spec.name.ends_with("LayerNorm.weight") {
+        Some(("weight", "gamma"))
+    } else if spec.name.ends_with("LayerNorm.bias") {
+        Some(("bias", "beta"))
+    } else {
+        None
+    };
+    if let Some((from, to)) = alias {
+        let more: Vec<String> = c.iter().map(|n| format!("{}{to}", &n[..n.len() - from.len()])).collect();
+        c.extend(more);
+    }
+    c
+}
+
 impl HostParams {
-    /// Load `config.json` and `model.safetensors` from a checkpoint directory.
+    /// Load a model directory: its config and weights in any of the formats of [`crate::formats`] (HF
+    /// safetensors, PyTorch `pytorch_model.bin`, PaddleNLP `model_state.pdparams`).
     pub fn load_dir(dir: &Path, num_labels: usize, head: HeadInit) -> Result<Self, ModelError> {
-        if !dir.is_dir() {
-            return Err(ModelError::Missing { path: dir.to_path_buf(), what: "model directory" });
-        }
-        let cfg_path = dir.join("config.json");
-        if !cfg_path.is_file() {
-            return Err(ModelError::Missing { path: cfg_path, what: "config.json" });
-        }
-        let config = ModelConfig::from_file(&cfg_path)?;
-        let st_path = dir.join("model.safetensors");
-        if !st_path.is_file() {
-            return Err(ModelError::Missing { path: st_path, what: "model.safetensors" });
-        }
-        Self::load_safetensors(config, &st_path, num_labels, head)
+        let files = ModelFiles::detect(dir)?;
+        let config = files.read_config()?;
+        Self::load_files(config, &files, num_labels, head)
+    }
+
+    /// Load the weights of `files` for `config`.
+    pub fn load_files(config: ModelConfig, files: &ModelFiles, num_labels: usize, head: HeadInit) -> Result<Self, ModelError> {
+        let path = &files.weights;
+        let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+        let table = formats::read_tensors(files, &bytes)?;
+        Self::from_table(config, path, &table, num_labels, head)
     }
 
     pub fn load_safetensors(config: ModelConfig, path: &Path, num_labels: usize, head: HeadInit) -> Result<Self, ModelError> {
         let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| ModelError::Checkpoint { path: path.to_path_buf(), msg: format!("not a valid safetensors file: {e}") })?;
-        let tensors: BTreeMap<String, TensorView> = st.tensors().into_iter().collect();
-        Self::from_tensors(config, path, &tensors, num_labels, head)
+        let table = formats::read_safetensors(path, &bytes)?;
+        Self::from_table(config, path, &table, num_labels, head)
     }
 
-    fn from_tensors(
-        config: ModelConfig,
-        path: &Path,
-        tensors: &BTreeMap<String, TensorView>,
-        num_labels: usize,
-        head: HeadInit,
-    ) -> Result<Self, ModelError> {
+    /// Every parameter of `config` from `table` (read from `path`): shapes and dtypes checked, Paddle's
+    /// transposed weights turned back, head parameters the table lacks initialised from the head seed,
+    /// and a tensor that is no parameter of this model an error.
+    pub fn from_table(config: ModelConfig, path: &Path, table: &TensorTable<'_>, num_labels: usize, head: HeadInit) -> Result<Self, ModelError> {
         let (specs, _) = param_specs(&config, num_labels);
         let mut values = Vec::with_capacity(specs.len());
         let mut initialised = Vec::new();
+        let mut used = std::collections::BTreeSet::new();
+        let checkpoint = |msg: String| ModelError::Checkpoint { path: path.to_path_buf(), msg };
         for spec in &specs {
-            let found = candidates(spec).into_iter().find_map(|n| tensors.get(&n).map(|t| (n, t)));
+            let names = if table.hf_named { candidates_with_aliases(spec) } else { candidates(spec) };
+            let found = names.iter().find_map(|n| table.tensors.get(n));
+            used.extend(names.iter().filter(|n| table.tensors.contains_key(*n)).cloned());
             match found {
-                Some((name, t)) if head.replace_mismatched_classifier && spec.name.starts_with("classifier.") && t.shape() != spec.shape.as_slice() => {
-                    let _ = name;
+                Some(t) if head.replace_mismatched_classifier && spec.name.starts_with("classifier.") && t.hf_shape() != spec.shape => {
                     values.push(init_head_param(spec, head.seed, config.initializer_range));
-                    initialised.push(format!("{} (checkpoint has {:?})", spec.name, t.shape()));
+                    initialised.push(format!("{} (checkpoint has {:?})", spec.name, t.hf_shape()));
                 }
-                Some((name, t)) => {
-                    if t.shape() != spec.shape.as_slice() {
-                        return Err(ModelError::Shape {
-                            path: path.to_path_buf(),
-                            tensor: name,
-                            expected: spec.shape.clone(),
-                            found: t.shape().to_vec(),
-                        });
+                Some(t) => {
+                    if t.hf_shape() != spec.shape {
+                        let expected = if t.transposed { spec.shape.iter().rev().copied().collect() } else { spec.shape.clone() };
+                        let tensor = if t.transposed { format!("{} (stored [in, out], as Paddle's Linear)", t.name) } else { t.name.clone() };
+                        return Err(ModelError::Shape { path: path.to_path_buf(), tensor, expected, found: t.shape.clone() });
                     }
-                    let dtype = st_dtype(t.dtype()).ok_or_else(|| ModelError::Checkpoint {
-                        path: path.to_path_buf(),
-                        msg: format!("tensor {name}: dtype {:?} is not supported (F32, F16, BF16, F64)", t.dtype()),
-                    })?;
-                    let v = decode_f32(dtype, t.data()).map_err(|e| ModelError::Checkpoint {
-                        path: path.to_path_buf(),
-                        msg: format!("tensor {name}: {e}"),
-                    })?;
-                    values.push(v);
+                    let dtype = t.dtype.as_ref().map_err(|d| checkpoint(format!("tensor {}: dtype {d} is not supported (F32, F16, BF16, F64)", t.name)))?;
+                    let v = decode_f32(*dtype, &t.bytes).map_err(|e| checkpoint(format!("tensor {}: {e}", t.name)))?;
+                    if v.len() != spec.numel() {
+                        return Err(checkpoint(format!("tensor {}: {} values for shape {:?}", t.name, v.len(), t.shape)));
+                    }
+                    values.push(if t.transposed { transpose(&v, spec.shape[1], spec.shape[0]) } else { v });
                 }
                 None if spec.is_head() => {
                     values.push(init_head_param(spec, head.seed, config.initializer_range));
                     initialised.push(spec.name.clone());
                 }
                 None => {
-                    return Err(ModelError::MissingTensor {
-                        path: path.to_path_buf(),
-                        tensor: candidates(spec).join(" / "),
-                    })
+                    let tensor = match formats::paddle::paddle_name(&spec.name) {
+                        Some(paddle) if !table.hf_named => format!("{paddle} (HF {})", spec.hf_name(config.model_type)),
+                        _ => candidates(spec).join(" / "),
+                    };
+                    return Err(ModelError::MissingTensor { path: path.to_path_buf(), tensor });
                 }
             }
+        }
+        if let Some(t) = table.tensors.iter().find(|(n, _)| !(used.contains(*n) || table.hf_named && formats::ignorable_hf_name(n))).map(|(_, t)| t) {
+            return Err(ModelError::UnknownTensor {
+                path: path.to_path_buf(),
+                tensor: t.name.clone(),
+                model: format!(
+                    "{} layers, use_task_id {}, model_type {}",
+                    config.num_hidden_layers,
+                    config.use_task_id,
+                    config.model_type.prefix()
+                ),
+            });
         }
         Ok(HostParams { config, num_labels, specs, values, initialised })
     }
@@ -334,6 +356,17 @@ impl HostParams {
     }
 }
 
+
+/// `[rows, cols]` row-major into `[cols, rows]` (a stored `[in, out]` Paddle weight into HF's `[out, in]`).
+fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = v[r * cols + c];
+        }
+    }
+    out
+}
 
 /// Head parameters the checkpoint lacks: weights N(0, initializer_range), biases 0 (HF's init), drawn from
 /// the head seed and the parameter's name only, so every run with the same head seed starts from the same

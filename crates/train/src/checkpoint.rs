@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 pub const META_FILE: &str = "ernie_ft.json";
 pub const METRICS_FILE: &str = "metrics.json";
-const TOKENIZER_FILES: &[&str] = &["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"];
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckpointMeta {
@@ -41,14 +40,11 @@ pub fn save(dir: &Path, params: &HostParams, meta: &CheckpointMeta, tokenizer_di
     crate::state::kill_point("final");
     let cfg = hf_config(params, &meta.labels, tokenizer_dir)?;
     w.write("config.json", serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+    // As HF reads them: a PaddleNLP vocab.txt / tokenizer_config.json made HF's, any other copied as is.
     let mut copied = 0;
-    for f in TOKENIZER_FILES {
-        let src = tokenizer_dir.join(f);
-        if src.is_file() {
-            let bytes = std::fs::read(&src).with_context(|| format!("{}: cannot read", src.display()))?;
-            w.write(f, &bytes)?;
-            copied += 1;
-        }
+    for (f, bytes) in ernie_model::formats::convert::hf_tokenizer_files(tokenizer_dir)? {
+        w.write(f, &bytes)?;
+        copied += 1;
     }
     if copied == 0 {
         bail!("{}: no tokenizer.json or vocab.txt to copy into the checkpoint", tokenizer_dir.display());
@@ -62,11 +58,15 @@ pub fn save(dir: &Path, params: &HostParams, meta: &CheckpointMeta, tokenizer_di
 /// HF transformers picks the same tokenizer class, and ours overwritten: every key of
 /// [`ernie_model::ModelConfig::to_hf_json`] (with `architectures` `*ForSequenceClassification`,
 /// `model_type`, `num_labels`), `id2label`, `label2id`, and the weights' dtype where the source names one
-/// (`torch_dtype` / `dtype`: the weights are saved as float32). Without a source `config.json`, ours alone.
+/// (`torch_dtype` / `dtype`: the weights are saved as float32). Without a source `config.json` (or with
+/// PaddleNLP's), ours alone.
 pub fn hf_config(params: &HostParams, labels: &LabelSet, source_dir: &Path) -> Result<serde_json::Value> {
     use serde_json::{Map, Value};
     let src = source_dir.join("config.json");
+    // A PaddleNLP directory's config.json is PaddleNLP's (num_classes, fuse, paddlenlp_version, ...): not kept.
+    let paddle = ernie_model::formats::ModelFiles::detect(source_dir).is_ok_and(|f| f.config_style == ernie_model::formats::ConfigStyle::PaddleNlp);
     let mut cfg: Map<String, Value> = match std::fs::read_to_string(&src) {
+        Ok(_) if paddle => Map::new(),
         Ok(text) => match serde_json::from_str(&text).with_context(|| format!("{}: malformed JSON", src.display()))? {
             Value::Object(m) => m,
             _ => bail!("{}: not a JSON object", src.display()),

@@ -132,9 +132,15 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-/// The files of a model directory that define it (hashed into the run's identity).
+/// The files of a model directory that define it (hashed into the run's identity): the config and weights
+/// the model is read from (`config.json` + `model.safetensors` for a HF directory; `pytorch_model.bin`,
+/// PaddleNLP's `model_state.pdparams` and `model_config.json` for the other formats), then the tokenizer.
 fn model_files(dir: &Path) -> Vec<PathBuf> {
-    ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt"].iter().map(|f| dir.join(f)).filter(|p| p.is_file()).collect()
+    let defining = match ernie_model::formats::ModelFiles::detect(dir) {
+        Ok(f) => vec![f.config, f.weights],
+        Err(_) => ["config.json", "model.safetensors"].iter().map(|f| dir.join(f)).collect(),
+    };
+    defining.into_iter().chain(["tokenizer.json", "vocab.txt"].iter().map(|f| dir.join(f))).filter(|p| p.is_file()).collect()
 }
 
 /// What of a previous run the output directory holds.

@@ -571,7 +571,17 @@ pub fn ernie_ft_bin() -> Result<PathBuf> {
 fn model_blake3(dir: &Path) -> Result<String> {
     let mut h = blake3::Hasher::new();
     let mut any = false;
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt"] {
+    // Every file ernie-ft may read from a model directory (see ernie_model::formats); those present are
+    // hashed, so a safetensors-only directory hashes as it always did.
+    for f in [
+        "config.json",
+        "model_config.json",
+        "model.safetensors",
+        "pytorch_model.bin",
+        "model_state.pdparams",
+        "tokenizer.json",
+        "vocab.txt",
+    ] {
         let p = dir.join(f);
         if p.is_file() {
             h.update(f.as_bytes());
@@ -581,7 +591,7 @@ fn model_blake3(dir: &Path) -> Result<String> {
     }
     if !any {
         bail!(
-            "{}: no config.json / model.safetensors: not a model directory",
+            "{}: no config.json, model_config.json or weights file: not a model directory",
             dir.display()
         );
     }

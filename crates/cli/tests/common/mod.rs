@@ -76,7 +76,13 @@ impl Work {
         run(&self.train_args(train, dev, out, extra))
     }
     /// The arguments of [`Work::train`].
-    pub fn train_args(&self, train: &Path, dev: Option<&Path>, out: &Path, extra: &[&str]) -> Vec<String> {
+    pub fn train_args(
+        &self,
+        train: &Path,
+        dev: Option<&Path>,
+        out: &Path,
+        extra: &[&str],
+    ) -> Vec<String> {
         let mut args = vec![
             "train".to_string(),
             "--model".into(),
@@ -181,4 +187,3 @@ pub fn json(p: &Path) -> Value {
     let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", p.display()))
 }
-
