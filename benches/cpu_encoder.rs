@@ -5,8 +5,11 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ernie_ft_suite::e5_or_random;
-use ernie_model::{BackwardWants, Encoder, ForwardOpts, Tokens};
-use ernie_tensor::{AdamWStep, Backend, Cpu, ParamSlot, RngStream};
+use ernie_model::{Encoder, Tokens};
+use ernie_optim::AdamWConfig;
+use ernie_strategies::{Dropout, LabelledBatch, Recipe};
+use ernie_tensor::{Cpu, RngStream};
+use ernie_train::TrainStep;
 
 const B: usize = 32;
 const L: usize = 128;
@@ -31,33 +34,19 @@ fn bench(c: &mut Criterion) {
     let b = Cpu::<f32>::new();
     let mut enc = Encoder::from_host(&b, &host);
     let (tokens, labels) = batch(host.config.vocab_size);
-    let labels = b.upload_ids(&labels);
     let mut g = c.benchmark_group("e5_small_b32_l128");
     g.sample_size(10).throughput(Throughput::Elements(B as u64));
     g.bench_function("inference", |bench| {
         bench.iter(|| enc.infer(&b, &tokens).logits)
     });
-    let mut grads = enc.zero_grads(&b);
-    let mut m: Vec<Vec<f32>> = enc.specs.iter().map(|s| vec![0.0; s.numel()]).collect();
-    let mut v = m.clone();
+    // The anchor's torch.optim.AdamW does not clip.
+    let optim = AdamWConfig { weight_decay: 0.01, max_grad_norm: None, ..Default::default() };
+    let mut stepper = TrainStep::new(&b, &enc, Recipe::default(), Dropout { hidden: 0.1, attention: 0.1 }, optim, 0);
     let mut step = 0u64;
     g.bench_function("train_step_adamw", |bench| {
         bench.iter(|| {
             step += 1;
-            grads.zero(&b);
-            let opts = ForwardOpts { train: true, hidden_dropout: 0.1, attn_dropout: 0.1, rng: RngStream::new(0, step), score_noise: None, row_offset: 0 };
-            let fw = enc.forward(&b, &tokens, &opts);
-            let (_, dl) = b.softmax_ce(&fw.logits, &labels, LABELS, 1.0 / B as f64);
-            enc.backward(&b, &fw, &dl, BackwardWants { params: true, score_noise: false }, &mut grads);
-            let mut slots: Vec<ParamSlot<'_, Vec<f32>>> = enc
-                .params
-                .iter_mut()
-                .zip(&grads.bufs)
-                .zip(m.iter_mut().zip(v.iter_mut()))
-                .zip(&enc.specs)
-                .map(|(((p, g), (m, v)), s)| ParamSlot { param: p, grad: g, m, v, lr_mult: 1.0, decay: s.weight_decay() })
-                .collect();
-            b.adamw(&mut slots, &AdamWStep { lr: 2e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, step, grad_scale: 1.0 });
+            stepper.run(&b, &mut enc, LabelledBatch { tokens: &tokens, labels: &labels }, step, 2e-5).expect("finite loss");
         })
     });
     g.finish();

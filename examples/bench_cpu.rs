@@ -4,9 +4,11 @@
 //! forward; 2 warm-up steps, 5 timed, median. Prints one JSON line.
 //! `cargo run --release --example bench_cpu -- train|infer`
 use ernie_ft_suite::e5_or_random;
-use ernie_model::{BackwardWants, Encoder, ForwardOpts, Tokens};
-use ernie_optim::{AdamW, AdamWConfig};
-use ernie_tensor::{Backend, Cpu, RngStream};
+use ernie_model::{Encoder, Tokens};
+use ernie_optim::AdamWConfig;
+use ernie_strategies::{Dropout, LabelledBatch, Recipe};
+use ernie_tensor::{Cpu, RngStream};
+use ernie_train::TrainStep;
 use std::time::Instant;
 
 fn main() {
@@ -26,20 +28,15 @@ fn main() {
         task_ids: vec![],
         mask: vec![1; b_ * l_],
     };
-    let labels = b.upload_ids(&(0..b_).map(|i| r.word(1_000_000 + i as u64) % labels_n as u32).collect::<Vec<_>>());
-    let sizes: Vec<usize> = enc.specs.iter().map(|s| s.numel()).collect();
-    let mut opt = AdamW::new(&b, AdamWConfig { lr: 2e-5, weight_decay: 0.01, max_grad_norm: None, ..Default::default() }, &sizes, vec![true; sizes.len()]);
-    let mut grads = enc.zero_grads(&b);
+    let labels: Vec<u32> = (0..b_).map(|i| r.word(1_000_000 + i as u64) % labels_n as u32).collect();
+    // The anchor's torch.optim.AdamW does not clip.
+    let optim = AdamWConfig { weight_decay: 0.01, max_grad_norm: None, ..Default::default() };
+    let mut stepper = TrainStep::new(&b, &enc, Recipe::default(), Dropout { hidden: 0.1, attention: 0.1 }, optim, 0);
     let mut step = 0u64;
     let mut run = || {
         step += 1;
         if mode == "train" {
-            grads.zero(&b);
-            let opts = ForwardOpts { train: true, hidden_dropout: 0.1, attn_dropout: 0.1, rng: RngStream::new(0, step), score_noise: None, row_offset: 0 };
-            let fw = enc.forward(&b, &tokens, &opts);
-            let (_, dl) = b.softmax_ce(&fw.logits, &labels, labels_n, 1.0 / b_ as f64);
-            enc.backward(&b, &fw, &dl, BackwardWants { params: true, score_noise: false }, &mut grads);
-            opt.step(&b, &mut enc.params, &grads.bufs, 2e-5);
+            stepper.run(&b, &mut enc, LabelledBatch { tokens: &tokens, labels: &labels }, step, 2e-5).expect("finite loss");
         } else {
             std::hint::black_box(enc.infer(&b, &tokens).logits);
         }

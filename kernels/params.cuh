@@ -255,6 +255,19 @@ struct GatherRowsParams {  // y[r] = x[rows[r]]
     u64 cols;
 };
 
+struct StridedRowsParams {  // y[dst_first + r * dst_stride] (+)= x[src_first + r * src_stride]
+    Tensor x;
+    Tensor y;
+    u64 src_first;
+    u64 src_stride;
+    u64 dst_first;
+    u64 dst_stride;
+    u64 nrows;
+    u64 cols;
+    u32 accumulate;
+    u32 _pad;
+};
+
 // ------------------------------------------------------------------ vector.cu
 struct FillParams {
     Tensor y;
@@ -294,6 +307,13 @@ struct SumSqFinishParams {
     u32 total_blocks;
 };
 
+struct SumSqTotalParams {  // stats[slot] = per[0] + per[1] + ... (in order)
+    u64 per;    // double[ntensors]
+    u64 stats;  // double[]
+    u64 ntensors;
+    u64 slot;
+};
+
 // ------------------------------------------------------------------ adamw.cu
 struct AdamEntry {
     Tensor param;
@@ -318,5 +338,46 @@ struct AdamParams {
     double eps;
     double bc1;
     double bc2;
-    double grad_scale;
+    u64 stats;       // double[]: the step's statistics (stats.cu)
+    u64 scale_slot;  // the gradient multiplier is stats[scale_slot]; NaN skips the update
+};
+
+// ------------------------------------------------------------------ stats.cu
+// A training step's f64 scalars live in `stats` (double[]); each kernel writes one slot.
+struct StatsMeanParams {  // stats[slot] = (scale * sum(rows[0..n])) / divisor
+    u64 stats;
+    Tensor rows;
+    u64 n;
+    u64 slot;
+    double scale;
+    double divisor;
+};
+
+struct StatsCorrectParams {  // stats[slot] = correct predictions among the first `rows` rows
+    u64 stats;
+    Tensor logits;
+    u64 labels;  // u32[rows]
+    u64 rows;
+    u64 classes;
+    u64 slot;
+};
+
+struct StatsCombineParams {  // stats[dst] = sum_k weight[k] * stats[slot[k]], k < n
+    u64 stats;
+    u64 dst;
+    u64 n;
+    u64 _pad;
+    u64 slot[4];
+    double weight[4];
+};
+
+struct ClipParams {
+    u64 stats;
+    u64 sumsq;
+    u64 norm;
+    u64 scale;
+    u64 guard;  // ~0: none
+    double max_norm;
+    u32 clip;  // 0: no clipping
+    u32 _pad;
 };

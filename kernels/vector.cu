@@ -1,5 +1,6 @@
 // Whole-buffer vector ops: fill, y = a*y + b*x, and the sum of squares over many buffers (the global
-// gradient norm), a multi-tensor launch in two fixed-order passes (no atomics: the same bits every run).
+// gradient norm), a multi-tensor launch in two fixed-order passes (no atomics: the same bits every run) and a
+// third that adds the per-buffer sums into a step's statistics (stats.cu), where the clip factor is made.
 // Launched by crates/cuda/src/ops/vector.rs.
 #include "common.cuh"
 
@@ -47,4 +48,14 @@ extern "C" __global__ void __launch_bounds__(256) sum_squares_finish(const SumSq
     for (u64 i = first + threadIdx.x; i < last; i += blockDim.x) acc += partial[i];
     acc = block_sum_d(acc, scratch);
     if (threadIdx.x == 0) reinterpret_cast<double*>(p.out)[e] = acc;
+}
+
+// One thread: the per-tensor sums added in tensor order into the step's statistics, as the CPU reference
+// adds them (from -0.0, as Rust's f64 Sum).
+extern "C" __global__ void __launch_bounds__(32) sum_squares_total(const SumSqTotalParams p) {
+    if (threadIdx.x != 0) return;
+    const double* per = reinterpret_cast<const double*>(p.per);
+    double acc = -0.0;
+    for (u64 e = 0; e < p.ntensors; ++e) acc = __dadd_rn(acc, per[e]);
+    reinterpret_cast<double*>(p.stats)[p.slot] = acc;
 }

@@ -35,7 +35,7 @@ fn run<T: Float>(host: &HostParams, fx: &BTreeMap<String, FixtureTensor>) -> Run
         last_hidden: b.download_f64(fw.final_hidden()),
         pooled: b.download_f64(&fw.pooled),
         logits: b.download_f64(&fw.logits),
-        loss: loss.iter().sum::<f64>() / t.batch as f64,
+        loss: b.download_f64(&loss).iter().sum::<f64>() / t.batch as f64,
         grads: enc.specs.iter().zip(&grads.bufs).map(|(s, g)| (s.hf_name(enc.config.model_type), b.download_f64(g))).collect(),
     }
 }

@@ -23,7 +23,7 @@ fn run<T: Float>(host: &HostParams, t: &Tokens, labels: &[u32]) -> (Vec<Vec<f64>
     enc.backward(&b, &fw, &dlogits, BackwardWants { params: true, score_noise: false }, &mut grads);
     let hidden = fw.hidden.iter().map(|h| b.download_f64(h)).collect();
     let g = enc.specs.iter().zip(&grads.bufs).map(|(s, g)| (format!("bert.{}", s.name).replace("bert.classifier", "classifier"), b.download_f64(g))).collect();
-    (hidden, b.download_f64(&fw.pooled), b.download_f64(&fw.logits), loss.iter().sum::<f64>() / t.batch as f64, g)
+    (hidden, b.download_f64(&fw.pooled), b.download_f64(&fw.logits), b.download_f64(&loss).iter().sum::<f64>() / t.batch as f64, g)
 }
 
 fn check(dtype: &str, act_tol: f64, grad_rtol: f64) {

@@ -37,9 +37,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use ernie_model::{Encoder, HostParams, ModelConfig, Tokens};
-use ernie_optim::{AdamW, AdamWConfig};
-use ernie_strategies::{compute_gradients, AdvConfig, Dropout, RDropConfig, Recipe};
+use ernie_optim::AdamWConfig;
+use ernie_strategies::{AdvConfig, Dropout, LabelledBatch, RDropConfig, Recipe, Strategy};
 use ernie_tensor::{Backend, RngStream};
+use ernie_train::TrainStep;
 use rayon::prelude::*;
 use serde_json::json;
 
@@ -102,8 +103,8 @@ impl BenchStrategy {
     pub fn name(self) -> &'static str {
         match self {
             BenchStrategy::Base => "base",
-            BenchStrategy::Adv => "adv",
-            BenchStrategy::Rdrop => "rdrop",
+            BenchStrategy::Adv => Strategy::Adv.name(),
+            BenchStrategy::Rdrop => Strategy::Rdrop.name(),
         }
     }
 }
@@ -285,11 +286,11 @@ pub fn measure<B: Backend>(
         BenchStrategy::Base => Recipe::default(),
         BenchStrategy::Adv => Recipe {
             adv: Some(AdvConfig::default()),
-            rdrop: None,
+            ..Recipe::default()
         },
         BenchStrategy::Rdrop => Recipe {
             rdrop: Some(RDropConfig::default()),
-            adv: None,
+            ..Recipe::default()
         },
     };
     let dropout = Dropout {
@@ -297,16 +298,13 @@ pub fn measure<B: Backend>(
         attention: a.attention_dropout,
     };
     let train = a.mode == BenchMode::Train;
-    let mut opt_grads = if train {
-        let sizes: Vec<usize> = enc.specs.iter().map(|s| s.numel()).collect();
-        let decay = enc.specs.iter().map(|s| s.weight_decay()).collect();
-        let cfg = AdamWConfig {
-            lr: 2e-5,
+    let mut stepper = if train {
+        let optim = AdamWConfig {
             weight_decay: 0.01,
             max_grad_norm: Some(1.0),
             ..AdamWConfig::default()
         };
-        Some((AdamW::new(b, cfg, &sizes, decay), enc.zero_grads(b)))
+        Some(TrainStep::new(b, &enc, recipe, dropout, optim, a.seed))
     } else {
         None
     };
@@ -315,23 +313,13 @@ pub fn measure<B: Backend>(
 
     let (mut forwards, mut backwards, mut last_loss) = (1, 0, None);
     let mut step = |k: u64| -> Result<()> {
-        match &mut opt_grads {
-            Some((opt, grads)) => {
-                grads.zero(b);
-                let rep = compute_gradients(
-                    b,
-                    &enc,
-                    grads,
-                    &tokens,
-                    &labels,
-                    &recipe,
-                    dropout,
-                    RngStream::new(a.seed, k),
-                );
-                if !rep.loss.is_finite() {
-                    bail!("the loss became {} at step {k}", rep.loss);
-                }
-                opt.step(b, &mut enc.params, &grads.bufs, 2e-5);
+        match &mut stepper {
+            Some(stepper) => {
+                let batch = LabelledBatch {
+                    tokens: &tokens,
+                    labels: &labels,
+                };
+                let rep = stepper.run(b, &mut enc, batch, k, 2e-5)?;
                 (forwards, backwards, last_loss) = (rep.forwards, rep.backwards, Some(rep.loss));
             }
             None => {

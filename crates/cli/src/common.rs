@@ -1,14 +1,58 @@
-//! Flags and set-up shared by the subcommands: which model, how long the sequences, which device and how
-//! many threads; loading the model with its tokenizer; the progress bar.
+//! Flags and set-up shared by the subcommands: which task and where its files are, which model, how long the
+//! sequences, which device and how many threads; the progress bar; stopping on signals.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use ernie_data::TextTokenizer;
-use ernie_model::{HeadInit, HostParams};
+use ernie_data::TaskSpec;
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// Which task and where its files are.
+#[derive(Args, Debug, Clone)]
+pub struct TaskArgs {
+    /// Task: a preset (iflytek, afqmc, tnews) or any name with --text-a-key/--text-b-key/--label-key
+    #[arg(long, default_value = "iflytek")]
+    pub task: String,
+    /// Data directory holding <task>/train.json, dev.json, test.json, labels.json
+    /// [default: $ERNIE_FT_DATA, else ../shared/data]
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// JSON key of the (first) text [default: the preset's, else "sentence"]
+    #[arg(long)]
+    pub text_a_key: Option<String>,
+    /// JSON key of the second text of a pair task [default: the preset's]
+    #[arg(long)]
+    pub text_b_key: Option<String>,
+    /// JSON key of the label [default: the preset's, else "label"]
+    #[arg(long)]
+    pub label_key: Option<String>,
+}
+
+/// The checkpoint a command applies (`eval`, `predict`), its task's data, and the device.
+#[derive(Args, Debug)]
+pub struct CheckpointArgs {
+    /// A checkpoint written by `ernie-ft train` or `ernie-ft average`
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub task: TaskArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+impl TaskArgs {
+    /// The task's spec ([`ernie_train::setup::task_spec`]).
+    pub fn spec(&self) -> TaskSpec {
+        ernie_train::setup::task_spec(
+            &self.task,
+            self.text_a_key.as_deref(),
+            self.text_b_key.as_deref(),
+            self.label_key.as_deref(),
+        )
+    }
+}
 
 /// The model and how its inputs are cut.
 #[derive(Args, Debug, Clone)]
@@ -25,9 +69,6 @@ pub struct ModelArgs {
     #[arg(long, value_name = "N", value_parser = positive)]
     pub max_len: Option<usize>,
 }
-
-/// `--max-len` when not given.
-pub const DEFAULT_MAX_LEN: usize = 128;
 
 /// Where and how wide the computation runs.
 #[derive(Args, Debug, Clone)]
@@ -131,66 +172,6 @@ impl DeviceArgs {
                 .with_context(|| format!("cannot start {n} threads"))?;
         }
         Ok(())
-    }
-}
-
-/// A checkpoint with its tokenizer, loaded on the host.
-pub struct LoadedModel {
-    pub dir: PathBuf,
-    pub host: HostParams,
-    pub tokenizer: TextTokenizer,
-    /// `--max-len`, checked against the model (or its default).
-    pub max_len: usize,
-}
-
-impl LoadedModel {
-    /// Resolves the model directory (flag, `$ERNIE_FT_MODEL`, `../shared/models/e5-small-zh`), loads config,
-    /// weights and tokenizer, and checks `max_len` against the model's position table.
-    ///
-    /// `num_labels` is the head the caller needs (a checkpoint classifier of another size is an error);
-    /// `None` means the head is unused (e.g. `encode`): any checkpoint loads, a classifier of another size
-    /// being replaced by a fresh 2-label one.
-    pub fn load(args: &ModelArgs, num_labels: Option<usize>) -> Result<Self> {
-        let dir = ernie_data::resolve_model_dir(args.model.as_deref())
-            .context("cannot find the model")?;
-        let (num_labels, head) = match num_labels {
-            Some(n) => (n, HeadInit::seed(0)),
-            None => (
-                2,
-                HeadInit {
-                    seed: 0,
-                    replace_mismatched_classifier: true,
-                },
-            ),
-        };
-        let host = HostParams::load_dir(&dir, num_labels, head).context("cannot load the model")?;
-        let tokenizer = TextTokenizer::from_dir(&dir).context("cannot load the tokenizer")?;
-        let max_pos = host.config.max_position_embeddings;
-        let max_len = match args.max_len {
-            Some(n) if n > max_pos => bail!(
-                "--max-len {n} exceeds the model's max_position_embeddings {max_pos} ({}); use --max-len {max_pos} or less",
-                ernie_model::formats::ModelFiles::detect(&dir).map(|f| f.config).unwrap_or_else(|_| dir.join("config.json")).display()
-            ),
-            Some(n) => n,
-            None => DEFAULT_MAX_LEN.min(max_pos),
-        };
-        Ok(Self {
-            dir,
-            host,
-            tokenizer,
-            max_len,
-        })
-    }
-
-    /// `DIR (L layers, hidden H)`, for messages.
-    pub fn describe(&self) -> String {
-        let c = &self.host.config;
-        format!(
-            "{} ({} layers, hidden {})",
-            self.dir.display(),
-            c.num_hidden_layers,
-            c.hidden_size
-        )
     }
 }
 

@@ -1,12 +1,16 @@
-//! `ernie-ft`: the command line of ernie-ft. One module per subcommand; flags shared between subcommands
-//! (model, max length, device, threads) live in [`common`], file helpers in [`io`].
+//! `ernie-ft`: the command line of ernie-ft. It parses flags, calls the library crates and prints; one
+//! module per subcommand (`encode`, `train`, `eval`, `predict`, `average`, `bench`, `convert`); flags shared
+//! between subcommands (task, model, max length, device, threads) live in [`common`], file helpers in [`io`].
 
+mod average;
 mod bench;
 mod common;
 mod convert;
 mod encode;
-mod finetune;
+mod eval;
 mod io;
+mod predict;
+mod train;
 
 use std::process::ExitCode;
 
@@ -28,13 +32,13 @@ enum Command {
     /// first token, and the mean of the final hidden states over the real (non-padding) tokens.
     Encode(encode::EncodeArgs),
     /// Fine-tune on a CLUE-style task (with --strategy adv,rdrop,layer-decay), evaluating on dev
-    Train(Box<finetune::TrainArgs>),
+    Train(Box<train::TrainArgs>),
     /// Accuracy and macro-F1 of a checkpoint on a labelled file
-    Eval(finetune::EvalArgs),
+    Eval(eval::EvalArgs),
     /// Predict a file and write the CLUE submission format ({"id": ..., "label": "..."} per line)
-    Predict(finetune::PredictArgs),
+    Predict(predict::PredictArgs),
     /// Average fine-tuned checkpoints (FMA): uniform, weighted, or greedy soup on a held-out file
-    Average(finetune::AverageArgs),
+    Average(average::AverageArgs),
     /// Time training steps (or inference) on random weights of a named shape; prints one JSON line
     ///
     /// Median step time, samples/s, peak memory, model FLOPs per step, achieved TFLOP/s and MFU. The
@@ -53,10 +57,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Encode(args) => encode::run(args),
-        Command::Train(args) => finetune::run_train(args),
-        Command::Eval(args) => finetune::run_eval(args),
-        Command::Predict(args) => finetune::run_predict(args),
-        Command::Average(args) => finetune::run_average(args),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Average(args) => average::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Convert(args) => convert::run(args),
     };

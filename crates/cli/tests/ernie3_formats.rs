@@ -15,34 +15,9 @@ fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-fn train_args(model: &Path, train: &Path, out: &Path) -> Vec<String> {
-    [
-        "train",
-        "--model",
-        &s(model),
-        "--threads",
-        "2",
-        "--max-len",
-        "24",
-        "--task",
-        "synthetic",
-        "--text-a-key",
-        "sentence",
-        "--label-key",
-        "label",
-        "--batch-size",
-        "8",
-        "--max-steps",
-        "2",
-        "--train",
-        &s(train),
-        "--dev",
-        &s(train),
-        "--output-dir",
-        &s(out),
-    ]
-    .map(String::from)
-    .to_vec()
+/// `train` from `model` for `steps` updates of 8 examples, scored on the training file.
+fn train_args(w: &Work, model: &Path, train: &Path, out: &Path, steps: &str) -> Vec<String> {
+    w.train_args_for(model, train, Some(train), out, &["--batch-size", "8", "--max-steps", steps])
 }
 
 #[test]
@@ -63,7 +38,7 @@ fn train_runs_two_steps_from_each_format() {
     ];
     for case in cases {
         let out = w.path(&format!("run-{}", case.replace('/', "-")));
-        assert_ok(&run(&train_args(&fixture(case), &train, &out)));
+        assert_ok(&run(&train_args(&w, &fixture(case), &train, &out, "2")));
         let m = json(&out.join("metrics.json"));
         assert_eq!(m["steps"].as_u64(), Some(2), "{case}");
         let cfg = json(&out.join("config.json"));
@@ -147,62 +122,36 @@ fn encode_and_convert_agree_across_formats() {
     }
 }
 
+/// A model directory `name` with `files` copied from fixture `from`.
+fn copy_model(w: &Work, name: &str, from: &str, files: &[&str]) -> PathBuf {
+    let model = w.path(name);
+    std::fs::create_dir(&model).unwrap();
+    for f in files {
+        std::fs::copy(fixture(from).join(f), model.join(f)).unwrap();
+    }
+    model
+}
+
 #[test]
 fn bad_pickles_are_errors_naming_file_and_cause() {
     let w = Work::new();
     let input = w.write("in.jsonl", "{\"sentence\": \"我\"}\n");
-    let model = w.path("evil");
-    std::fs::create_dir(&model).unwrap();
-    for f in ["config.json", "vocab.txt"] {
-        std::fs::copy(fixture("micro/paddle").join(f), model.join(f)).unwrap();
-    }
-    std::fs::write(
-        model.join("model_state.pdparams"),
-        b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00idR.",
-    )
-    .unwrap();
-    let err = assert_fails(&run(&[
-        "encode",
-        "--model",
-        &s(&model),
-        "--input",
-        &s(&input),
-        "--output",
-        &s(&w.path("o.jsonl")),
-    ]));
-    assert!(
-        err.contains("model_state.pdparams") && err.contains("os.system"),
-        "{err}"
-    );
-    let err = assert_fails(&run(&[
-        "convert",
-        "--from",
-        &s(&model),
-        "--out",
-        &s(&w.path("evil-hf")),
-    ]));
-    assert!(
-        err.contains("model_state.pdparams") && err.contains("os.system"),
-        "{err}"
-    );
+    let encode_fails = |model: &Path| {
+        assert_fails(&run(&["encode", "--model", &s(model), "--input", &s(&input), "--output", &s(&w.path("o.jsonl"))]))
+    };
+    // A pickle that asks for os.system: refused by name, nothing written.
+    let model = copy_model(&w, "evil", "micro/paddle", &["config.json", "vocab.txt"]);
+    std::fs::write(model.join("model_state.pdparams"), b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00idR.").unwrap();
+    let err = encode_fails(&model);
+    assert!(err.contains("model_state.pdparams") && err.contains("os.system"), "{err}");
+    let err = assert_fails(&run(&["convert", "--from", &s(&model), "--out", &s(&w.path("evil-hf"))]));
+    assert!(err.contains("model_state.pdparams") && err.contains("os.system"), "{err}");
     assert!(!w.path("evil-hf").join("model.safetensors").exists());
     // Half a pytorch_model.bin.
-    let model = w.path("cut");
-    std::fs::create_dir(&model).unwrap();
-    for f in ["config.json", "vocab.txt"] {
-        std::fs::copy(fixture("base/torch").join(f), model.join(f)).unwrap();
-    }
+    let model = copy_model(&w, "cut", "base/torch", &["config.json", "vocab.txt"]);
     let bin = std::fs::read(fixture("base/torch/pytorch_model.bin")).unwrap();
     std::fs::write(model.join("pytorch_model.bin"), &bin[..bin.len() / 2]).unwrap();
-    let err = assert_fails(&run(&[
-        "encode",
-        "--model",
-        &s(&model),
-        "--input",
-        &s(&input),
-        "--output",
-        &s(&w.path("o.jsonl")),
-    ]));
+    let err = encode_fails(&model);
     assert!(err.contains("pytorch_model.bin"), "{err}");
 }
 
@@ -212,20 +161,9 @@ fn resuming_checks_the_paddle_files() {
     // with either changed is refused, naming it.
     let w = Work::new();
     let train = w.task("train.jsonl", 24, 2);
-    let model = w.path("paddle");
-    std::fs::create_dir(&model).unwrap();
-    for f in [
-        "config.json",
-        "model_state.pdparams",
-        "vocab.txt",
-        "tokenizer_config.json",
-    ] {
-        std::fs::copy(fixture("micro/paddle").join(f), model.join(f)).unwrap();
-    }
+    let model = copy_model(&w, "paddle", "micro/paddle", &["config.json", "model_state.pdparams", "vocab.txt", "tokenizer_config.json"]);
     let out = w.path("run");
-    let mut args = train_args(&model, &train, &out);
-    let steps = args.iter().position(|a| a == "--max-steps").unwrap() + 1;
-    args[steps] = "3".into();
+    let mut args = train_args(&w, &model, &train, &out, "3");
     args.extend(["--save-every", "1"].map(String::from));
     let cut = common::command(&args)
         .env("ERNIE_FT_TEST_KILL", "step:2")

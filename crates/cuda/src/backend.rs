@@ -2,14 +2,15 @@
 //! per kernel source), as the CPU backend calls `ernie_tensor::cpu::ops`. Construction is in
 //! [`crate::device`].
 
-use crate::buf::{CudaBuf, CudaIds, DType};
-use crate::ops::{activation, adamw, attention, copy, embedding, layernorm, linear, loss, noise, vector};
+use crate::buf::{CudaBuf, CudaIds, CudaStats, DType};
+use crate::ops::{activation, adamw, attention, copy, embedding, layernorm, linear, loss, noise, stats, vector};
 use crate::CudaBackend;
-use ernie_tensor::{AdamWStep, AttnShape, Backend, NoiseNorm, ParamSlot, RngStream, TokenBatch};
+use ernie_tensor::{AdamWStep, AttnShape, Backend, Clip, NoiseNorm, ParamSlot, RngStream, TokenBatch};
 
 impl Backend for CudaBackend {
     type Buf = CudaBuf;
     type Ids = CudaIds;
+    type Stats = CudaStats;
 
     fn name(&self) -> String {
         self.describe()
@@ -27,6 +28,9 @@ impl Backend for CudaBackend {
     }
     fn upload_ids(&self, ids: &[u32]) -> CudaIds {
         copy::upload_ids(self, ids)
+    }
+    fn upload_ids_many(&self, parts: &[&[u32]]) -> Vec<CudaIds> {
+        copy::upload_ids_many(self, parts)
     }
     fn zeros(&self, len: usize) -> CudaBuf {
         self.alloc_zeroed(DType::F32, len)
@@ -111,13 +115,13 @@ impl Backend for CudaBackend {
     }
 
     // ------------------------------------------------------------------ loss
-    fn softmax_ce(&self, logits: &CudaBuf, labels: &CudaIds, classes: usize, s: f64) -> (Vec<f64>, CudaBuf) {
+    fn softmax_ce(&self, logits: &CudaBuf, labels: &CudaIds, classes: usize, s: f64) -> (CudaBuf, CudaBuf) {
         loss::softmax_ce(self, logits, labels, classes, s)
     }
-    fn sym_kl(&self, a: &CudaBuf, b: &CudaBuf, classes: usize, s: f64) -> (Vec<f64>, CudaBuf, CudaBuf) {
+    fn sym_kl(&self, a: &CudaBuf, b: &CudaBuf, classes: usize, s: f64) -> (CudaBuf, CudaBuf, CudaBuf) {
         loss::sym_kl(self, a, b, classes, s)
     }
-    fn kl_detached(&self, a: &CudaBuf, b: &CudaBuf, classes: usize, s: f64) -> (Vec<f64>, CudaBuf) {
+    fn kl_detached(&self, a: &CudaBuf, b: &CudaBuf, classes: usize, s: f64) -> (CudaBuf, CudaBuf) {
         loss::kl_detached(self, a, b, classes, s)
     }
 
@@ -129,17 +133,42 @@ impl Backend for CudaBackend {
         noise::normalize_per_example(self, g, batch, eps, norm)
     }
 
-    // ------------------------------------------------------------------ vector, adamw
+    // ------------------------------------------------------------------ vector
     fn axpby(&self, y: &mut CudaBuf, a: f64, x: &CudaBuf, b: f64) {
         vector::axpby(self, y, a, x, b)
     }
     fn fill(&self, buf: &mut CudaBuf, value: f32) {
         vector::fill(self, buf, value)
     }
-    fn sum_squares(&self, bufs: &[&CudaBuf]) -> f64 {
-        vector::sum_squares(self, bufs)
+    fn sum_squares(&self, bufs: &[&CudaBuf], st: &mut CudaStats, slot: usize) {
+        vector::sum_squares(self, bufs, st, slot)
     }
-    fn adamw(&self, slots: &mut [ParamSlot<'_, CudaBuf>], st: &AdamWStep) {
-        adamw::adamw(self, slots, st)
+
+    // ------------------------------------------------------------------ stats
+    fn stats_zeros(&self, len: usize) -> CudaStats {
+        stats::stats_zeros(self, len)
+    }
+    fn stats_upload(&self, values: &[f64]) -> CudaStats {
+        stats::stats_upload(self, values)
+    }
+    fn stats_download(&self, st: &CudaStats) -> Vec<f64> {
+        stats::stats_download(self, st)
+    }
+    fn stats_mean(&self, st: &mut CudaStats, slot: usize, rows: &CudaBuf, scale: f64, divisor: f64) {
+        stats::stats_mean(self, st, slot, rows, scale, divisor)
+    }
+    fn stats_correct(&self, st: &mut CudaStats, slot: usize, logits: &CudaBuf, labels: &CudaIds, rows: usize, classes: usize) {
+        stats::stats_correct(self, st, slot, logits, labels, rows, classes)
+    }
+    fn stats_combine(&self, st: &mut CudaStats, dst: usize, terms: &[(f64, usize)]) {
+        stats::stats_combine(self, st, dst, terms)
+    }
+    fn clip_scale(&self, st: &mut CudaStats, clip: &Clip) {
+        stats::clip_scale(self, st, clip)
+    }
+
+    // ------------------------------------------------------------------ adamw
+    fn adamw(&self, slots: &mut [ParamSlot<'_, CudaBuf>], step: &AdamWStep, st: &CudaStats) {
+        adamw::adamw(self, slots, step, st)
     }
 }

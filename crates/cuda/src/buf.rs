@@ -31,7 +31,7 @@
 
 use crate::params::Tensor;
 use cudarc::driver::{CudaSlice, DevicePtr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// Element type of a device buffer.
@@ -245,10 +245,15 @@ impl std::fmt::Debug for CudaBuf {
 
 /// A device array of u32 (token ids, masks, labels) with the host copy it was made from: the host side
 /// validates indices (the CPU reference would panic on an out-of-range id; a kernel would read garbage)
-/// and groups tokens by row for the deterministic embedding backward without a device sort.
+/// and groups tokens by row for the deterministic embedding backward without a device sort. Read-only, so
+/// clones share both copies; several arrays may share one allocation (`upload_ids_many`: a batch's arrays
+/// in one transfer), each at its own offset.
+#[derive(Clone)]
 pub struct CudaIds {
-    pub(crate) dev: Mem,
-    pub(crate) host: Vec<u32>,
+    pub(crate) dev: Arc<Mem>,
+    /// Byte offset of this array in `dev`.
+    pub(crate) offset: u64,
+    pub(crate) host: Arc<[u32]>,
 }
 
 impl CudaIds {
@@ -262,7 +267,7 @@ impl CudaIds {
         &self.host
     }
     pub(crate) fn ptr(&self) -> u64 {
-        self.dev.ptr()
+        self.dev.ptr() + self.offset
     }
 }
 
@@ -271,5 +276,109 @@ impl std::fmt::Debug for CudaIds {
         f.debug_struct("CudaIds")
             .field("len", &self.host.len())
             .finish()
+    }
+}
+
+/// A training step's f64 scalars on the device ([`ernie_tensor::Backend::Stats`]): written by the loss,
+/// norm and clip kernels, read by AdamW on the device, downloaded once at the end of the step.
+pub struct CudaStats {
+    pub(crate) mem: Mem,
+    pub(crate) len: usize,
+}
+
+impl CudaStats {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub(crate) fn ptr(&self) -> u64 {
+        self.mem.ptr()
+    }
+    /// Panics unless `slot` is inside.
+    pub(crate) fn check(&self, slot: usize, what: &str) {
+        assert!(slot < self.len, "ernie-cuda: {what}: slot {slot} of {} step statistics", self.len);
+    }
+}
+
+impl std::fmt::Debug for CudaStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaStats").field("len", &self.len).finish()
+    }
+}
+
+/// Host <-> device transfers of one backend since it was made (see [`crate::CudaBackend::transfers`]).
+/// Uploads are split by what they carry: `uploads` are data the caller hands over (`upload`,
+/// `upload_ids`, `upload_ids_many`, `stats_upload`), `table_uploads` the index and multi-tensor tables an
+/// op builds on the host for its own launch (gathered rows, the embedding backward's segments, the AdamW
+/// and sum-of-squares tables). Every device-to-host read is a download.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transfers {
+    pub uploads: u64,
+    pub upload_bytes: u64,
+    pub table_uploads: u64,
+    pub table_upload_bytes: u64,
+    pub downloads: u64,
+    pub download_bytes: u64,
+}
+
+impl std::ops::Sub for Transfers {
+    type Output = Transfers;
+    fn sub(self, o: Transfers) -> Transfers {
+        Transfers {
+            uploads: self.uploads - o.uploads,
+            upload_bytes: self.upload_bytes - o.upload_bytes,
+            table_uploads: self.table_uploads - o.table_uploads,
+            table_upload_bytes: self.table_upload_bytes - o.table_upload_bytes,
+            downloads: self.downloads - o.downloads,
+            download_bytes: self.download_bytes - o.download_bytes,
+        }
+    }
+}
+
+/// What a host-to-device transfer carries (for [`Transfers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Upload {
+    /// The caller's data.
+    Data,
+    /// A table an op builds for its launch.
+    Table,
+}
+
+/// The atomic counters behind [`Transfers`].
+#[derive(Default, Debug)]
+pub(crate) struct TransferCounter {
+    uploads: AtomicU64,
+    upload_bytes: AtomicU64,
+    table_uploads: AtomicU64,
+    table_upload_bytes: AtomicU64,
+    downloads: AtomicU64,
+    download_bytes: AtomicU64,
+}
+
+impl TransferCounter {
+    pub(crate) fn upload(&self, kind: Upload, bytes: usize) {
+        let (n, b) = match kind {
+            Upload::Data => (&self.uploads, &self.upload_bytes),
+            Upload::Table => (&self.table_uploads, &self.table_upload_bytes),
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+        b.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn download(&self, bytes: usize) {
+        self.downloads.fetch_add(1, Ordering::Relaxed);
+        self.download_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn get(&self) -> Transfers {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Transfers {
+            uploads: l(&self.uploads),
+            upload_bytes: l(&self.upload_bytes),
+            table_uploads: l(&self.table_uploads),
+            table_upload_bytes: l(&self.table_upload_bytes),
+            downloads: l(&self.downloads),
+            download_bytes: l(&self.download_bytes),
+        }
     }
 }

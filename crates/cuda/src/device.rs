@@ -5,8 +5,9 @@
 //! `to_dtype` and `download_shadow` in `ops/copy.rs`, `prepare_gemm_operand` in `ops/mod.rs`.
 //!
 //! One context and one stream per backend; every op enqueues its kernels and GEMMs on that stream and
-//! returns without waiting (downloads, losses and `sum_squares` synchronise). Kernels are compiled by NVRTC
-//! when the backend is made, for the device's own architecture, and their function handles kept in a table
+//! returns without waiting; only downloads synchronise (a training step's losses, gradient norm and clip
+//! factor stay on the device until the step reads them all at once). Kernels are compiled by NVRTC when
+//! the backend is made, for the device's own architecture, and their function handles kept in a table
 //! indexed by kernel id ([`crate::kernels::Kernel`]): no lookup per launch.
 //!
 //! The trait's methods return values, not `Result`s, as the CPU backend does: a CUDA error inside one of
@@ -15,7 +16,7 @@
 //! Set `ERNIE_FT_CUDA_SYNC=1` to synchronise after every launch, so an asynchronous fault is reported by
 //! the kernel that caused it.
 
-use crate::buf::{DType, MemCounter, Precision};
+use crate::buf::{DType, MemCounter, Precision, TransferCounter, Transfers};
 use crate::emu::Emu;
 use crate::exec::{CudaExec, Exec};
 use crate::gemm::{Blas, GemmError};
@@ -97,6 +98,8 @@ pub struct CudaBackend {
     pub(crate) exec: Exec,
     pub(crate) precision: Precision,
     pub(crate) mem: Arc<MemCounter>,
+    /// Every host <-> device transfer, counted (what tests bound per training step).
+    pub(crate) transfers: TransferCounter,
     pub(crate) sm_count: u32,
     pub(crate) max_smem: u32,
     device_name: String,
@@ -169,6 +172,7 @@ impl CudaBackend {
             exec,
             precision,
             mem: Arc::new(MemCounter::default()),
+            transfers: TransferCounter::default(),
             sm_count,
             max_smem,
             device_name,
@@ -187,6 +191,7 @@ impl CudaBackend {
             exec: Exec::Emu(emu),
             precision,
             mem: Arc::new(MemCounter::default()),
+            transfers: TransferCounter::default(),
             // Few "SMs": grid-stride loops then take several turns, as on a large input.
             sm_count: 1,
             max_smem: 48 << 10,
@@ -204,6 +209,11 @@ impl CudaBackend {
     }
     pub fn compute_capability(&self) -> (i32, i32) {
         self.cc
+    }
+    /// Host <-> device transfers since the backend was made; the difference of two readings counts what
+    /// happened in between (a training step reads the device once: `crates/cuda/tests/transfers.rs`).
+    pub fn transfers(&self) -> Transfers {
+        self.transfers.get()
     }
     /// Waits for all enqueued work.
     pub fn synchronize(&self) {

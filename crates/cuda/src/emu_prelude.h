@@ -38,6 +38,7 @@ static inline uint2 make_uint2(unsigned int a, unsigned int b) { return uint2{a,
 
 static inline unsigned int __umulhi(unsigned int a, unsigned int b) { return (unsigned int)(((unsigned long long)a * b) >> 32); }
 static inline float __int_as_float(int x) { float f; memcpy(&f, &x, 4); return f; }
+static inline double __longlong_as_double(long long x) { double d; memcpy(&d, &x, 8); return d; }
 static inline float __uint_as_float(unsigned int x) { float f; memcpy(&f, &x, 4); return f; }
 static inline unsigned int __float_as_uint(float f) { unsigned int x; memcpy(&x, &f, 4); return x; }
 // Compiled with -ffp-contract=off: every operation rounds on its own, as the _rn intrinsics.

@@ -52,8 +52,9 @@ kernel_sources! {
     "attention.cu" => [attn_softmax_fwd, attn_softmax_bwd],
     "loss.cu" => [softmax_ce, sym_kl, kl_detached],
     "noise.cu" => [randn_key_masked, norm_partial, norm_finish, norm_apply],
-    "copy.cu" => [cast, gather_rows],
-    "vector.cu" => [fill, axpby, sum_squares_partial, sum_squares_finish],
+    "copy.cu" => [cast, gather_rows, copy_rows_strided],
+    "vector.cu" => [fill, axpby, sum_squares_partial, sum_squares_finish, sum_squares_total],
+    "stats.cu" => [stats_mean, stats_correct, stats_combine, clip_scale],
     "adamw.cu" => [adamw],
 }
 

@@ -40,7 +40,9 @@
 //!
 //! `cargo xtask kernels` and the `nvrtc_compile` tests compile every kernel with NVRTC (no GPU needed).
 //! [`CudaBackend::emulated`] runs the backend on a host emulation of the kernels ([`emu`]), which the
-//! parity tests use when no GPU is present; on a GPU they run on it as well.
+//! parity tests use when no GPU is present; on a GPU they run on it as well. [`CudaBackend::transfers`]
+//! counts every host <-> device transfer, so tests bound what a training step moves (`tests/transfers.rs`:
+//! one upload of the batch, one read at the end).
 
 mod backend;
 pub mod buf;
@@ -55,5 +57,5 @@ pub mod nvrtc;
 mod ops;
 pub mod params;
 
-pub use buf::{CudaBuf, CudaIds, DType, Precision};
+pub use buf::{CudaBuf, CudaIds, CudaStats, DType, Precision, Transfers};
 pub use device::{preflight, CudaBackend, CudaError};

@@ -60,7 +60,7 @@ pub use shared::{Rng, Tensor, UnaryParams};
 
 /// The `static_assert`s of every launch parameter struct, shared and per family.
 pub fn layout_asserts(offsets: bool) -> String {
-    let families: [fn(bool) -> String; 11] = [
+    let families: [fn(bool) -> String; 12] = [
         shared::layout_asserts,
         ops::embedding::layout_asserts,
         ops::layernorm::layout_asserts,
@@ -71,6 +71,7 @@ pub fn layout_asserts(offsets: bool) -> String {
         ops::noise::layout_asserts,
         ops::copy::layout_asserts,
         ops::vector::layout_asserts,
+        ops::stats::layout_asserts,
         ops::adamw::layout_asserts,
     ];
     families.iter().map(|f| f(offsets)).collect()

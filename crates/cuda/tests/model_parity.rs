@@ -12,9 +12,10 @@ mod common;
 use common::on_backends;
 use ernie_cuda::{CudaBackend, Precision};
 use ernie_model::{BackwardWants, Encoder, ForwardOpts, HeadInit, HostParams, Tokens};
-use ernie_optim::{AdamW, AdamWConfig};
-use ernie_strategies::{compute_gradients, AdvConfig, Dropout, RDropConfig, Recipe};
-use ernie_tensor::{Backend, Cpu, RngStream};
+use ernie_optim::AdamWConfig;
+use ernie_strategies::{AdvConfig, Dropout, LabelledBatch, RDropConfig, Recipe};
+use ernie_train::TrainStep;
+use ernie_tensor::{Backend, Cpu};
 use std::path::PathBuf;
 
 fn repo() -> PathBuf {
@@ -40,12 +41,9 @@ fn train_step<B: Backend>(b: &B, recipe: &Recipe) -> (f64, Vec<Vec<f32>>, Vec<Ve
     let host = tiny();
     let mut enc = Encoder::from_host(b, &host);
     let (t, y) = batch();
-    let mut grads = enc.zero_grads(b);
-    let rep = compute_gradients(b, &enc, &mut grads, &t, &y, recipe, Dropout { hidden: 0.1, attention: 0.1 }, RngStream::new(9, 3));
-    let sizes: Vec<usize> = enc.specs.iter().map(|s| s.numel()).collect();
-    let mut opt = AdamW::new(b, AdamWConfig { lr: 1e-3, ..AdamWConfig::default() }, &sizes, enc.specs.iter().map(|s| s.weight_decay()).collect());
-    opt.step(b, &mut enc.params, &grads.bufs, 1e-3);
-    (rep.loss, enc.params.iter().map(|p| b.download(p)).collect(), grads.bufs.iter().map(|g| b.download(g)).collect())
+    let mut stepper = TrainStep::new(b, &enc, *recipe, Dropout { hidden: 0.1, attention: 0.1 }, AdamWConfig::default(), 9);
+    let rep = stepper.run(b, &mut enc, LabelledBatch { tokens: &t, labels: &y }, 3, 1e-3).expect("finite loss");
+    (rep.loss, enc.params.iter().map(|p| b.download(p)).collect(), stepper.grads.bufs.iter().map(|g| b.download(g)).collect())
 }
 
 #[test]
@@ -54,9 +52,9 @@ fn training_step_matches_the_cpu_for_every_strategy() {
         let cpu = Cpu::<f32>::new();
         for recipe in [
             Recipe::default(),
-            Recipe { rdrop: Some(RDropConfig { alpha: 1.0 }), adv: None },
-            Recipe { rdrop: None, adv: Some(AdvConfig { epsilon: 0.5, ..AdvConfig::default() }) },
-            Recipe { rdrop: Some(RDropConfig { alpha: 1.0 }), adv: Some(AdvConfig::default()) },
+            Recipe { rdrop: Some(RDropConfig { alpha: 1.0 }), ..Recipe::default() },
+            Recipe { adv: Some(AdvConfig { epsilon: 0.5, ..AdvConfig::default() }), ..Recipe::default() },
+            Recipe { rdrop: Some(RDropConfig { alpha: 1.0 }), adv: Some(AdvConfig::default()), layer_decay: Some(0.8) },
         ] {
             let (loss_c, params_c, grads_c) = train_step(&cpu, &recipe);
             for (gpu, precision) in g.both() {

@@ -56,8 +56,7 @@ fn config(dir: &Path, model: PathBuf, data: PathBuf, out: &str) -> TrainConfig {
         attention_dropout: None,
         // The strategies add nothing to what a state must hold (their randomness is a function of the seed
         // and the update); the emulation is slow, so the plain step with dropout.
-        recipe: Recipe::default(),
-        layer_decay: Some(0.8),
+        recipe: Recipe { layer_decay: Some(0.8), ..Recipe::default() },
         eval_every: None,
         max_steps: None,
         train_limit: None,

@@ -2,7 +2,7 @@
 //! explicit backward that yields every parameter's gradient (and, for the adv strategy, the gradient with
 //! respect to the attention-score noise of every layer). No autograd graph: the backward is written out.
 
-use crate::params::{idx, param_specs, HostParams, Layout, ParamSpec};
+use crate::params::{idx, param_specs, HostParams, ParamIndex, ParamSpec};
 use crate::ModelConfig;
 use ernie_tensor::{AttnShape, Backend, RngStream, TokShape, TokenBatch};
 
@@ -46,16 +46,29 @@ impl Tokens {
         }
     }
 
-    pub fn to_device<B: Backend>(&self, b: &B, hidden: usize) -> TokenBatch<B::Ids> {
+    /// The batch on the device in ONE host-to-device transfer; `extra` ids (a training step's labels) ride
+    /// along in the same transfer and come back as the second value.
+    pub fn upload<B: Backend>(&self, b: &B, hidden: usize, extra: Option<&[u32]>) -> (TokenBatch<B::Ids>, Option<B::Ids>) {
         let n = self.batch * self.seq;
-        let task = if self.task_ids.is_empty() { vec![0; n] } else { self.task_ids.clone() };
-        TokenBatch {
-            shape: TokShape { batch: self.batch, seq: self.seq, hidden },
-            ids: b.upload_ids(&self.ids),
-            type_ids: b.upload_ids(&self.type_ids),
-            task_ids: b.upload_ids(&task),
-            key_mask: b.upload_ids(&self.mask),
-        }
+        let zeros;
+        let task: &[u32] = if self.task_ids.is_empty() {
+            zeros = vec![0; n];
+            &zeros
+        } else {
+            &self.task_ids
+        };
+        let mut parts: Vec<&[u32]> = vec![&self.ids, &self.type_ids, task, &self.mask];
+        parts.extend(extra);
+        let mut up = b.upload_ids_many(&parts).into_iter();
+        let mut next = || up.next().expect("one array per part");
+        let tb = TokenBatch { shape: TokShape { batch: self.batch, seq: self.seq, hidden }, ids: next(), type_ids: next(), task_ids: next(), key_mask: next() };
+        let extra = extra.map(|_| next());
+        (tb, extra)
+    }
+
+    /// The batch on the device, in one transfer.
+    pub fn to_device<B: Backend>(&self, b: &B, hidden: usize) -> TokenBatch<B::Ids> {
+        self.upload(b, hidden, None).0
     }
 }
 
@@ -158,7 +171,7 @@ impl<B: Backend> Grads<B> {
 }
 
 /// The random stream of one dropout site, offset to this batch's first row.
-struct Sites {
+struct DropoutStreams {
     rng: RngStream,
     row_offset: usize,
     seq: usize,
@@ -166,7 +179,7 @@ struct Sites {
     heads: usize,
 }
 
-impl Sites {
+impl DropoutStreams {
     /// A site over `[rows*seq, hidden]` activations.
     fn tokens(&self, site: u64) -> RngStream {
         self.rng.derive(site).with_offset((self.row_offset * self.seq * self.hidden) as u64)
@@ -187,7 +200,7 @@ struct Pass {
     attn: AttnShape,
     p_hidden: f32,
     p_attn: f32,
-    sites: Sites,
+    dropout: DropoutStreams,
 }
 
 impl Pass {
@@ -199,7 +212,7 @@ impl Pass {
             attn: enc.attn_shape(ts),
             p_hidden: opts.p_hidden(),
             p_attn: opts.p_attn(),
-            sites: Sites { rng: opts.rng, row_offset: opts.row_offset, seq: ts.seq, hidden: cfg.hidden_size, heads: cfg.num_attention_heads },
+            dropout: DropoutStreams { rng: opts.rng, row_offset: opts.row_offset, seq: ts.seq, hidden: cfg.hidden_size, heads: cfg.num_attention_heads },
         }
     }
 }
@@ -231,16 +244,16 @@ pub struct Encoder<B: Backend> {
     pub config: ModelConfig,
     pub num_labels: usize,
     pub specs: Vec<ParamSpec>,
-    pub layout: Layout,
+    pub index: ParamIndex,
     pub params: Vec<B::Buf>,
 }
 
 impl<B: Backend> Encoder<B> {
     pub fn from_host(b: &B, host: &HostParams) -> Self {
-        let (specs, layout) = param_specs(&host.config, host.num_labels);
+        let (specs, index) = param_specs(&host.config, host.num_labels);
         debug_assert_eq!(specs, host.specs);
         let params = host.values.iter().map(|v| b.upload(v)).collect();
-        Encoder { config: host.config.clone(), num_labels: host.num_labels, specs, layout, params }
+        Encoder { config: host.config.clone(), num_labels: host.num_labels, specs, index, params }
     }
 
     pub fn to_host(&self, b: &B) -> HostParams {
@@ -265,7 +278,7 @@ impl<B: Backend> Encoder<B> {
         &self.params[i]
     }
     fn lp(&self, layer: usize, off: usize) -> &B::Buf {
-        &self.params[self.layout.layer(layer, off)]
+        &self.params[self.index.layer(layer, off)]
     }
 
     fn attn_shape(&self, t: TokShape) -> AttnShape {
@@ -300,7 +313,17 @@ impl<B: Backend> Encoder<B> {
 
     /// Forward pass to the logits, keeping everything the backward needs.
     pub fn forward(&self, b: &B, tokens: &Tokens, opts: &ForwardOpts<'_, B>) -> Forward<B> {
-        let tb = tokens.to_device(b, self.config.hidden_size);
+        self.forward_owned(b, tokens.to_device(b, self.config.hidden_size), opts)
+    }
+
+    /// [`Encoder::forward`] on a batch already on the device ([`Tokens::upload`]): several passes over one
+    /// batch (a training step's clean, probe and adversarial forwards) share one upload.
+    pub fn forward_on(&self, b: &B, tokens: &TokenBatch<B::Ids>, opts: &ForwardOpts<'_, B>) -> Forward<B> {
+        assert_eq!(tokens.shape.hidden, self.config.hidden_size, "a token batch made for another hidden size");
+        self.forward_owned(b, tokens.clone(), opts)
+    }
+
+    fn forward_owned(&self, b: &B, tb: TokenBatch<B::Ids>, opts: &ForwardOpts<'_, B>) -> Forward<B> {
         let pass = Pass::new(self, &tb, opts);
         let (emb_sum, x0, emb_mean, emb_rstd) = self.embed(b, &tb, &pass);
         let mut hidden = vec![x0];
@@ -344,10 +367,10 @@ impl<B: Backend> Encoder<B> {
     /// Embeddings: sum of the tables, LayerNorm, dropout. Returns (sum, output, LN mean, LN rstd).
     fn embed(&self, b: &B, tb: &TokenBatch<B::Ids>, pass: &Pass) -> (B::Buf, B::Buf, B::Buf, B::Buf) {
         let h = self.config.hidden_size;
-        let task = self.layout.task.map(|i| self.p(i));
+        let task = self.index.task.map(|i| self.p(i));
         let emb = b.embed_sum(tb, self.p(idx::WORD), self.p(idx::POS), self.p(idx::TYPE), task);
-        let (_, emb_y, mean, rstd) = b.layer_norm(&emb, None, self.p(self.layout.emb_ln_w), self.p(self.layout.emb_ln_b), self.config.layer_norm_eps, h);
-        let x0 = b.dropout(&emb_y, pass.p_hidden, pass.sites.tokens(site::EMB));
+        let (_, emb_y, mean, rstd) = b.layer_norm(&emb, None, self.p(self.index.emb_ln_w), self.p(self.index.emb_ln_b), self.config.layer_norm_eps, h);
+        let x0 = b.dropout(&emb_y, pass.p_hidden, pass.dropout.tokens(site::EMB));
         (emb, x0, mean, rstd)
     }
 
@@ -355,7 +378,7 @@ impl<B: Backend> Encoder<B> {
     fn layer(&self, b: &B, l: usize, x: &B::Buf, tb: &TokenBatch<B::Ids>, pass: &Pass, noise: Option<&B::Buf>) -> (B::Buf, LayerCache<B>) {
         let cfg = &self.config;
         let (h, m, eps, ph) = (cfg.hidden_size, pass.rows, cfg.layer_norm_eps, pass.p_hidden);
-        let rng = &pass.sites;
+        let rng = &pass.dropout;
         let q = b.linear(x, self.lp(l, idx::Q_W), Some(self.lp(l, idx::Q_B)), m, h, h);
         let k = b.linear(x, self.lp(l, idx::K_W), Some(self.lp(l, idx::K_B)), m, h, h);
         let v = b.linear(x, self.lp(l, idx::V_W), Some(self.lp(l, idx::V_B)), m, h, h);
@@ -377,9 +400,9 @@ impl<B: Backend> Encoder<B> {
         let (h, ts) = (self.config.hidden_size, tb.shape);
         let cls_rows: Vec<usize> = (0..ts.batch).map(|r| r * ts.seq).collect();
         let cls = b.gather_rows(last, &cls_rows, h);
-        let pooled = b.tanh(&b.linear(&cls, self.p(self.layout.pooler_w), Some(self.p(self.layout.pooler_b)), ts.batch, h, h));
-        let pooled_dropped = b.dropout(&pooled, pass.p_hidden, pass.sites.rows(site::POOLER));
-        let logits = b.linear(&pooled_dropped, self.p(self.layout.cls_w), Some(self.p(self.layout.cls_b)), ts.batch, self.num_labels, h);
+        let pooled = b.tanh(&b.linear(&cls, self.p(self.index.pooler_w), Some(self.p(self.index.pooler_b)), ts.batch, h, h));
+        let pooled_dropped = b.dropout(&pooled, pass.p_hidden, pass.dropout.rows(site::POOLER));
+        let logits = b.linear(&pooled_dropped, self.p(self.index.cls_w), Some(self.p(self.index.cls_b)), ts.batch, self.num_labels, h);
         (cls, pooled, pooled_dropped, logits)
     }
 
@@ -390,8 +413,8 @@ impl<B: Backend> Encoder<B> {
         let cfg = &self.config;
         let h = cfg.hidden_size;
         let ts = fw.tokens.shape;
-        let (m, a, ph, pa, rng) = (fw.pass.rows, fw.pass.attn, fw.pass.p_hidden, fw.pass.p_attn, &fw.pass.sites);
-        let lay = &self.layout;
+        let (m, a, ph, pa, rng) = (fw.pass.rows, fw.pass.attn, fw.pass.p_hidden, fw.pass.p_attn, &fw.pass.dropout);
+        let lay = &self.index;
         let g = &mut grads.bufs;
         // LayerNorm backward always yields its dw/db; when parameter gradients are not wanted they go to
         // scratch buffers (they are vectors: negligible next to the skipped weight GEMMs).

@@ -10,7 +10,7 @@ pub mod params;
 
 pub use config::{ModelConfig, ModelType};
 pub use encoder::{BackwardWants, Encoder, Forward, ForwardOpts, Grads, Inference, Tokens};
-pub use params::{HeadInit, HostParams, ParamSpec, Site};
+pub use params::{HeadInit, HostParams, ParamGroup, ParamSpec};
 
 use std::path::{Path, PathBuf};
 

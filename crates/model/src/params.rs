@@ -12,9 +12,9 @@ use safetensors::tensor::{Dtype as StDtype, TensorView};
 use safetensors::SafeTensors;
 use std::path::Path;
 
-/// Where a parameter sits in the network.
+/// The part of the network a parameter belongs to (what layer decay assigns depths to).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Site {
+pub enum ParamGroup {
     /// Embedding tables and the embedding LayerNorm.
     Embeddings,
     /// Encoder layer `i` (0-based).
@@ -28,7 +28,7 @@ pub struct ParamSpec {
     /// Name without the encoder prefix, e.g. `encoder.layer.0.attention.self.query.weight`, `classifier.bias`.
     pub name: String,
     pub shape: Vec<usize>,
-    pub site: Site,
+    pub group: ParamGroup,
 }
 
 impl ParamSpec {
@@ -41,7 +41,7 @@ impl ParamSpec {
     }
     /// Whether the parameter belongs to the task head (pooler, classifier) rather than the pretrained body.
     pub fn is_head(&self) -> bool {
-        self.site == Site::Head
+        self.group == ParamGroup::Head
     }
     /// Its name in a HF `*ForSequenceClassification` state dict.
     pub fn hf_name(&self, model_type: ModelType) -> String {
@@ -81,7 +81,7 @@ pub const LAYER_PARAMS: usize = 16;
 
 /// Positions of the parameters in the ordered list for one config.
 #[derive(Clone, Debug)]
-pub struct Layout {
+pub struct ParamIndex {
     pub task: Option<usize>,
     pub emb_ln_w: usize,
     pub emb_ln_b: usize,
@@ -92,32 +92,32 @@ pub struct Layout {
     pub cls_b: usize,
 }
 
-impl Layout {
+impl ParamIndex {
     pub fn layer(&self, i: usize, off: usize) -> usize {
         self.layer0 + i * LAYER_PARAMS + off
     }
 }
 
 /// The ordered parameter list of a config with `num_labels` classes.
-pub fn param_specs(cfg: &ModelConfig, num_labels: usize) -> (Vec<ParamSpec>, Layout) {
+pub fn param_specs(cfg: &ModelConfig, num_labels: usize) -> (Vec<ParamSpec>, ParamIndex) {
     let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
     let mut s = Vec::new();
-    let mut push = |name: String, shape: Vec<usize>, site: Site| {
-        s.push(ParamSpec { name, shape, site });
+    let mut push = |name: String, shape: Vec<usize>, group: ParamGroup| {
+        s.push(ParamSpec { name, shape, group });
         s.len() - 1
     };
-    push("embeddings.word_embeddings.weight".into(), vec![cfg.vocab_size, h], Site::Embeddings);
-    push("embeddings.position_embeddings.weight".into(), vec![cfg.max_position_embeddings, h], Site::Embeddings);
-    push("embeddings.token_type_embeddings.weight".into(), vec![cfg.type_vocab_size, h], Site::Embeddings);
+    push("embeddings.word_embeddings.weight".into(), vec![cfg.vocab_size, h], ParamGroup::Embeddings);
+    push("embeddings.position_embeddings.weight".into(), vec![cfg.max_position_embeddings, h], ParamGroup::Embeddings);
+    push("embeddings.token_type_embeddings.weight".into(), vec![cfg.type_vocab_size, h], ParamGroup::Embeddings);
     let task = cfg
         .use_task_id
-        .then(|| push("embeddings.task_type_embeddings.weight".into(), vec![cfg.task_type_vocab_size, h], Site::Embeddings));
-    let emb_ln_w = push("embeddings.LayerNorm.weight".into(), vec![h], Site::Embeddings);
-    let emb_ln_b = push("embeddings.LayerNorm.bias".into(), vec![h], Site::Embeddings);
+        .then(|| push("embeddings.task_type_embeddings.weight".into(), vec![cfg.task_type_vocab_size, h], ParamGroup::Embeddings));
+    let emb_ln_w = push("embeddings.LayerNorm.weight".into(), vec![h], ParamGroup::Embeddings);
+    let emb_ln_b = push("embeddings.LayerNorm.bias".into(), vec![h], ParamGroup::Embeddings);
     let layer0 = emb_ln_b + 1;
     for l in 0..cfg.num_hidden_layers {
         let p = format!("encoder.layer.{l}.");
-        let site = Site::Layer(l);
+        let group = ParamGroup::Layer(l);
         for (n, shape) in [
             ("attention.self.query.weight", vec![h, h]),
             ("attention.self.query.bias", vec![h]),
@@ -136,14 +136,14 @@ pub fn param_specs(cfg: &ModelConfig, num_labels: usize) -> (Vec<ParamSpec>, Lay
             ("output.LayerNorm.weight", vec![h]),
             ("output.LayerNorm.bias", vec![h]),
         ] {
-            push(format!("{p}{n}"), shape, site);
+            push(format!("{p}{n}"), shape, group);
         }
     }
-    let pooler_w = push("pooler.dense.weight".into(), vec![h, h], Site::Head);
-    let pooler_b = push("pooler.dense.bias".into(), vec![h], Site::Head);
-    let cls_w = push("classifier.weight".into(), vec![num_labels, h], Site::Head);
-    let cls_b = push("classifier.bias".into(), vec![num_labels], Site::Head);
-    (s, Layout { task, emb_ln_w, emb_ln_b, layer0, pooler_w, pooler_b, cls_w, cls_b })
+    let pooler_w = push("pooler.dense.weight".into(), vec![h, h], ParamGroup::Head);
+    let pooler_b = push("pooler.dense.bias".into(), vec![h], ParamGroup::Head);
+    let cls_w = push("classifier.weight".into(), vec![num_labels, h], ParamGroup::Head);
+    let cls_b = push("classifier.bias".into(), vec![num_labels], ParamGroup::Head);
+    (s, ParamIndex { task, emb_ln_w, emb_ln_b, layer0, pooler_w, pooler_b, cls_w, cls_b })
 }
 
 /// Parameters on the host in f32, in [`param_specs`] order.

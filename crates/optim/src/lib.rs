@@ -2,12 +2,12 @@
 //! multiplier (what layer decay sets), global gradient-norm clipping, and the linear warmup / linear decay
 //! schedule of HF `get_linear_schedule_with_warmup` (PaddleNLP's `LinearDecayWithWarmup` is the same).
 
-use ernie_tensor::{AdamWStep, Backend, ParamSlot};
+use ernie_tensor::{AdamWStep, Backend, Clip, ParamSlot};
 use serde::{Deserialize, Serialize};
 
+/// AdamW's settings; the learning rate is given to each [`AdamW::step`] (the schedule's value).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdamWConfig {
-    pub lr: f64,
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
@@ -18,7 +18,7 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        AdamWConfig { lr: 5e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: Some(1.0) }
+        AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: Some(1.0) }
     }
 }
 
@@ -46,15 +46,27 @@ impl LinearSchedule {
     }
 }
 
-/// What one update did.
+/// What one update did, read from the step's statistics after the step ([`StepStats::read`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepStats {
     /// Global L2 norm of the gradients before clipping.
     pub grad_norm: f64,
-    /// The factor the gradients were scaled by (1 when under the clip norm).
+    /// The factor the gradients were scaled by (1 when under the clip norm); NaN when the update was
+    /// skipped (the guard was not finite).
     pub clip_scale: f64,
     /// The base lr of this update (before per-parameter multipliers).
     pub lr: f64,
+}
+
+/// Slots [`AdamW::step`] uses in a step's statistics from its `at`: the sum of squares, the norm, the clip
+/// factor.
+pub const STAT_SLOTS: usize = 3;
+
+impl StepStats {
+    /// From the downloaded statistics of a step whose [`AdamW::step`] wrote at `at`.
+    pub fn read(stats: &[f64], at: usize, lr: f64) -> Self {
+        StepStats { grad_norm: stats[at + 1], clip_scale: stats[at + 2], lr }
+    }
 }
 
 /// AdamW state for one model's parameter list.
@@ -84,18 +96,21 @@ impl<B: Backend> AdamW<B> {
         }
     }
 
-    /// One update with base lr `lr` (the schedule's value for this step).
-    pub fn step(&mut self, b: &B, params: &mut [B::Buf], grads: &[B::Buf], lr: f64) -> StepStats {
+    /// One update with base lr `lr` (the schedule's value for this step). Nothing comes back to the host:
+    /// the global gradient norm and the clip factor are computed on the device into
+    /// `stats[at..at + STAT_SLOTS]` (read them after the step with [`StepStats::read`]), and the AdamW kernel
+    /// reads the factor from there. When `guard` is given and `stats[guard]` (the step's loss) is not finite,
+    /// the update is skipped on the device and parameters and moments stay as they were; `steps_done`
+    /// counts it all the same, so the caller that finds the loss non-finite after its read takes it back.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step(&mut self, b: &B, params: &mut [B::Buf], grads: &[B::Buf], lr: f64, stats: &mut B::Stats, at: usize, guard: Option<usize>) {
         assert_eq!(params.len(), grads.len());
-        let grad_norm = b.sum_squares(&grads.iter().collect::<Vec<_>>()).sqrt();
+        b.sum_squares(&grads.iter().collect::<Vec<_>>(), stats, at);
         // torch.nn.utils.clip_grad_norm_: scale = max_norm / (norm + 1e-6), applied only when < 1.
-        let clip_scale = match self.config.max_grad_norm {
-            Some(max) if grad_norm > max => max / (grad_norm + 1e-6),
-            _ => 1.0,
-        };
+        b.clip_scale(stats, &Clip { sumsq: at, norm: at + 1, scale: at + 2, max_norm: self.config.max_grad_norm, guard });
         self.steps_done += 1;
         let c = &self.config;
-        let st = AdamWStep { lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weight_decay: c.weight_decay, step: self.steps_done, grad_scale: clip_scale };
+        let st = AdamWStep { lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weight_decay: c.weight_decay, step: self.steps_done, scale_slot: at + 2 };
         let mut slots: Vec<ParamSlot<'_, B::Buf>> = params
             .iter_mut()
             .zip(grads)
@@ -103,8 +118,7 @@ impl<B: Backend> AdamW<B> {
             .enumerate()
             .map(|(i, ((param, grad), (m, v)))| ParamSlot { param, grad, m, v, lr_mult: self.lr_mult[i], decay: self.decay[i] })
             .collect();
-        b.adamw(&mut slots, &st);
-        StepStats { grad_norm, clip_scale, lr }
+        b.adamw(&mut slots, &st, stats);
     }
 }
 
@@ -133,13 +147,18 @@ mod tests {
     #[test]
     fn adamw_matches_hand_computed_steps() {
         let b = Cpu::<f64>::new();
-        let cfg = AdamWConfig { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: Some(1.0) };
+        let cfg = AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: Some(1.0) };
         let mut opt = AdamW::new(&b, cfg, &[2, 1], vec![true, false]);
         opt.lr_mult = vec![0.5, 1.0];
         let mut params = vec![vec![1.0, -2.0], vec![0.5]];
         // Step 1: grads with norm 5 -> clipped by 1/(5+1e-6).
         let g1 = vec![vec![3.0, 0.0], vec![4.0]];
-        let st = opt.step(&b, &mut params, &g1, 0.1);
+        let step = |opt: &mut AdamW<Cpu<f64>>, params: &mut [Vec<f64>], g: &[Vec<f64>], lr: f64| {
+            let mut stats = b.stats_zeros(STAT_SLOTS);
+            opt.step(&b, params, g, lr, &mut stats, 0, None);
+            StepStats::read(&b.stats_download(&stats), 0, lr)
+        };
+        let st = step(&mut opt, &mut params, &g1, 0.1);
         assert!((st.grad_norm - 5.0).abs() < 1e-12);
         let k = 1.0 / (5.0 + 1e-6);
         let hand = |p: f64, g: f64, m0: f64, v0: f64, t: i32, lr: f64, wd: f64| {
@@ -154,12 +173,27 @@ mod tests {
         assert!((params[0][0] - p0).abs() < 1e-12 && (params[0][1] - p1).abs() < 1e-12 && (params[1][0] - p2).abs() < 1e-12);
         // Step 2: small grads, no clipping.
         let g2 = vec![vec![0.1, -0.2], vec![0.3]];
-        let st = opt.step(&b, &mut params, &g2, 0.05);
+        let st = step(&mut opt, &mut params, &g2, 0.05);
         assert_eq!(st.clip_scale, 1.0);
         let (q0, _, _) = hand(p0, 0.1, m0, v0, 2, 0.025, 0.01);
         let (q1, _, _) = hand(p1, -0.2, m1, v1, 2, 0.025, 0.01);
         let (q2, _, _) = hand(p2, 0.3, m2, v2, 2, 0.05, 0.0);
         assert!((params[0][0] - q0).abs() < 1e-12, "{} vs {q0}", params[0][0]);
         assert!((params[0][1] - q1).abs() < 1e-12 && (params[1][0] - q2).abs() < 1e-12);
+    }
+
+    /// A guard that is not finite (the step's loss) leaves parameters and moments as they were.
+    #[test]
+    fn a_non_finite_guard_skips_the_update() {
+        let b = Cpu::<f64>::new();
+        let mut opt = AdamW::new(&b, AdamWConfig::default(), &[2], vec![true]);
+        let mut params = vec![vec![1.0, -2.0]];
+        let mut stats = b.stats_upload(&[f64::NAN, 0.0, 0.0, 0.0]);
+        opt.step(&b, &mut params, &[vec![3.0, 4.0]], 0.1, &mut stats, 1, Some(0));
+        let st = StepStats::read(&b.stats_download(&stats), 1, 0.1);
+        assert_eq!(st.grad_norm, 5.0);
+        assert!(st.clip_scale.is_nan());
+        assert_eq!(params, vec![vec![1.0, -2.0]]);
+        assert_eq!((&opt.m[0], &opt.v[0]), (&vec![0.0, 0.0], &vec![0.0, 0.0]));
     }
 }

@@ -12,9 +12,9 @@
 //! The probe and adversarial forwards reuse the clean pass's dropout masks (same random stream), so the
 //! difference between `p_clean` and `p_adv` comes from the noise alone.
 
-use crate::objective::LossParts;
-use ernie_model::{BackwardWants, Encoder, Forward, ForwardOpts, Grads, Tokens};
-use ernie_tensor::{AttnShape, Backend, NoiseNorm, RngStream};
+use crate::objective::stat;
+use ernie_model::{BackwardWants, Encoder, Forward, ForwardOpts, Grads};
+use ernie_tensor::{AttnShape, Backend, NoiseNorm, RngStream, TokenBatch};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -73,75 +73,78 @@ mod norm_serde {
 }
 
 pub struct AdvReport {
-    /// What the adversarial term added to the loss.
-    pub extra_loss: f64,
-    /// The mean symmetric KL between clean and adversarial predictions.
-    pub kl: f64,
+    /// adv's term of the loss, `(weight, slot)` in the step's statistics: `(alpha, stat::ADV_KL)` for the
+    /// KL objective, `(1, stat::ADV_CE)` for the CE one (that slot already holds `alpha * mean CE`).
+    pub loss_term: (f64, usize),
     pub forwards: usize,
     pub backwards: usize,
 }
 
-/// The adversarial noise for `tokens`, given the clean logits: steps 2 and 3 above. Returns the per-layer
-/// `delta` and the probe's KL. Public so that tests can check it against finite differences.
+/// The adversarial noise for `tokens` (on the device, shared with the clean pass), given the clean logits:
+/// steps 2 and 3 above. Returns the per-layer `delta` and the probe's KL per row (on the device). Public so
+/// that tests can check it against finite differences.
 pub fn adversarial_noise<B: Backend>(
     b: &B,
     enc: &Encoder<B>,
-    tokens: &Tokens,
+    tokens: &TokenBatch<B::Ids>,
     clean_logits: &B::Buf,
     opts: &ForwardOpts<'_, B>,
     cfg: &AdvConfig,
     rng: RngStream,
-) -> (Vec<B::Buf>, f64) {
-    let rows = tokens.batch;
+) -> (Vec<B::Buf>, B::Buf) {
+    let rows = tokens.shape.batch;
     let classes = enc.num_labels;
-    let shape = AttnShape { batch: rows, seq: tokens.seq, heads: enc.config.num_attention_heads, head_dim: enc.config.head_dim() };
-    let mask = b.upload_ids(&tokens.mask);
+    let shape = AttnShape { batch: rows, seq: tokens.shape.seq, heads: enc.config.num_attention_heads, head_dim: enc.config.head_dim() };
     let delta0: Vec<B::Buf> =
-        (0..enc.config.num_hidden_layers).map(|l| b.randn_key_masked(shape, &mask, cfg.init_sigma, rng.derive(l as u64))).collect();
+        (0..enc.config.num_hidden_layers).map(|l| b.randn_key_masked(shape, &tokens.key_mask, cfg.init_sigma, rng.derive(l as u64))).collect();
     let probe_opts = ForwardOpts { score_noise: Some(&delta0), ..*opts };
-    let probe = enc.forward(b, tokens, &probe_opts);
+    let probe = enc.forward_on(b, tokens, &probe_opts);
     let (kl, dprobe) = b.kl_detached(clean_logits, &probe.logits, classes, 1.0 / rows as f64);
     // Only the noise gradients: the scratch gradients stay untouched (no weight-gradient GEMMs run).
     let mut scratch = Grads { bufs: vec![] };
     let g = enc.backward(b, &probe, &dprobe, BackwardWants { params: false, score_noise: true }, &mut scratch);
     let delta = g.iter().map(|g| b.normalize_per_example(g, rows, cfg.epsilon, cfg.norm)).collect();
-    (delta, kl.iter().sum::<f64>() / rows as f64)
+    (delta, kl)
 }
 
-/// Steps 2 to 4: adds the gradient of `clean.total + adversarial term` into `grads`.
+/// Steps 2 to 4: adds the gradient of `clean loss + adversarial term` into `grads`, given the clean pass and
+/// the gradient of its loss w.r.t. its logits; leaves the mean KL (and, for the CE objective, its weighted
+/// CE) in `stats` and returns the term the loss gets.
 #[allow(clippy::too_many_arguments)]
 pub fn apply<B: Backend>(
     b: &B,
     enc: &Encoder<B>,
     grads: &mut Grads<B>,
-    tokens: &Tokens,
+    tokens: &TokenBatch<B::Ids>,
     labels: &B::Ids,
     clean_fw: &Forward<B>,
-    clean: LossParts<B>,
+    clean_dlogits: B::Buf,
     opts: &ForwardOpts<'_, B>,
     cfg: &AdvConfig,
     rng: RngStream,
+    stats: &mut B::Stats,
 ) -> AdvReport {
-    let rows = tokens.batch;
+    let rows = tokens.shape.batch;
     let classes = enc.num_labels;
     let (delta, _) = adversarial_noise(b, enc, tokens, &clean_fw.logits, opts, cfg, rng);
     let adv_opts = ForwardOpts { score_noise: Some(&delta), ..*opts };
-    let adv_fw = enc.forward(b, tokens, &adv_opts);
+    let adv_fw = enc.forward_on(b, tokens, &adv_opts);
     let (kl, dclean_kl, dadv_kl) = b.sym_kl(&clean_fw.logits, &adv_fw.logits, classes, cfg.alpha / rows as f64);
-    let kl_mean = kl.iter().sum::<f64>() / rows as f64;
-    let mut dclean = clean.dlogits;
-    let (extra, dadv) = match cfg.objective {
+    b.stats_mean(stats, stat::ADV_KL, &kl, 1.0, rows as f64);
+    let mut dclean = clean_dlogits;
+    let (loss_term, dadv) = match cfg.objective {
         AdvObjective::Kl => {
             b.axpby(&mut dclean, 1.0, &dclean_kl, 1.0);
-            (cfg.alpha * kl_mean, dadv_kl)
+            ((cfg.alpha, stat::ADV_KL), dadv_kl)
         }
         AdvObjective::Ce => {
             let (ce, d) = b.softmax_ce(&adv_fw.logits, labels, classes, cfg.alpha / rows as f64);
-            (cfg.alpha * ce.iter().sum::<f64>() / rows as f64, d)
+            b.stats_mean(stats, stat::ADV_CE, &ce, cfg.alpha, rows as f64);
+            ((1.0, stat::ADV_CE), d)
         }
     };
     let wants = BackwardWants { params: true, score_noise: false };
     enc.backward(b, clean_fw, &dclean, wants, grads);
     enc.backward(b, &adv_fw, &dadv, wants, grads);
-    AdvReport { extra_loss: extra, kl: kl_mean, forwards: 2, backwards: 2 }
+    AdvReport { loss_term, forwards: 2, backwards: 2 }
 }

@@ -2,22 +2,22 @@
 //! the embeddings (tables and their LayerNorm), `i + 1` for encoder layer `i`, and `n_layers + 2` for the
 //! pooler and classifier (multiplier 1). Lower layers hold more general features and move less.
 
-use ernie_model::{ParamSpec, Site};
+use ernie_model::{ParamSpec, ParamGroup};
 
 pub const DEFAULT_DECAY_RATE: f64 = 0.8;
 
 /// The depth of a parameter in the formula above.
-pub fn depth(site: Site, n_layers: usize) -> usize {
-    match site {
-        Site::Embeddings => 0,
-        Site::Layer(i) => i + 1,
-        Site::Head => n_layers + 2,
+pub fn depth(group: ParamGroup, n_layers: usize) -> usize {
+    match group {
+        ParamGroup::Embeddings => 0,
+        ParamGroup::Layer(i) => i + 1,
+        ParamGroup::Head => n_layers + 2,
     }
 }
 
 /// The lr multiplier of every parameter, in parameter order.
 pub fn multipliers(specs: &[ParamSpec], n_layers: usize, decay_rate: f64) -> Vec<f64> {
-    specs.iter().map(|s| decay_rate.powi((n_layers + 2 - depth(s.site, n_layers)) as i32)).collect()
+    specs.iter().map(|s| decay_rate.powi((n_layers + 2 - depth(s.group, n_layers)) as i32)).collect()
 }
 
 /// A printable table: one line per group (embeddings, each layer, head) with its depth and multiplier.

@@ -4,15 +4,19 @@
 //! - [`layer_decay`]: per-parameter lr multipliers `decay ** (n_layers + 2 - depth)`.
 //! - [`fma`]: parameter averaging of fine-tuned models (uniform or greedy soup).
 //!
-//! [`objective::compute_gradients`] composes the loss-changing ones (R-Drop, adv) for one step; layer decay
-//! configures the optimizer and FMA runs after training. The model knows none of them.
+//! [`Recipe`] says which a training run applies and with what settings; [`objective::compute_gradients`]
+//! composes the loss-changing ones (R-Drop, adv) for one step, layer decay sets the optimizer's per-parameter
+//! multipliers, and FMA runs after training. [`Strategy`] is their one vocabulary. The model knows none of
+//! them.
 
 pub mod adv;
 pub mod fma;
 pub mod layer_decay;
 pub mod objective;
 pub mod rdrop;
+pub mod strategy;
 
 pub use adv::{AdvConfig, AdvObjective};
-pub use objective::{compute_gradients, Dropout, Recipe, StepReport};
+pub use objective::{compute_gradients, stat, Dropout, LabelledBatch, PendingReport, Recipe, StepReport};
 pub use rdrop::RDropConfig;
+pub use strategy::{Strategy, UnknownStrategy};

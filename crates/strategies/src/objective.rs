@@ -4,26 +4,62 @@
 
 use crate::adv::{self, AdvConfig};
 use crate::rdrop::{self, RDropConfig};
+use crate::Strategy;
 use ernie_model::{BackwardWants, Encoder, ForwardOpts, Grads, Tokens};
 use ernie_tensor::{Backend, RngStream};
 use serde::{Deserialize, Serialize};
 
-/// A loss on a batch of logits with its gradient.
-pub struct LossParts<B: Backend> {
-    /// The objective value (what the gradient is of).
-    pub total: f64,
-    /// Mean cross-entropy part.
-    pub ce: f64,
-    /// The strategy's KL term (mean over examples), if any.
-    pub kl: Option<f64>,
-    pub dlogits: B::Buf,
+/// Where a step's values sit in its statistics on the device ([`Backend::Stats`]): the loss ops write them
+/// during the step and the host reads them all at once at its end ([`PendingReport::read`]). The
+/// optimizer's slots (gradient norm, clip factor) follow from [`stat::LEN`].
+pub mod stat {
+    /// The full objective, what the gradient is of: [`CE`] plus the strategies' weighted terms.
+    pub const LOSS: usize = 0;
+    /// Mean cross-entropy of the clean pass (over both copies under R-Drop).
+    pub const CE: usize = 1;
+    /// R-Drop's mean symmetric KL between the two copies.
+    pub const RDROP_KL: usize = 2;
+    /// adv's mean symmetric KL between the clean and adversarial predictions.
+    pub const ADV_KL: usize = 3;
+    /// What adv's `ce` objective adds: `alpha * (sum of the adversarial CE) / rows`.
+    pub const ADV_CE: usize = 4;
+    /// Correct predictions of the clean pass (first copy under R-Drop).
+    pub const CORRECT: usize = 5;
+    /// Slots the objective uses.
+    pub const LEN: usize = 6;
 }
 
-/// Which loss-changing strategies a step uses.
+/// Which strategies a training run applies, with their settings (FMA, which averages finished runs, is
+/// not part of a run).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Recipe {
     pub rdrop: Option<RDropConfig>,
     pub adv: Option<AdvConfig>,
+    /// Layer decay's rate (see [`crate::layer_decay`]); the optimizer's multipliers, not the loss.
+    #[serde(default)]
+    pub layer_decay: Option<f64>,
+}
+
+impl Recipe {
+    /// The strategies applied, in [`Strategy::TRAINING`] order.
+    pub fn strategies(&self) -> Vec<Strategy> {
+        Strategy::TRAINING
+            .into_iter()
+            .filter(|s| match s {
+                Strategy::Adv => self.adv.is_some(),
+                Strategy::Rdrop => self.rdrop.is_some(),
+                Strategy::LayerDecay => self.layer_decay.is_some(),
+                Strategy::Fma => false,
+            })
+            .collect()
+    }
+}
+
+/// A batch of token ids with one label per example.
+#[derive(Clone, Copy, Debug)]
+pub struct LabelledBatch<'a> {
+    pub tokens: &'a Tokens,
+    pub labels: &'a [u32],
 }
 
 /// Dropout settings of the training forwards.
@@ -48,71 +84,90 @@ pub struct StepReport {
     pub backwards: usize,
 }
 
-fn argmax_correct(logits: &[f32], labels: &[u32], classes: usize) -> usize {
-    labels
-        .iter()
-        .enumerate()
-        .filter(|(r, &y)| {
-            let row = &logits[r * classes..(r + 1) * classes];
-            let best = row.iter().enumerate().fold(0, |bi, (i, &v)| if v > row[bi] { i } else { bi });
-            best == y as usize
-        })
-        .count()
+/// What [`compute_gradients`] knows before the step's statistics come back: which values it left on the
+/// device and how many passes it ran. [`PendingReport::read`] completes it from the one read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingReport {
+    rdrop: bool,
+    adv: bool,
+    pub forwards: usize,
+    pub backwards: usize,
 }
 
-/// Accumulate the gradient of the recipe's objective on one batch into `grads` (the caller zeroes them).
-/// `rng` is this step's random stream (dropout masks, adv's initial noise).
+impl PendingReport {
+    /// The report, from the step's downloaded statistics ([`stat`] layout).
+    pub fn read(&self, stats: &[f64]) -> StepReport {
+        StepReport {
+            loss: stats[stat::LOSS],
+            ce: stats[stat::CE],
+            rdrop_kl: self.rdrop.then(|| stats[stat::RDROP_KL]),
+            adv_kl: self.adv.then(|| stats[stat::ADV_KL]),
+            correct: stats[stat::CORRECT] as usize,
+            forwards: self.forwards,
+            backwards: self.backwards,
+        }
+    }
+}
+
+/// Accumulate the gradient of the recipe's objective on one batch into `grads` (the caller zeroes them),
+/// leaving the loss, its parts and the correct count in `stats` ([`stat`] layout, at least [`stat::LEN`]
+/// slots) on the device. `rng` is this step's random stream (dropout masks, adv's initial noise).
+///
+/// Transfers: the batch goes to the device in ONE upload (tokens and labels, doubled under R-Drop), which
+/// every forward of the step shares; nothing comes back (the caller reads `stats` once, at the end of the
+/// step).
+#[allow(clippy::too_many_arguments)]
 pub fn compute_gradients<B: Backend>(
     b: &B,
     enc: &Encoder<B>,
     grads: &mut Grads<B>,
-    tokens: &Tokens,
-    labels: &[u32],
+    batch: LabelledBatch<'_>,
     recipe: &Recipe,
     dropout: Dropout,
     rng: RngStream,
-) -> StepReport {
+    stats: &mut B::Stats,
+) -> PendingReport {
+    let LabelledBatch { tokens, labels } = batch;
     let classes = enc.num_labels;
     let batch = tokens.batch;
+    let hidden = enc.config.hidden_size;
     let opts = ForwardOpts { train: true, hidden_dropout: dropout.hidden, attn_dropout: dropout.attention, rng: rng.derive(1), score_noise: None, row_offset: 0 };
-    let mut report = StepReport::default();
-    // The clean pass: B rows, or 2B rows under R-Drop.
-    let doubled;
-    let (clean_tokens, clean_labels) = match recipe.rdrop {
-        Some(_) => {
-            doubled = (tokens.doubled(), [labels, labels].concat());
-            (&doubled.0, &doubled.1[..])
-        }
-        None => (tokens, labels),
+    let mut report = PendingReport { rdrop: recipe.rdrop.is_some(), adv: recipe.adv.is_some(), forwards: 0, backwards: 0 };
+    // The step's one upload. The clean pass runs B rows, or 2B under R-Drop (the batch twice).
+    let (tb, label_ids) = match recipe.rdrop {
+        Some(_) => tokens.doubled().upload(b, hidden, Some(&[labels, labels].concat())),
+        None => tokens.upload(b, hidden, Some(labels)),
     };
-    let label_ids = b.upload_ids(clean_labels);
-    let fw = enc.forward(b, clean_tokens, &opts);
+    let label_ids = label_ids.expect("the labels ride with the tokens");
+    let fw = enc.forward_on(b, &tb, &opts);
     report.forwards += 1;
-    let clean = match &recipe.rdrop {
-        Some(cfg) => rdrop::loss(b, &fw.logits, &label_ids, batch, classes, cfg),
+    // The loss is CE plus the strategies' terms, combined on the device at the end: (weight, slot).
+    let mut loss_terms = vec![(1.0, stat::CE)];
+    let dlogits = match &recipe.rdrop {
+        Some(cfg) => {
+            loss_terms.push((cfg.alpha, stat::RDROP_KL));
+            rdrop::loss(b, &fw.logits, &label_ids, batch, classes, cfg, stats)
+        }
         None => {
             let (ce, dl) = b.softmax_ce(&fw.logits, &label_ids, classes, 1.0 / batch as f64);
-            let ce = ce.iter().sum::<f64>() / batch as f64;
-            LossParts { total: ce, ce, kl: None, dlogits: dl }
+            b.stats_mean(stats, stat::CE, &ce, 1.0, batch as f64);
+            dl
         }
     };
-    report.ce = clean.ce;
-    report.rdrop_kl = clean.kl;
-    report.loss = clean.total;
-    let host_logits = b.download(&fw.logits);
-    report.correct = argmax_correct(&host_logits[..batch * classes], labels, classes);
+    // The first B rows' labels are the batch's own (R-Drop's second copy repeats them).
+    b.stats_correct(stats, stat::CORRECT, &fw.logits, &label_ids, batch, classes);
     match &recipe.adv {
         Some(cfg) => {
-            let r = adv::apply(b, enc, grads, clean_tokens, &label_ids, &fw, clean, &opts, cfg, rng.derive(2));
-            report.loss += r.extra_loss;
-            report.adv_kl = Some(r.kl);
+            let r = adv::apply(b, enc, grads, &tb, &label_ids, &fw, dlogits, &opts, cfg, rng.derive(2), stats);
+            loss_terms.push(r.loss_term);
             report.forwards += r.forwards;
             report.backwards += r.backwards;
         }
         None => {
-            enc.backward(b, &fw, &clean.dlogits, BackwardWants { params: true, score_noise: false }, grads);
+            enc.backward(b, &fw, &dlogits, BackwardWants { params: true, score_noise: false }, grads);
             report.backwards += 1;
         }
     }
+    b.stats_combine(stats, stat::LOSS, &loss_terms);
     report
 }

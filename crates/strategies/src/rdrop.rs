@@ -3,7 +3,7 @@
 //! `mean CE over both copies + alpha * 0.5 * (KL(p1||p2) + KL(p2||p1))`, KL summed over classes and
 //! averaged over the B examples. The KL and its gradient are one fused op of the backend.
 
-use crate::objective::LossParts;
+use crate::objective::stat;
 use ernie_tensor::Backend;
 use serde::{Deserialize, Serialize};
 
@@ -18,14 +18,16 @@ impl Default for RDropConfig {
     }
 }
 
-/// R-Drop loss and its gradient on logits of the doubled batch `[2B, classes]` (labels doubled too).
-pub fn loss<B: Backend>(b: &B, logits: &B::Buf, labels_doubled: &B::Ids, batch: usize, classes: usize, cfg: &RDropConfig) -> LossParts<B> {
+/// R-Drop loss and its gradient on logits of the doubled batch `[2B, classes]` (labels doubled too): returns
+/// the gradient, and leaves the mean CE over both copies and the mean KL in `stats` ([`stat::CE`],
+/// [`stat::RDROP_KL`]); the loss is `CE + alpha * KL`.
+pub fn loss<B: Backend>(b: &B, logits: &B::Buf, labels_doubled: &B::Ids, batch: usize, classes: usize, cfg: &RDropConfig, stats: &mut B::Stats) -> B::Buf {
     let (ce, mut dl) = b.softmax_ce(logits, labels_doubled, classes, 1.0 / (2 * batch) as f64);
     let l1 = b.slice_rows(logits, 0, batch, classes);
     let l2 = b.slice_rows(logits, batch, batch, classes);
     let (kl, d1, d2) = b.sym_kl(&l1, &l2, classes, cfg.alpha / batch as f64);
     b.axpby(&mut dl, 1.0, &b.concat_rows(&d1, &d2), 1.0);
-    let ce_mean = ce.iter().sum::<f64>() / (2 * batch) as f64;
-    let kl_mean = kl.iter().sum::<f64>() / batch as f64;
-    LossParts { total: ce_mean + cfg.alpha * kl_mean, ce: ce_mean, kl: Some(kl_mean), dlogits: dl }
+    b.stats_mean(stats, stat::CE, &ce, 1.0, (2 * batch) as f64);
+    b.stats_mean(stats, stat::RDROP_KL, &kl, 1.0, batch as f64);
+    dl
 }

@@ -1,7 +1,7 @@
 //! Each strategy against an independent computation.
 
-use ernie_model::{BackwardWants, Encoder, ForwardOpts, HostParams, ModelConfig, ModelType, Tokens};
-use ernie_strategies::{adv, fma, layer_decay, objective, rdrop, AdvConfig, AdvObjective, Dropout, RDropConfig, Recipe};
+use ernie_model::{BackwardWants, Encoder, ForwardOpts, Grads, HostParams, ModelConfig, ModelType, Tokens};
+use ernie_strategies::{adv, fma, layer_decay, objective, rdrop, AdvConfig, AdvObjective, Dropout, LabelledBatch, RDropConfig, Recipe, StepReport};
 use ernie_tensor::{Backend, Cpu, NoiseNorm, RngStream};
 
 type B = Cpu<f64>;
@@ -81,7 +81,9 @@ fn rdrop_loss_and_gradient() {
     let logits: Vec<f64> = (0..2 * batch * c).map(|i| 2.0 * r.normal(i as u64) as f64).collect();
     let labels = vec![1, 3, 0, 1, 3, 0];
     let cfg = RDropConfig { alpha: 0.7 };
-    let parts = rdrop::loss(&b, &logits, &labels, batch, c, &cfg);
+    let mut stats = b.stats_zeros(objective::stat::LEN);
+    let dlogits = rdrop::loss(&b, &logits, &labels, batch, c, &cfg, &mut stats);
+    let total = stats[objective::stat::CE] + 0.7 * stats[objective::stat::RDROP_KL];
     // Independent computation of the value.
     let lsm = |row: &[f64]| {
         let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -100,15 +102,22 @@ fn rdrop_loss_and_gradient() {
             / batch as f64;
         ce + 0.7 * kl
     };
-    assert!((parts.total - f(&logits)).abs() < 1e-12);
+    assert!((total - f(&logits)).abs() < 1e-12);
     for i in 0..logits.len() {
         let mut x = logits.clone();
         x[i] += 1e-6;
         let fp = f(&x);
         x[i] -= 2e-6;
         let num = (fp - f(&x)) / 2e-6;
-        assert!((num - parts.dlogits[i]).abs() < 1e-8, "dlogits[{i}]: {num} vs {}", parts.dlogits[i]);
+        assert!((num - dlogits[i]).abs() < 1e-8, "dlogits[{i}]: {num} vs {}", dlogits[i]);
     }
+}
+
+/// `compute_gradients` and the one read of its statistics.
+fn step<Be: Backend>(b: &Be, enc: &Encoder<Be>, grads: &mut Grads<Be>, batch: LabelledBatch<'_>, recipe: &Recipe, drop: Dropout, rng: RngStream) -> StepReport {
+    let mut stats = b.stats_zeros(objective::stat::LEN);
+    let pending = objective::compute_gradients(b, enc, grads, batch, recipe, drop, rng, &mut stats);
+    pending.read(&b.stats_download(&stats))
 }
 
 fn adv_setup() -> (B, Encoder<B>, Tokens, Vec<u32>) {
@@ -148,8 +157,8 @@ fn adv_noise_gradient_matches_finite_differences_and_is_normalised() {
     // adversarial_noise: per example and per layer, ||delta|| = epsilon, zero on padded keys.
     for (norm, measure) in [(NoiseNorm::L2, 0), (NoiseNorm::Max, 1)] {
         let cfg = AdvConfig { epsilon: 0.5, norm, init_sigma: 0.3, ..AdvConfig::default() };
-        let (delta, kl) = adv::adversarial_noise(&b, &enc, &t, &clean.logits, &opts, &cfg, RngStream::new(4, 4));
-        assert!(kl > 0.0);
+        let (delta, kl) = adv::adversarial_noise(&b, &enc, &t.to_device(&b, 8), &clean.logits, &opts, &cfg, RngStream::new(4, 4));
+        assert!(kl.iter().sum::<f64>() > 0.0);
         let per = shape.score_len() / t.batch;
         for dl in &delta {
             for (e, blk) in dl.chunks(per).enumerate() {
@@ -171,16 +180,16 @@ fn adv_step_gradient_is_that_of_its_objective_with_the_noise_fixed() {
     let (b, enc, t, y) = adv_setup();
     for objective in [AdvObjective::Kl, AdvObjective::Ce] {
         let cfg = AdvConfig { epsilon: 0.8, alpha: 0.6, init_sigma: 1e-2, norm: NoiseNorm::L2, objective };
-        let recipe = Recipe { rdrop: None, adv: Some(cfg) };
+        let recipe = Recipe { adv: Some(cfg), ..Recipe::default() };
         let drop = Dropout { hidden: 0.1, attention: 0.1 };
         let rng = RngStream::new(6, 6);
         let mut grads = enc.zero_grads(&b);
-        let report = objective::compute_gradients(&b, &enc, &mut grads, &t, &y, &recipe, drop, rng);
+        let report = step(&b, &enc, &mut grads, LabelledBatch { tokens: &t, labels: &y }, &recipe, drop, rng);
         assert_eq!((report.forwards, report.backwards), (3, 2), "3 forwards, 2 backwards");
         // Rebuild the objective with the same (fixed) noise and differentiate it numerically.
         let opts = ForwardOpts::<B> { train: true, hidden_dropout: 0.1, attn_dropout: 0.1, rng: rng.derive(1), score_noise: None, row_offset: 0 };
         let clean = enc.forward(&b, &t, &opts);
-        let (delta, _) = adv::adversarial_noise(&b, &enc, &t, &clean.logits, &opts, &cfg, rng.derive(2));
+        let (delta, _) = adv::adversarial_noise(&b, &enc, &t.to_device(&b, 8), &clean.logits, &opts, &cfg, rng.derive(2));
         let labels = y.clone();
         let objective_at = |e: &Encoder<B>| {
             let c = e.forward(&b, &t, &opts);
@@ -211,11 +220,81 @@ fn adv_step_gradient_is_that_of_its_objective_with_the_noise_fixed() {
 #[test]
 fn strategies_compose() {
     let (b, enc, t, y) = adv_setup();
-    let recipe = Recipe { rdrop: Some(RDropConfig { alpha: 1.0 }), adv: Some(AdvConfig::default()) };
+    let recipe = Recipe { rdrop: Some(RDropConfig { alpha: 1.0 }), adv: Some(AdvConfig::default()), layer_decay: None };
     let mut grads = enc.zero_grads(&b);
-    let r = objective::compute_gradients(&b, &enc, &mut grads, &t, &y, &recipe, Dropout { hidden: 0.1, attention: 0.1 }, RngStream::new(1, 2));
+    let r = step(&b, &enc, &mut grads, LabelledBatch { tokens: &t, labels: &y }, &recipe, Dropout { hidden: 0.1, attention: 0.1 }, RngStream::new(1, 2));
     assert!(r.rdrop_kl.unwrap() > 0.0 && r.adv_kl.unwrap() >= 0.0 && r.loss.is_finite());
     assert!(grads.bufs.iter().all(|g| g.iter().all(|v| v.is_finite())));
+}
+
+/// The step's values, now left on the device and read once, are bit for bit what the host computed before
+/// from the downloaded per-row losses (on Cpu<f32>, the training path): the reported numbers did not move.
+#[test]
+fn step_report_is_the_host_arithmetic_bit_for_bit() {
+    type F = Cpu<f32>;
+    let b = F::new();
+    let enc = Encoder::from_host(&b, &HostParams::random(config(2), 3, 2));
+    let (t, y) = batch();
+    let drop = Dropout { hidden: 0.1, attention: 0.1 };
+    let rng = RngStream::new(7, 3);
+    let rdrop = Some(RDropConfig { alpha: 0.7 });
+    let kl = AdvConfig { epsilon: 0.5, ..AdvConfig::default() };
+    let ce = AdvConfig { objective: AdvObjective::Ce, alpha: 0.6, ..kl };
+    for recipe in [
+        Recipe::default(),
+        Recipe { rdrop, ..Recipe::default() },
+        Recipe { adv: Some(kl), ..Recipe::default() },
+        Recipe { adv: Some(ce), ..Recipe::default() },
+        Recipe { rdrop, adv: Some(kl), layer_decay: None },
+        Recipe { rdrop, adv: Some(ce), layer_decay: None },
+    ] {
+        let mut grads = enc.zero_grads(&b);
+        let got = step(&b, &enc, &mut grads, LabelledBatch { tokens: &t, labels: &y }, &recipe, drop, rng);
+        // Before: per-row losses downloaded as f64, summed and combined on the host.
+        let mean = |rows: Vec<f32>, n: usize| b.download_f64(&rows).iter().sum::<f64>() / n as f64;
+        let opts = ForwardOpts::<F> { train: true, hidden_dropout: 0.1, attn_dropout: 0.1, rng: rng.derive(1), score_noise: None, row_offset: 0 };
+        let (tt, yy) = if recipe.rdrop.is_some() { (t.doubled(), [y.clone(), y.clone()].concat()) } else { (t.clone(), y.clone()) };
+        let fw = enc.forward(&b, &tt, &opts);
+        let n = t.batch;
+        let (want_ce, mut want_loss, want_rkl) = match recipe.rdrop {
+            Some(cfg) => {
+                let ce = mean(b.softmax_ce(&fw.logits, &yy, 3, 1.0 / (2 * n) as f64).0, 2 * n);
+                let (l1, l2) = (b.slice_rows(&fw.logits, 0, n, 3), b.slice_rows(&fw.logits, n, n, 3));
+                let kl = mean(b.sym_kl(&l1, &l2, 3, cfg.alpha / n as f64).0, n);
+                (ce, ce + cfg.alpha * kl, Some(kl))
+            }
+            None => {
+                let ce = mean(b.softmax_ce(&fw.logits, &yy, 3, 1.0 / n as f64).0, n);
+                (ce, ce, None)
+            }
+        };
+        let mut want_akl = None;
+        if let Some(cfg) = recipe.adv {
+            let (delta, _) = adv::adversarial_noise(&b, &enc, &tt.to_device(&b, 8), &fw.logits, &opts, &cfg, rng.derive(2));
+            let a = enc.forward(&b, &tt, &ForwardOpts { score_noise: Some(&delta), ..opts });
+            let rows = tt.batch;
+            let kl = mean(b.sym_kl(&fw.logits, &a.logits, 3, cfg.alpha / rows as f64).0, rows);
+            let extra = match cfg.objective {
+                AdvObjective::Kl => cfg.alpha * kl,
+                AdvObjective::Ce => cfg.alpha * b.download_f64(&b.softmax_ce(&a.logits, &yy, 3, cfg.alpha / rows as f64).0).iter().sum::<f64>() / rows as f64,
+            };
+            want_loss += extra;
+            want_akl = Some(kl);
+        }
+        let logits = b.download(&fw.logits);
+        let want_correct = (0..n)
+            .filter(|&r| {
+                let row = &logits[r * 3..(r + 1) * 3];
+                row.iter().enumerate().fold(0, |bi, (i, &v)| if v > row[bi] { i } else { bi }) == y[r] as usize
+            })
+            .count();
+        let bits = |x: Option<f64>| x.map(f64::to_bits);
+        assert_eq!(got.loss.to_bits(), want_loss.to_bits(), "{recipe:?}: loss {} vs {want_loss}", got.loss);
+        assert_eq!(got.ce.to_bits(), want_ce.to_bits(), "{recipe:?}: ce");
+        assert_eq!(bits(got.rdrop_kl), bits(want_rkl), "{recipe:?}: rdrop kl");
+        assert_eq!(bits(got.adv_kl), bits(want_akl), "{recipe:?}: adv kl");
+        assert_eq!(got.correct, want_correct, "{recipe:?}: correct");
+    }
 }
 
 #[test]

@@ -43,8 +43,28 @@ pub struct AdamWStep {
     pub weight_decay: f64,
     /// 1-based step count, for bias correction.
     pub step: u64,
-    /// Multiplies every gradient before use: the global-norm clip factor (1.0 when not clipping).
-    pub grad_scale: f64,
+    /// Where in the step's [`Backend::Stats`] the gradient multiplier lies (the global-norm clip factor that
+    /// [`Backend::clip_scale`] wrote, 1.0 when not clipping): the optimizer reads it on the device, so no
+    /// value of the step has to come back to the host first. NaN there skips the update entirely:
+    /// parameters and moments stay as they were.
+    pub scale_slot: usize,
+}
+
+/// The global-norm clip of one step, computed on the device from values in a [`Backend::Stats`]
+/// ([`Backend::clip_scale`]): torch.nn.utils.clip_grad_norm_'s factor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Clip {
+    /// Slot holding the sum of squares of every gradient ([`Backend::sum_squares`]).
+    pub sumsq: usize,
+    /// Slot receiving the global norm, `sqrt(stats[sumsq])`.
+    pub norm: usize,
+    /// Slot receiving the factor: `max_norm / (norm + 1e-6)` when `norm > max_norm`, else 1.
+    pub scale: usize,
+    /// None: no clipping (the factor is 1).
+    pub max_norm: Option<f64>,
+    /// A slot that must hold a finite value (the step's loss) for the update to happen; when it does not,
+    /// `scale` receives NaN, which makes [`Backend::adamw`] leave everything as it was.
+    pub guard: Option<usize>,
 }
 
 /// A parameter's slot in an optimizer step.
@@ -69,7 +89,10 @@ pub enum NoiseNorm {
     Max,
 }
 
-/// Token inputs of a batch, on the device.
+/// Token inputs of a batch, on the device. Cloning shares the device arrays where the backend's ids are
+/// shared handles (CUDA) and copies host vectors on the CPU: several passes over one batch (adv's three
+/// forwards) use one upload.
+#[derive(Clone)]
 pub struct TokenBatch<Ids> {
     pub shape: TokShape,
     pub ids: Ids,
@@ -86,8 +109,14 @@ pub struct TokenBatch<Ids> {
 pub trait Backend: Send + Sync {
     /// A flat buffer of scalars on the device.
     type Buf: Send + Sync;
-    /// A flat buffer of u32 on the device (token ids, masks, labels).
-    type Ids: Send + Sync;
+    /// A flat buffer of u32 on the device (token ids, masks, labels). Read-only once made; a clone may
+    /// share the device memory.
+    type Ids: Clone + Send + Sync;
+    /// A few f64 values that live on the device for one training step (losses, the count of correct
+    /// predictions, the gradient norm, the clip factor): the ops of the step write them there and the host
+    /// reads them all at once at the end ([`Backend::stats_download`]), its one device-to-host transfer.
+    /// On the CPU it is host memory and the arithmetic is the same f64 the host did before.
+    type Stats: Send + Sync;
 
     fn name(&self) -> String;
 
@@ -96,6 +125,9 @@ pub trait Backend: Send + Sync {
     fn download(&self, buf: &Self::Buf) -> Vec<f32>;
     fn download_f64(&self, buf: &Self::Buf) -> Vec<f64>;
     fn upload_ids(&self, ids: &[u32]) -> Self::Ids;
+    /// Several id arrays in ONE host-to-device transfer (a batch's ids, type ids, task ids, mask and labels),
+    /// one `Ids` per part, in order.
+    fn upload_ids_many(&self, parts: &[&[u32]]) -> Vec<Self::Ids>;
     fn zeros(&self, len: usize) -> Self::Buf;
     fn len(&self, buf: &Self::Buf) -> usize;
     fn copy(&self, buf: &Self::Buf) -> Self::Buf;
@@ -221,12 +253,14 @@ pub trait Backend: Send + Sync {
     fn concat_rows(&self, a: &Self::Buf, b: &Self::Buf) -> Self::Buf;
 
     // ----------------------------------------------------------------- loss
+    // The per-row losses stay on the device (fp32 there, `T` on the CPU); [`Backend::stats_mean`] reduces
+    // them into a step's statistics, `download_f64` brings them to the host where a caller wants them.
     /// Fused softmax cross-entropy: `(loss per row, (softmax - onehot) * grad_scale)`.
-    fn softmax_ce(&self, logits: &Self::Buf, labels: &Self::Ids, classes: usize, grad_scale: f64) -> (Vec<f64>, Self::Buf);
+    fn softmax_ce(&self, logits: &Self::Buf, labels: &Self::Ids, classes: usize, grad_scale: f64) -> (Self::Buf, Self::Buf);
     /// Fused symmetric KL `0.5 (KL(p||q) + KL(q||p))` per row with both gradients (scaled).
-    fn sym_kl(&self, a: &Self::Buf, b: &Self::Buf, classes: usize, grad_scale: f64) -> (Vec<f64>, Self::Buf, Self::Buf);
+    fn sym_kl(&self, a: &Self::Buf, b: &Self::Buf, classes: usize, grad_scale: f64) -> (Self::Buf, Self::Buf, Self::Buf);
     /// `KL(softmax(a) || softmax(b))` per row with `a` detached, and its gradient w.r.t. `b` (scaled).
-    fn kl_detached(&self, a: &Self::Buf, b: &Self::Buf, classes: usize, grad_scale: f64) -> (Vec<f64>, Self::Buf);
+    fn kl_detached(&self, a: &Self::Buf, b: &Self::Buf, classes: usize, grad_scale: f64) -> (Self::Buf, Self::Buf);
 
     // ----------------------------------------------------------------- noise (adversarial)
     /// Noise `N(0, sigma^2)` on `[batch, heads, seq, seq]` scores, zero on padded keys.
@@ -238,10 +272,34 @@ pub trait Backend: Send + Sync {
     /// `y = a*y + b*x`.
     fn axpby(&self, y: &mut Self::Buf, a: f64, x: &Self::Buf, b: f64);
     fn fill(&self, buf: &mut Self::Buf, value: f32);
-    /// Sum of squares over all buffers, accumulated in f64 (global gradient norm).
-    fn sum_squares(&self, bufs: &[&Self::Buf]) -> f64;
+    /// `stats[slot]` = the sum of squares over all buffers, accumulated in f64 (global gradient norm): each
+    /// buffer's sum, then those in buffer order.
+    fn sum_squares(&self, bufs: &[&Self::Buf], stats: &mut Self::Stats, slot: usize);
+
+    // ----------------------------------------------------------------- stats (a step's scalars, on the device)
+    /// `len` zeros (no transfer).
+    fn stats_zeros(&self, len: usize) -> Self::Stats;
+    /// Values from the host (one upload; tests and tools: a step starts from [`Backend::stats_zeros`]).
+    fn stats_upload(&self, values: &[f64]) -> Self::Stats;
+    /// Every value, in ONE device-to-host transfer (a step's only read).
+    fn stats_download(&self, stats: &Self::Stats) -> Vec<f64>;
+    /// `stats[slot] = (scale * sum(rows)) / divisor`, the sum in f64 in row order over all of `rows` (the
+    /// per-row losses of a loss op): a batch mean, or a weighted one.
+    fn stats_mean(&self, stats: &mut Self::Stats, slot: usize, rows: &Self::Buf, scale: f64, divisor: f64);
+    /// `stats[slot]` = how many of the first `rows` rows of `[*, classes]` logits have their first largest
+    /// entry (compared in f32) at `labels[r]`.
+    fn stats_correct(&self, stats: &mut Self::Stats, slot: usize, logits: &Self::Buf, labels: &Self::Ids, rows: usize, classes: usize);
+    /// `stats[dst] = w0 * stats[k0] + w1 * stats[k1] + ...`, left to right, for `terms = [(w0, k0), ...]`
+    /// (at most [`MAX_COMBINE_TERMS`]; none gives 0): a step's loss from its parts.
+    fn stats_combine(&self, stats: &mut Self::Stats, dst: usize, terms: &[(f64, usize)]);
+    /// The global-norm clip factor from a sum of squares, and the guard that skips a step (see [`Clip`]).
+    fn clip_scale(&self, stats: &mut Self::Stats, clip: &Clip);
 
     // ----------------------------------------------------------------- adamw
-    /// One AdamW step over all parameters (few launches on a GPU).
-    fn adamw(&self, slots: &mut [ParamSlot<'_, Self::Buf>], step: &AdamWStep);
+    /// One AdamW step over all parameters (few launches on a GPU). The gradients are multiplied by
+    /// `stats[step.scale_slot]`; NaN there leaves every parameter and moment untouched.
+    fn adamw(&self, slots: &mut [ParamSlot<'_, Self::Buf>], step: &AdamWStep, stats: &Self::Stats);
 }
+
+/// The most terms [`Backend::stats_combine`] takes (the kernel carries them in its parameters).
+pub const MAX_COMBINE_TERMS: usize = 4;

@@ -8,7 +8,7 @@ pub mod dtype;
 pub mod float;
 pub mod philox;
 
-pub use backend::{AdamWStep, AttnShape, Backend, NoiseNorm, ParamSlot, TokShape, TokenBatch};
+pub use backend::{AdamWStep, AttnShape, Backend, Clip, NoiseNorm, ParamSlot, TokShape, TokenBatch, MAX_COMBINE_TERMS};
 pub use cpu::{simd_class, Cpu};
 pub use float::Float;
 pub use philox::RngStream;

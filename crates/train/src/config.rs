@@ -58,9 +58,8 @@ pub struct TrainConfig {
     pub hidden_dropout: f32,
     /// None: the model config's value (0.1 for BERT/ERNIE), as PaddleNLP keeps it.
     pub attention_dropout: Option<f32>,
+    /// The strategies and their settings (layer decay's rate included).
     pub recipe: Recipe,
-    /// Layer-wise lr decay rate, when on.
-    pub layer_decay: Option<f64>,
     /// Also evaluate every N steps (besides each epoch's end).
     pub eval_every: Option<u64>,
     /// Stop after this many updates (the schedule is laid out over them).
@@ -110,7 +109,7 @@ pub fn flag_of(field: &str) -> String {
     let f = match field {
         "recipe.adv" => return "--strategy adv".into(),
         "recipe.rdrop" => return "--strategy rdrop".into(),
-        "layer_decay" => return "--strategy layer-decay / --layer-decay-rate".into(),
+        "recipe.layer_decay" => return "--strategy layer-decay / --layer-decay-rate".into(),
         "task" => return "--task".into(),
         f if f.starts_with("recipe.") => f.trim_start_matches("recipe.").replace('.', "-"),
         f if f.starts_with("task.") => f.trim_start_matches("task.").to_string(),

@@ -49,7 +49,7 @@ fn predict_inner<B: Backend>(
         let logits = b.download(&fw.logits);
         if let Some(labels) = &batch.labels {
             let (ce, _) = b.softmax_ce(&fw.logits, &b.upload_ids(labels), enc.num_labels, 0.0);
-            loss += ce.iter().sum::<f64>();
+            loss += b.download_f64(&ce).iter().sum::<f64>();
         }
         for (&i, p) in chunk.iter().zip(argmax_rows(&logits, enc.num_labels)) {
             out[i] = p;

@@ -1,13 +1,20 @@
 //! ernie-train: fine-tuning, evaluation, prediction and checkpoints for CLUE-style classification and pair
-//! tasks, on any [`ernie_tensor::Backend`].
+//! tasks, on any [`ernie_tensor::Backend`]; and what the `ernie-ft` subcommands do with them: a run set up
+//! from a task name ([`setup`]), a checkpoint evaluated or predicting on a file ([`inference`]), FMA
+//! averaging of checkpoints ([`average`]), sentence embeddings ([`embed`]).
 
+pub mod average;
 pub mod checkpoint;
 pub mod config;
+pub mod embed;
 pub mod eval;
 pub mod files;
+pub mod inference;
 pub mod memory;
 pub mod metrics;
+pub mod setup;
 pub mod state;
+pub mod step;
 pub mod trainer;
 pub mod validate;
 
@@ -15,4 +22,5 @@ pub use checkpoint::{Checkpoint, CheckpointMeta};
 pub use config::{TaskDefaults, TrainConfig};
 pub use metrics::Metrics;
 pub use trainer::{train, train_with, EvalRecord, Interrupted, Resume, RunOptions, TrainReport};
+pub use step::{NonFiniteLoss, TrainStep};
 pub use validate::validate;

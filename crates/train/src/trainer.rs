@@ -10,9 +10,10 @@ use crate::state::{self, Progress, RunFiles, StateMeta};
 use anyhow::{bail, Context, Result};
 use ernie_data::{read_examples, resolve_labels, split_holdout, Dataset, LabelSet, LabelSource, TextTokenizer};
 use ernie_model::{write_atomic, Encoder, HeadInit, HostParams};
+use crate::step::TrainStep;
 use ernie_optim::{AdamW, AdamWConfig, LinearSchedule};
-use ernie_strategies::{compute_gradients, layer_decay, Dropout};
-use ernie_tensor::{simd_class, Backend, RngStream};
+use ernie_strategies::{layer_decay, Dropout, LabelledBatch, Strategy};
+use ernie_tensor::{simd_class, Backend};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
@@ -33,10 +34,9 @@ pub struct EvalRecord {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainReport {
     pub task: String,
-    pub strategies: Vec<String>,
-    /// The loss-changing strategies' settings and the layer-decay rate.
+    pub strategies: Vec<Strategy>,
+    /// The strategies' settings (layer decay's rate included).
     pub recipe: ernie_strategies::Recipe,
-    pub layer_decay: Option<f64>,
     pub seed: u64,
     pub head_seed: u64,
     pub lr: f64,
@@ -75,21 +75,6 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(ProgressStyle::with_template(&format!("{what} {{bar:30}} {{pos}}/{{len}} [{{elapsed_precise}}<{{eta_precise}}] {{msg}}")).unwrap());
     pb
-}
-
-/// The strategy names of a configuration, for reports.
-pub fn strategy_names(cfg: &TrainConfig) -> Vec<String> {
-    let mut v = vec![];
-    if cfg.recipe.adv.is_some() {
-        v.push("adv".into());
-    }
-    if cfg.recipe.rdrop.is_some() {
-        v.push("rdrop".into());
-    }
-    if cfg.layer_decay.is_some() {
-        v.push("layer-decay".into());
-    }
-    v
 }
 
 /// Where a run starts from.
@@ -280,18 +265,15 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
     eprintln!("labels: {} ({})", labels.len(), label_source);
     let mut enc = Encoder::from_host(b, &host);
     let n_layers = host.config.num_hidden_layers;
-    let sizes: Vec<usize> = enc.specs.iter().map(|s| s.numel()).collect();
-    let decay = enc.specs.iter().map(|s| s.weight_decay()).collect();
-    let opt_cfg = AdamWConfig { lr: cfg.lr, weight_decay: cfg.weight_decay, max_grad_norm: Some(cfg.max_grad_norm), ..AdamWConfig::default() };
-    let mut opt = AdamW::new(b, opt_cfg, &sizes, decay);
-    if let Some(rate) = cfg.layer_decay {
-        opt.lr_mult = layer_decay::multipliers(&enc.specs, n_layers, rate);
+    let dropout = Dropout { hidden: cfg.hidden_dropout, attention: cfg.attention_dropout.unwrap_or(host.config.attention_probs_dropout_prob) };
+    let optim = AdamWConfig { weight_decay: cfg.weight_decay, max_grad_norm: Some(cfg.max_grad_norm), ..AdamWConfig::default() };
+    let mut stepper = TrainStep::new(b, &enc, cfg.recipe, dropout, optim, cfg.seed);
+    if let Some(rate) = cfg.recipe.layer_decay {
         eprint!("{}", layer_decay::table(n_layers, rate));
     }
     let steps_per_epoch = train_ds.len().div_ceil(cfg.batch_size) as u64;
     let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * cfg.epochs as u64);
     let schedule = LinearSchedule::with_ratio(total_steps, cfg.warmup_ratio);
-    let dropout = Dropout { hidden: cfg.hidden_dropout, attention: cfg.attention_dropout.unwrap_or(host.config.attention_probs_dropout_prob) };
     let pad = tokenizer.pad_id();
 
     let mut p = Progress::default();
@@ -302,9 +284,9 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
             eprintln!("warning: {} was computed on a {} host and this one is {}: the resumed run is not bit-identical to an uninterrupted one on either", dir.display(), st.meta.simd_class, simd_class());
         }
         enc.params = st.params.iter().map(|v| b.upload(v)).collect();
-        opt.m = st.adam_m.iter().map(|v| b.upload(v)).collect();
-        opt.v = st.adam_v.iter().map(|v| b.upload(v)).collect();
-        opt.steps_done = st.meta.optimizer_steps;
+        stepper.opt.m = st.adam_m.iter().map(|v| b.upload(v)).collect();
+        stepper.opt.v = st.adam_v.iter().map(|v| b.upload(v)).collect();
+        stepper.opt.steps_done = st.meta.optimizer_steps;
         p = st.meta.progress;
         p.resumed_at.push(p.step);
         eprintln!("resuming from {} (update {} of {})", dir.display(), p.step, total_steps);
@@ -319,12 +301,11 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
         steps_per_epoch,
         cfg.lr,
         cfg.batch_size,
-        strategy_names(cfg).join(", "),
+        cfg.recipe.strategies().iter().map(|s| s.name()).collect::<Vec<_>>().join(", "),
         enc.num_parameters(),
         b.name()
     );
 
-    let mut grads = enc.zero_grads(b);
     let run_eval = |enc: &Encoder<B>, p: &mut Progress| {
         if let Some(dev) = &dev_ds {
             let t = Instant::now();
@@ -378,13 +359,8 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
         let batch = train_ds.collate(idx, pad);
         let tokens = tokens_of(&batch);
         let y = batch.labels.as_ref().expect("training data is labelled");
-        grads.zero(b);
-        let rep = compute_gradients(b, &enc, &mut grads, &tokens, y, &cfg.recipe, dropout, RngStream::new(cfg.seed, step));
-        if !rep.loss.is_finite() {
-            bail!("the loss became {} at step {step}: lower the learning rate", rep.loss);
-        }
         let lr = cfg.lr * schedule.factor(step);
-        opt.step(b, &mut enc.params, &grads.bufs, lr);
+        let rep = stepper.run(b, &mut enc, LabelledBatch { tokens: &tokens, labels: y }, step, lr)?;
         p.step += 1;
         p.train_seconds += t.elapsed().as_secs_f64();
         p.samples += batch.batch;
@@ -416,14 +392,14 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
             Some(n) => p.step % n == 0,
         };
         if due {
-            last_saved = Some((p.step, save_state(&enc, &opt, &p)?));
+            last_saved = Some((p.step, save_state(&enc, &stepper.opt, &p)?));
         }
         let signal = stop_signal();
         if signal != 0 {
             pb.finish_and_clear();
             let checkpoint = match &last_saved {
                 Some((s, d)) if *s == p.step => d.clone(),
-                _ => save_state(&enc, &opt, &p)?,
+                _ => save_state(&enc, &stepper.opt, &p)?,
             };
             return Err(Interrupted { signal, step: p.step, checkpoint }.into());
         }
@@ -436,9 +412,8 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
     let best = p.history.iter().max_by(|a, b| a.dev.accuracy.total_cmp(&b.dev.accuracy)).cloned();
     let report = TrainReport {
         task: cfg.task.name.clone(),
-        strategies: strategy_names(cfg),
+        strategies: cfg.recipe.strategies(),
         recipe: cfg.recipe,
-        layer_decay: cfg.layer_decay,
         seed: cfg.seed,
         head_seed: cfg.head_seed,
         lr: cfg.lr,

@@ -49,7 +49,7 @@ pub fn validate(cfg: &TrainConfig) -> Result<()> {
     if let Some(rdrop) = &cfg.recipe.rdrop {
         positive("--rdrop-alpha", "the weight of the R-Drop KL term", rdrop.alpha)?;
     }
-    if let Some(rate) = cfg.layer_decay {
+    if let Some(rate) = cfg.recipe.layer_decay {
         let r = finite("--layer-decay-rate", rate)?;
         if !(r > 0.0 && r <= 1.0) {
             bail!("--layer-decay-rate {r}: the layer decay rate must be in (0, 1] (1 is no decay)");
@@ -137,8 +137,7 @@ mod tests {
             head_seed: 0,
             hidden_dropout: 0.1,
             attention_dropout: Some(0.1),
-            recipe: Recipe { rdrop: Some(RDropConfig::default()), adv: Some(AdvConfig::default()) },
-            layer_decay: Some(0.8),
+            recipe: Recipe { rdrop: Some(RDropConfig::default()), adv: Some(AdvConfig::default()), layer_decay: Some(0.8) },
             eval_every: Some(100),
             max_steps: Some(1000),
             train_limit: Some(512),
@@ -170,7 +169,7 @@ mod tests {
         ok(|_| {});
         ok(|c| {
             c.recipe = Recipe::default();
-            c.layer_decay = None;
+            c.recipe.layer_decay = None;
             c.attention_dropout = None;
             c.eval_every = None;
             c.max_steps = None;
@@ -185,7 +184,7 @@ mod tests {
             c.warmup_ratio = 0.0;
             c.weight_decay = 0.0;
             c.hidden_dropout = 0.0;
-            c.layer_decay = Some(1.0);
+            c.recipe.layer_decay = Some(1.0);
             c.max_len = 3;
             c.batch_size = 1;
             c.epochs = 1;
@@ -216,7 +215,7 @@ mod tests {
         err("--adv-alpha", |c| c.recipe.adv.as_mut().unwrap().alpha = f64::NAN);
         err("--adv-init-sigma", |c| c.recipe.adv.as_mut().unwrap().init_sigma = f32::NAN);
         err("--rdrop-alpha", |c| c.recipe.rdrop.as_mut().unwrap().alpha = f64::INFINITY);
-        err("--layer-decay-rate", |c| c.layer_decay = Some(f64::NAN));
+        err("--layer-decay-rate", |c| c.recipe.layer_decay = Some(f64::NAN));
     }
 
     #[test]
@@ -287,9 +286,9 @@ mod tests {
 
     #[test]
     fn layer_decay_rate() {
-        err("--layer-decay-rate", |c| c.layer_decay = Some(0.0));
-        err("--layer-decay-rate", |c| c.layer_decay = Some(1.2));
-        let e = err("--layer-decay-rate", |c| c.layer_decay = Some(-0.5));
+        err("--layer-decay-rate", |c| c.recipe.layer_decay = Some(0.0));
+        err("--layer-decay-rate", |c| c.recipe.layer_decay = Some(1.2));
+        let e = err("--layer-decay-rate", |c| c.recipe.layer_decay = Some(-0.5));
         assert!(e.contains("(0, 1]"), "{e}");
     }
 }

@@ -2,7 +2,7 @@
 //! with every strategy on, and its checkpoint reloads to the same predictions.
 
 use ernie_data::TaskSpec;
-use ernie_strategies::{AdvConfig, RDropConfig, Recipe};
+use ernie_strategies::{AdvConfig, RDropConfig, Recipe, Strategy};
 use ernie_tensor::Cpu;
 use ernie_train::{checkpoint, eval, TrainConfig};
 use std::path::{Path, PathBuf};
@@ -48,7 +48,7 @@ fn write_task(dir: &Path, name: &str, n: usize, seed: u64) -> PathBuf {
     p
 }
 
-fn config(dir: &Path, model: PathBuf, recipe: Recipe, layer_decay: Option<f64>) -> TrainConfig {
+fn config(dir: &Path, model: PathBuf, recipe: Recipe) -> TrainConfig {
     TrainConfig {
         task: TaskSpec::custom("synthetic", "sentence", None, Some("label")),
         train_file: write_task(dir, "train.json", 240, 1),
@@ -68,7 +68,6 @@ fn config(dir: &Path, model: PathBuf, recipe: Recipe, layer_decay: Option<f64>) 
         hidden_dropout: 0.1,
         attention_dropout: None,
         recipe,
-        layer_decay,
         eval_every: None,
         max_steps: None,
         train_limit: None,
@@ -84,15 +83,15 @@ fn config(dir: &Path, model: PathBuf, recipe: Recipe, layer_decay: Option<f64>) 
 fn tiny_model_learns_with_every_strategy_on() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
-    let recipe = Recipe { rdrop: Some(RDropConfig { alpha: 1.0 }), adv: Some(AdvConfig { epsilon: 0.5, ..AdvConfig::default() }) };
-    let cfg = config(dir.path(), model, recipe, Some(0.9));
+    let recipe = Recipe { rdrop: Some(RDropConfig { alpha: 1.0 }), adv: Some(AdvConfig { epsilon: 0.5, ..AdvConfig::default() }), layer_decay: Some(0.9) };
+    let cfg = config(dir.path(), model, recipe);
     let b = Cpu::<f32>::new();
     let report = ernie_train::train(&b, &cfg).unwrap();
     let first = &report.history[0].dev;
     let last = report.final_dev.unwrap();
     assert!(last.accuracy > 0.8, "final dev accuracy {} (chance 0.33); history {:?}", last.accuracy, report.history);
     assert!(last.loss < first.loss, "dev loss falls: {} -> {}", first.loss, last.loss);
-    assert_eq!(report.strategies, vec!["adv", "rdrop", "layer-decay"]);
+    assert_eq!(report.strategies, vec![Strategy::Adv, Strategy::Rdrop, Strategy::LayerDecay]);
     assert_eq!(report.steps, 6 * 15);
 
     // The checkpoint reloads to the same predictions.
@@ -114,7 +113,7 @@ fn tiny_model_learns_with_every_strategy_on() {
 fn base_training_is_deterministic() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
-    let mut cfg = config(dir.path(), model, Recipe::default(), None);
+    let mut cfg = config(dir.path(), model, Recipe::default());
     cfg.epochs = 1;
     cfg.save = false;
     let b = Cpu::<f32>::new();
@@ -158,17 +157,18 @@ fn training_numerics_are_pinned() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let adv = AdvConfig { epsilon: 0.5, ..AdvConfig::default() };
-    let rows: [(&str, Recipe, Option<f64>); 5] = [
-        ("base", Recipe::default(), None),
-        ("adv", Recipe { adv: Some(adv), rdrop: None }, None),
-        ("rdrop", Recipe { adv: None, rdrop: Some(RDropConfig { alpha: 1.0 }) }, None),
-        ("layer-decay", Recipe::default(), Some(0.8)),
-        ("adv+rdrop+layer-decay", Recipe { adv: Some(adv), rdrop: Some(RDropConfig { alpha: 1.0 }) }, Some(0.8)),
+    let rdrop = Some(RDropConfig { alpha: 1.0 });
+    let rows: [(&str, Recipe); 5] = [
+        ("base", Recipe::default()),
+        ("adv", Recipe { adv: Some(adv), ..Recipe::default() }),
+        ("rdrop", Recipe { rdrop, ..Recipe::default() }),
+        ("layer-decay", Recipe { layer_decay: Some(0.8), ..Recipe::default() }),
+        ("adv+rdrop+layer-decay", Recipe { adv: Some(adv), rdrop, layer_decay: Some(0.8) }),
     ];
     let b = Cpu::<f32>::new();
     let mut got = vec![];
-    for (name, recipe, ld) in rows {
-        let mut cfg = config(dir.path(), model.clone(), recipe, ld);
+    for (name, recipe) in rows {
+        let mut cfg = config(dir.path(), model.clone(), recipe);
         cfg.output_dir = dir.path().join(format!("pin-{name}"));
         cfg.max_steps = Some(6);
         ernie_train::train(&b, &cfg).unwrap();

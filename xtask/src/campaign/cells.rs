@@ -45,13 +45,13 @@ pub struct CellSpec {
 
 impl CellSpec {
     pub fn train_id(row: &Row, seed: u64) -> String {
-        format!("{}-seed{seed}", row.key)
+        format!("{}-seed{seed}", row.key())
     }
 
     pub fn fma_id(row: &Row, members: &[u64]) -> String {
         format!(
             "{}-seeds{}",
-            row.key,
+            row.key(),
             members.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("+")
         )
     }

@@ -13,6 +13,7 @@
 
 use super::tiny;
 use anyhow::{bail, Context, Result};
+use ernie_strategies::Strategy;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -194,13 +195,20 @@ pub struct Fingerprint {
     pub host_class: String,
 }
 
-const FINGERPRINT_RUNS: [(&str, &str); 5] = [
-    ("base", ""),
-    ("adv", "adv"),
-    ("rdrop", "rdrop"),
-    ("layer-decay", "layer-decay"),
-    ("all", "adv,rdrop,layer-decay"),
+/// (run name, strategies) of the fingerprint's runs. The names are hashed and the `--strategy` values are
+/// the strategies' names joined by `,`: both must stay as they are for the fingerprint to keep its values.
+const FINGERPRINT_RUNS: [(&str, &[Strategy]); 5] = [
+    ("base", &[]),
+    ("adv", &[Strategy::Adv]),
+    ("rdrop", &[Strategy::Rdrop]),
+    ("layer-decay", &[Strategy::LayerDecay]),
+    ("all", &[Strategy::Adv, Strategy::Rdrop, Strategy::LayerDecay]),
 ];
+
+/// The `--strategy` value of a fingerprint run ("" for none).
+fn strategy_arg(strategies: &[Strategy]) -> String {
+    strategies.iter().map(|s| s.name()).collect::<Vec<_>>().join(",")
+}
 
 /// The numerics fingerprint of `bin` on this host and device, from `cache` when it holds one for the same
 /// binary, device and host class; `work` is a scratch directory.
@@ -266,7 +274,7 @@ pub fn fingerprint(bin: &Path, dev: &DeviceSpec, gpu: Option<usize>, host: &Host
             args.extend(["--gpu".into(), g.to_string()]);
         }
         if !strategies.is_empty() {
-            args.extend(["--strategy".into(), strategies.into()]);
+            args.extend(["--strategy".into(), strategy_arg(strategies)]);
         }
         let o = Command::new(bin)
             .args(&args)
@@ -330,4 +338,25 @@ pub fn cache_dir(root: &Path) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("campaign")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_runs_are_spelled_as_before() {
+        // What the fingerprint runs and hashes; a change here changes every campaign's fingerprint.
+        let runs: Vec<(&str, String)> = FINGERPRINT_RUNS.iter().map(|(n, s)| (*n, strategy_arg(s))).collect();
+        assert_eq!(
+            runs,
+            [
+                ("base", "".to_string()),
+                ("adv", "adv".into()),
+                ("rdrop", "rdrop".into()),
+                ("layer-decay", "layer-decay".into()),
+                ("all", "adv,rdrop,layer-decay".into()),
+            ]
+        );
+    }
 }

@@ -178,10 +178,11 @@ pub fn plan(
 /// ` --rows a,b` for the rows of these cells (FMA cells name their row; the parent comes along).
 fn rows_hint<'a>(specs: &[CellSpec], ids: impl Iterator<Item = &'a String>) -> String {
     let ids: BTreeSet<&String> = ids.collect();
-    let mut rows: Vec<&str> = vec![];
+    let mut rows: Vec<String> = vec![];
     for s in specs.iter().filter(|s| ids.contains(&s.id)) {
-        if !rows.contains(&s.row.key) {
-            rows.push(s.row.key);
+        let key = s.row.key();
+        if !rows.contains(&key) {
+            rows.push(key);
         }
     }
     format!(" --rows {}", rows.join(","))
@@ -319,7 +320,7 @@ mod tests {
         CellRecord {
             format: 1,
             id: spec.id.clone(),
-            row: spec.row.key.into(),
+            row: spec.row.key(),
             kind: if spec.is_fma() { "fma".into() } else { "train".into() },
             seed: spec.seed(),
             members: spec.member_ids(),

@@ -275,10 +275,10 @@ pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
                             "finished"
                         },
                     )?;
-                    if r.regenerate || !spec(&r.id).is_fma() {
-                        if c.cell_dir(&r.id).join(RUN_DIR).join("model.safetensors").is_file() {
-                            weights.insert(r.id.clone());
-                        }
+                    if (r.regenerate || !spec(&r.id).is_fma())
+                        && c.cell_dir(&r.id).join(RUN_DIR).join("model.safetensors").is_file()
+                    {
+                        weights.insert(r.id.clone());
                     }
                     if !r.regenerate {
                         out.finished.push(r.id.clone());
@@ -440,7 +440,7 @@ fn start_cell(
         None => CellRecord {
             format: 1,
             id: id.to_string(),
-            row: s.row.key.to_string(),
+            row: s.row.key(),
             kind: if s.is_fma() { "fma".into() } else { "train".into() },
             seed: s.seed(),
             members: s.member_ids(),

@@ -1,6 +1,6 @@
 //! The tiny random model of tests/fixtures (hidden 32, 2 layers, 64 positions) with a small WordPiece
 //! vocabulary, and a synthetic 3-class task it can learn: the label is which of three marker characters the
-//! sentence contains (as in crates/cli/tests/finetune.rs). Used by the numerics fingerprint and the
+//! sentence contains (as in crates/cli/tests/common/mod.rs). Used by the numerics fingerprint and the
 //! campaign tests; also included by xtask/tests/campaign.rs.
 
 use std::path::{Path, PathBuf};

@@ -1,8 +1,11 @@
 //! Shared by the binary's tests: a work directory with the tiny random model of tests/fixtures (hidden 32,
 //! 2 layers, 64 positions; a copy with a small WordPiece vocabulary) and a synthetic 3-class task it learns
 //! in a second or two (the label is which of three marker characters the sentence contains), and helpers
-//! to run `ernie-ft` and read what it wrote.
+//! to run `ernie-ft` and read what it wrote. The `encode` tests' own work directory and helpers are in
+//! [`encode`].
 #![allow(dead_code)]
+
+pub mod encode;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -76,8 +79,13 @@ impl Work {
         run(&self.train_args(train, dev, out, extra))
     }
     /// The arguments of [`Work::train`].
-    pub fn train_args(
+    pub fn train_args(&self, train: &Path, dev: Option<&Path>, out: &Path, extra: &[&str]) -> Vec<String> {
+        self.train_args_for(&self.path("model"), train, dev, out, extra)
+    }
+    /// The arguments of [`Work::train`] from another model directory.
+    pub fn train_args_for(
         &self,
+        model: &Path,
         train: &Path,
         dev: Option<&Path>,
         out: &Path,
@@ -86,7 +94,7 @@ impl Work {
         let mut args = vec![
             "train".to_string(),
             "--model".into(),
-            self.model(),
+            s(model),
             "--threads".into(),
             "2".into(),
             "--max-len".into(),
@@ -186,4 +194,25 @@ pub fn assert_fails(out: &Output) -> String {
 pub fn json(p: &Path) -> Value {
     let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", p.display()))
+}
+
+/// `eval --metrics-out` of a checkpoint on `dev`: checks that the file holds what `eval` prints and
+/// returns the accuracy.
+pub fn eval_accuracy(ckpt: &Path, dev: &Path, metrics_out: &Path) -> f64 {
+    let out = run(&[
+        "eval".into(),
+        "--model".into(),
+        s(ckpt),
+        "--dev".into(),
+        s(dev),
+        "--threads".into(),
+        "2".into(),
+        "--metrics-out".into(),
+        s(metrics_out),
+    ]);
+    assert_ok(&out);
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("eval prints JSON");
+    let written = json(metrics_out);
+    assert_eq!(printed, written, "--metrics-out holds what eval prints");
+    written["accuracy"].as_f64().expect("accuracy")
 }

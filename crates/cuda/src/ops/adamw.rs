@@ -2,7 +2,7 @@
 //! bf16 copies the GEMMs use.
 
 use super::need;
-use crate::buf::CudaBuf;
+use crate::buf::{CudaBuf, CudaStats};
 use crate::host::block_starts;
 use crate::kernels::Kernel;
 use crate::params::{launch_params, Tensor};
@@ -19,16 +19,19 @@ launch_params! {
         param: Tensor, grad: Tensor, m: Tensor, v: Tensor, shadow: u64, n: u64,
         lr: f64, wd: f64, block_start: u64,
     }
+    /// The gradient multiplier is `((double*)stats)[scale_slot]`: the clip factor, computed on the device
+    /// (`ops/stats.rs`); NaN there skips the update.
     struct AdamParams {
         table: u64, ntensors: u32, chunk: u32, beta1: f64, beta2: f64, one_minus_beta1: f64,
-        one_minus_beta2: f64, eps: f64, bc1: f64, bc2: f64, grad_scale: f64,
+        one_minus_beta2: f64, eps: f64, bc1: f64, bc2: f64, stats: u64, scale_slot: u64,
     }
 }
 
-pub(crate) fn adamw(cuda: &CudaBackend, slots: &mut [ParamSlot<'_, CudaBuf>], st: &AdamWStep) {
+pub(crate) fn adamw(cuda: &CudaBackend, slots: &mut [ParamSlot<'_, CudaBuf>], st: &AdamWStep, stats: &CudaStats) {
     if slots.is_empty() {
         return;
     }
+    stats.check(st.scale_slot, "adamw: gradient scale");
     let bc1 = 1.0 - st.beta1.powi(st.step as i32);
     let bc2 = 1.0 - st.beta2.powi(st.step as i32);
     let (starts, total) = block_starts(slots.iter().map(|s| s.param.len), CHUNK);
@@ -67,7 +70,8 @@ pub(crate) fn adamw(cuda: &CudaBackend, slots: &mut [ParamSlot<'_, CudaBuf>], st
         eps: st.eps,
         bc1,
         bc2,
-        grad_scale: st.grad_scale,
+        stats: stats.ptr(),
+        scale_slot: st.scale_slot as u64,
     };
     cuda.launch_blocks(Kernel::adamw, total as usize, p);
 }

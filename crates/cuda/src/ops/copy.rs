@@ -7,10 +7,16 @@ use crate::buf::{CudaBuf, CudaIds, DType};
 use crate::kernels::Kernel;
 use crate::params::{launch_params, Tensor, UnaryParams};
 use crate::CudaBackend;
+use std::sync::Arc;
 
 launch_params! {
     /// `y[r] = x[rows[r]]` for rows of `cols` elements.
     struct GatherRowsParams { x: Tensor, y: Tensor, rows: u64, nrows: u64, cols: u64 }
+    /// `y[dst_first + r * dst_stride] (+)= x[src_first + r * src_stride]`, `accumulate` 1 to add.
+    struct StridedRowsParams {
+        x: Tensor, y: Tensor, src_first: u64, src_stride: u64, dst_first: u64, dst_stride: u64, nrows: u64,
+        cols: u64, accumulate: u32, _pad: u32,
+    }
 }
 
 /// `y = x` converted to `y`'s dtype, `n` elements.
@@ -29,7 +35,7 @@ fn bf16_bits_to_f32(bytes: &[u8]) -> Vec<f32> {
 
 pub(crate) fn upload(cuda: &CudaBackend, data: &[f32]) -> CudaBuf {
     CudaBuf::new(
-        cuda.upload_pod(data),
+        cuda.upload_data(data),
         DType::F32,
         data.len(),
         cuda.mem.clone(),
@@ -38,15 +44,40 @@ pub(crate) fn upload(cuda: &CudaBackend, data: &[f32]) -> CudaBuf {
 
 pub(crate) fn upload_ids(cuda: &CudaBackend, ids: &[u32]) -> CudaIds {
     CudaIds {
-        dev: cuda.upload_pod(ids),
-        host: ids.to_vec(),
+        dev: Arc::new(cuda.upload_data(ids)),
+        offset: 0,
+        host: ids.into(),
     }
+}
+
+/// Each part at a multiple of this many ids in the one allocation (16 bytes: any vector load stays aligned).
+const IDS_ALIGN: usize = 4;
+
+/// Several id arrays packed into one allocation with ONE transfer; each `CudaIds` views its part.
+pub(crate) fn upload_ids_many(cuda: &CudaBackend, parts: &[&[u32]]) -> Vec<CudaIds> {
+    let mut packed: Vec<u32> = Vec::with_capacity(parts.iter().map(|p| p.len() + IDS_ALIGN).sum());
+    let mut offsets = Vec::with_capacity(parts.len());
+    for p in parts {
+        offsets.push(packed.len());
+        packed.extend_from_slice(p);
+        packed.resize(packed.len().next_multiple_of(IDS_ALIGN), 0);
+    }
+    let dev = Arc::new(cuda.upload_data(&packed));
+    parts
+        .iter()
+        .zip(offsets)
+        .map(|(p, at)| CudaIds {
+            dev: dev.clone(),
+            offset: (at * 4) as u64,
+            host: (*p).into(),
+        })
+        .collect()
 }
 
 pub(crate) fn download(cuda: &CudaBackend, buf: &CudaBuf) -> Vec<f32> {
     match buf.dtype {
         DType::F32 => cuda.download_pod(&buf.mem, buf.len),
-        DType::Bf16 => bf16_bits_to_f32(&cuda.exec.download(&buf.mem, buf.len * 2)),
+        DType::Bf16 => bf16_bits_to_f32(&cuda.download_bytes(&buf.mem, buf.len * 2)),
     }
 }
 
@@ -61,7 +92,7 @@ impl CudaBackend {
     /// The bf16 copy a buffer holds for the GEMMs, if any (tests check that AdamW refreshes it).
     pub fn download_shadow(&self, buf: &CudaBuf) -> Option<Vec<f32>> {
         let s = buf.shadow.get()?;
-        Some(bf16_bits_to_f32(&self.exec.download(s, buf.len * 2)))
+        Some(bf16_bits_to_f32(&self.download_bytes(s, buf.len * 2)))
     }
 }
 
@@ -80,9 +111,41 @@ fn row_indices(rows: &[usize], limit: usize, what: &str) -> Vec<u32> {
         .collect()
 }
 
+/// `(first, stride)` when `rows[r] = first + r * stride` for every r (non-empty, non-decreasing).
+fn progression(rows: &[usize]) -> Option<(usize, usize)> {
+    let first = *rows.first()?;
+    let stride = rows.get(1).map_or(Some(1), |&r| r.checked_sub(first))?;
+    rows.iter().enumerate().all(|(r, &v)| Some(v) == stride.checked_mul(r).and_then(|o| o.checked_add(first))).then_some((first, stride))
+}
+
+/// Rows `src_first + r * src_stride` of `x` to rows `dst_first + r * dst_stride` of `y`, `nrows` of them.
+#[allow(clippy::too_many_arguments)]
+fn copy_rows_strided(cuda: &CudaBackend, x: &CudaBuf, y: &mut CudaBuf, (src_first, src_stride): (usize, usize), (dst_first, dst_stride): (usize, usize), nrows: usize, cols: usize, accumulate: bool) {
+    let p = StridedRowsParams {
+        x: x.arg(),
+        y: y.arg_mut(),
+        src_first: src_first as u64,
+        src_stride: src_stride as u64,
+        dst_first: dst_first as u64,
+        dst_stride: dst_stride as u64,
+        nrows: nrows as u64,
+        cols: cols as u64,
+        accumulate: accumulate as u32,
+        _pad: 0,
+    };
+    cuda.launch_over(Kernel::copy_rows_strided, nrows * cols, p);
+}
+
 pub(crate) fn gather_rows(cuda: &CudaBackend, x: &CudaBuf, rows: &[usize], cols: usize) -> CudaBuf {
     let mut out = cuda.alloc(x.dtype(), rows.len() * cols);
     if rows.is_empty() || cols == 0 {
+        return out;
+    }
+    // Evenly spaced rows (each example's first token) need no index table.
+    if let Some(prog) = progression(rows) {
+        let last = prog.0 + prog.1 * (rows.len() - 1);
+        assert!(last < x.len / cols, "ernie-cuda: gather_rows: row {last} out of range ({} rows)", x.len / cols);
+        copy_rows_strided(cuda, x, &mut out, prog, (0, 1), rows.len(), cols, false);
         return out;
     }
     let idx = row_indices(rows, x.len / cols, "gather_rows");
@@ -106,6 +169,17 @@ pub(crate) fn scatter_rows(
     total_rows: usize,
 ) -> CudaBuf {
     let mut out = cuda.alloc_zeroed(dy.dtype(), total_rows * cols);
+    // Distinct, evenly spaced rows: each output row gets one input row, added to its zeros as the segment
+    // kernel (and the CPU reference) adds, without a table to upload.
+    if let Some(prog @ (first, stride)) = progression(rows).filter(|&(_, s)| s > 0 || rows.len() == 1) {
+        let last = first + stride * (rows.len() - 1);
+        assert!(last < total_rows, "ernie-cuda: scatter_rows: row {last} out of range ({total_rows} rows)");
+        need(dy.len, rows.len() * cols, "scatter_rows");
+        if cols > 0 {
+            copy_rows_strided(cuda, dy, &mut out, (0, 1), prog, rows.len(), cols, true);
+        }
+        return out;
+    }
     let idx = row_indices(rows, total_rows, "scatter_rows");
     segment_add(cuda, &mut out, dy, &idx, cols, "scatter_rows");
     out

@@ -81,57 +81,87 @@ pub(crate) fn embed_sum_bwd(
     need(t.ids.len(), tokens, "embed_sum_bwd: ids");
     need(t.type_ids.len(), tokens, "embed_sum_bwd: type ids");
     let word_rows = &t.ids.host[..tokens];
-    segment_add(cuda, dword, dy, word_rows, h, "embed_sum_bwd: word table");
     let pos_rows: Vec<u32> = (0..tokens).map(|i| (i % l) as u32).collect();
-    segment_add(cuda, dpos, dy, &pos_rows, h, "embed_sum_bwd: position table");
     let type_rows = &t.type_ids.host[..tokens];
-    segment_add(cuda, dtyp, dy, type_rows, h, "embed_sum_bwd: type table");
+    let mut tables: Vec<(&mut CudaBuf, &[u32], &str)> = vec![
+        (dword, word_rows, "embed_sum_bwd: word table"),
+        (dpos, &pos_rows, "embed_sum_bwd: position table"),
+        (dtyp, type_rows, "embed_sum_bwd: type table"),
+    ];
     if let Some(dtask) = dtask {
         need(t.task_ids.len(), tokens, "embed_sum_bwd: task ids");
-        let task_rows = &t.task_ids.host[..tokens];
-        segment_add(cuda, dtask, dy, task_rows, h, "embed_sum_bwd: task table");
+        tables.push((dtask, &t.task_ids.host[..tokens], "embed_sum_bwd: task table"));
+    }
+    // Every table's segments in one upload.
+    let segs: Vec<Segments> = tables.iter().map(|(d, rows, what)| Segments::new(d, dy, rows, h, what)).collect();
+    let mut packed = Vec::new();
+    let at: Vec<usize> = segs
+        .iter()
+        .map(|s| {
+            let at = packed.len();
+            packed.extend_from_slice(&s.packed);
+            at
+        })
+        .collect();
+    let dev = cuda.upload_pod(&packed);
+    for (((d, _, what), s), at) in tables.into_iter().zip(&segs).zip(at) {
+        s.launch(cuda, d, dy, dev.ptr() + 4 * at as u64, what);
+    }
+}
+
+/// The segments of a scatter-add `d[rows[t]] += dy[t]` (rows of `cols`), checked and packed for one
+/// upload: `perm`, then `seg_start`, then `seg_row`.
+struct Segments {
+    packed: Vec<u32>,
+    nseg: usize,
+    off_start: usize,
+    off_row: usize,
+    cols: usize,
+}
+
+impl Segments {
+    fn new(d: &CudaBuf, dy: &CudaBuf, rows: &[u32], cols: usize, what: &str) -> Self {
+        let table_rows = d.len.checked_div(cols).unwrap_or(0);
+        if let Some(&bad) = rows.iter().find(|&&r| r as usize >= table_rows) {
+            panic!("ernie-cuda: {what}: row {bad} out of range for a table of {table_rows} rows");
+        }
+        need(dy.len, rows.len() * cols, what);
+        let (perm, start, seg_row) = segments(rows);
+        let nseg = seg_row.len();
+        let mut packed = perm;
+        let off_start = packed.len();
+        packed.extend_from_slice(&start);
+        let off_row = packed.len();
+        packed.extend_from_slice(&seg_row);
+        Segments { packed, nseg, off_start, off_row, cols }
+    }
+
+    /// The kernel, with the packed table at device address `base`.
+    fn launch(&self, cuda: &CudaBackend, d: &mut CudaBuf, dy: &CudaBuf, base: u64, what: &str) {
+        if self.nseg == 0 || self.cols == 0 {
+            return;
+        }
+        let p = SegmentAddParams {
+            d: d.arg_mut(),
+            dy: dy.arg(),
+            perm: base,
+            seg_start: base + 4 * self.off_start as u64,
+            seg_row: base + 4 * self.off_row as u64,
+            nseg: self.nseg as u64,
+            cols: self.cols as u64,
+        };
+        let ytiles = self.cols.div_ceil(THREADS as usize);
+        assert!(ytiles <= 65535, "ernie-cuda: {what}: {} columns is too many", self.cols);
+        cuda.launch_grid(Kernel::segment_add, (self.nseg, ytiles), p);
     }
 }
 
 /// `d[rows[t]] += dy[t]` (rows of `cols`) without atomics: see `segment_add` in embedding.cu.
-pub(crate) fn segment_add(
-    cuda: &CudaBackend,
-    d: &mut CudaBuf,
-    dy: &CudaBuf,
-    rows: &[u32],
-    cols: usize,
-    what: &str,
-) {
+pub(crate) fn segment_add(cuda: &CudaBackend, d: &mut CudaBuf, dy: &CudaBuf, rows: &[u32], cols: usize, what: &str) {
     if rows.is_empty() || cols == 0 {
         return;
     }
-    let table_rows = d.len / cols;
-    if let Some(&bad) = rows.iter().find(|&&r| r as usize >= table_rows) {
-        panic!("ernie-cuda: {what}: row {bad} out of range for a table of {table_rows} rows");
-    }
-    need(dy.len, rows.len() * cols, what);
-    let (perm, start, seg_row) = segments(rows);
-    let nseg = seg_row.len();
-    let mut packed = perm;
-    let off_start = packed.len();
-    packed.extend_from_slice(&start);
-    let off_row = packed.len();
-    packed.extend_from_slice(&seg_row);
-    let dev = cuda.upload_pod(&packed);
-    let base = dev.ptr();
-    let p = SegmentAddParams {
-        d: d.arg_mut(),
-        dy: dy.arg(),
-        perm: base,
-        seg_start: base + 4 * off_start as u64,
-        seg_row: base + 4 * off_row as u64,
-        nseg: nseg as u64,
-        cols: cols as u64,
-    };
-    let ytiles = cols.div_ceil(THREADS as usize);
-    assert!(
-        ytiles <= 65535,
-        "ernie-cuda: {what}: {cols} columns is too many"
-    );
-    cuda.launch_grid(Kernel::segment_add, (nseg, ytiles), p);
+    let s = Segments::new(d, dy, rows, cols, what);
+    let dev = cuda.upload_pod(&s.packed);
+    s.launch(cuda, d, dy, dev.ptr(), what);
 }

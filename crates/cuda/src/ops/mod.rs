@@ -14,9 +14,10 @@ pub(crate) mod layernorm;
 pub(crate) mod linear;
 pub(crate) mod loss;
 pub(crate) mod noise;
+pub(crate) mod stats;
 pub(crate) mod vector;
 
-use crate::buf::{CudaBuf, DType, Mem, Precision};
+use crate::buf::{CudaBuf, DType, Mem, Precision, Upload};
 use crate::gemm::{Gemm, Mat};
 use crate::host::row_threads;
 use crate::kernels::Kernel;
@@ -80,6 +81,12 @@ impl CudaBackend {
         self.exec.launch(k, (x as u32, y as u32, 1), THREADS, 0, &p);
     }
 
+    /// One block of one warp: the step-statistics kernels whose work is a short sequential sum, done by
+    /// its first thread in the CPU reference's order.
+    pub(crate) fn launch_one_warp<T: DeviceRepr>(&self, k: Kernel, p: T) {
+        self.exec.launch(k, (1, 1, 1), 32, 0, &p);
+    }
+
     /// One block of `THREADS` per block index in `0..blocks` (the multi-tensor kernels).
     pub(crate) fn launch_blocks<T: DeviceRepr>(&self, k: Kernel, blocks: usize, p: T) {
         self.launch_grid(k, (blocks, 1), p);
@@ -140,13 +147,30 @@ impl CudaBackend {
         self.exec.alloc(len * std::mem::size_of::<T>(), false)
     }
 
-    /// Host data (indices, multi-tensor tables) copied to the device.
+    /// A table an op builds on the host for its launch (indices, multi-tensor tables), copied to the device.
     pub(crate) fn upload_pod<T: bytemuck::Pod>(&self, v: &[T]) -> Mem {
-        self.exec.upload(bytemuck::cast_slice(v))
+        self.upload_counted(Upload::Table, bytemuck::cast_slice(v))
+    }
+
+    /// The caller's data copied to the device (`upload`, `upload_ids`, ...).
+    pub(crate) fn upload_data<T: bytemuck::Pod>(&self, v: &[T]) -> Mem {
+        self.upload_counted(Upload::Data, bytemuck::cast_slice(v))
+    }
+
+    /// Every host-to-device copy goes through here, counted ([`crate::Transfers`]).
+    fn upload_counted(&self, kind: Upload, bytes: &[u8]) -> Mem {
+        self.transfers.upload(kind, bytes.len());
+        self.exec.upload(bytes)
     }
 
     pub(crate) fn download_pod<T: bytemuck::Pod>(&self, m: &Mem, n: usize) -> Vec<T> {
-        pod_vec(&self.exec.download(m, n * std::mem::size_of::<T>()))
+        pod_vec(&self.download_bytes(m, n * std::mem::size_of::<T>()))
+    }
+
+    /// Every device-to-host copy goes through here, counted ([`crate::Transfers`]).
+    pub(crate) fn download_bytes(&self, m: &Mem, bytes: usize) -> Vec<u8> {
+        self.transfers.download(bytes);
+        self.exec.download(m, bytes)
     }
 
     // ------------------------------------------------------------------ GEMMs

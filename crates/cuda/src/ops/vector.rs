@@ -1,7 +1,7 @@
 //! Whole-buffer vector ops (kernels/vector.cu): fill, `y = a*y + b*x`, and the sum of squares over many
-//! buffers (the global gradient norm; the call synchronises).
+//! buffers (the global gradient norm), left in a step's statistics on the device.
 
-use crate::buf::CudaBuf;
+use crate::buf::{CudaBuf, CudaStats};
 use crate::host::block_starts;
 use crate::kernels::Kernel;
 use crate::params::{launch_params, Tensor};
@@ -18,6 +18,8 @@ launch_params! {
     struct SumSqEntry { x: Tensor, n: u64, block_start: u64 }
     struct SumSqParams { table: u64, partial: u64, ntensors: u32, chunk: u32 }
     struct SumSqFinishParams { table: u64, partial: u64, out: u64, ntensors: u32, total_blocks: u32 }
+    /// `stats[slot]` = the per-tensor sums `per[0..ntensors]` added in order.
+    struct SumSqTotalParams { per: u64, stats: u64, ntensors: u64, slot: u64 }
 }
 
 pub(crate) fn fill(cuda: &CudaBackend, buf: &mut CudaBuf, value: f32) {
@@ -44,36 +46,40 @@ pub(crate) fn axpby(cuda: &CudaBackend, y: &mut CudaBuf, a: f64, x: &CudaBuf, b:
     cuda.launch_over(Kernel::axpby, n, p);
 }
 
-/// Sum of squares over all buffers in f64: per-buffer sums (two fixed-order passes on the device) added
-/// in buffer order, as the CPU reference.
-pub(crate) fn sum_squares(cuda: &CudaBackend, bufs: &[&CudaBuf]) -> f64 {
-    if bufs.is_empty() {
-        return 0.0;
-    }
-    let (starts, total) = block_starts(bufs.iter().map(|b| b.len), SUMSQ_CHUNK);
-    if total == 0 {
-        return 0.0;
-    }
-    let entries: Vec<SumSqEntry> = bufs
-        .iter()
-        .zip(&starts)
-        .map(|(b, &s)| SumSqEntry {
-            x: b.arg(),
-            n: b.len as u64,
-            block_start: s,
-        })
-        .collect();
-    let dev = cuda.upload_pod(&entries);
-    let partial_mem = cuda.scratch::<f64>(total as usize);
+/// `stats[slot]` = the sum of squares over all buffers in f64: per-buffer sums (two fixed-order passes on
+/// the device) added in buffer order by one thread, as the CPU reference adds them.
+pub(crate) fn sum_squares(cuda: &CudaBackend, bufs: &[&CudaBuf], stats: &mut CudaStats, slot: usize) {
+    stats.check(slot, "sum_squares");
     let out_mem = cuda.scratch::<f64>(bufs.len());
-    let (table, partial, out) = (dev.ptr(), partial_mem.ptr(), out_mem.ptr());
-    let ntensors = bufs.len() as u32;
-    let chunk = SUMSQ_CHUNK as u32;
-    let p = SumSqParams { table, partial, ntensors, chunk };
-    cuda.launch_blocks(Kernel::sum_squares_partial, total as usize, p);
-    let total_blocks = total as u32;
-    let pf = SumSqFinishParams { table, partial, out, ntensors, total_blocks };
-    cuda.launch_blocks(Kernel::sum_squares_finish, bufs.len(), pf);
-    let per: Vec<f64> = cuda.download_pod(&out_mem, bufs.len());
-    per[..bufs.len()].iter().sum()
+    let (starts, total) = block_starts(bufs.iter().map(|b| b.len), SUMSQ_CHUNK);
+    // The table and partials only when there is a buffer (an empty table would still be an upload).
+    let _keep = (!bufs.is_empty()).then(|| {
+        let entries: Vec<SumSqEntry> = bufs
+            .iter()
+            .zip(&starts)
+            .map(|(b, &s)| SumSqEntry {
+                x: b.arg(),
+                n: b.len as u64,
+                block_start: s,
+            })
+            .collect();
+        let dev = cuda.upload_pod(&entries);
+        let partial_mem = cuda.scratch::<f64>(total as usize);
+        let (table, partial, out) = (dev.ptr(), partial_mem.ptr(), out_mem.ptr());
+        let ntensors = bufs.len() as u32;
+        let chunk = SUMSQ_CHUNK as u32;
+        let p = SumSqParams { table, partial, ntensors, chunk };
+        cuda.launch_blocks(Kernel::sum_squares_partial, total as usize, p);
+        let total_blocks = total as u32;
+        let pf = SumSqFinishParams { table, partial, out, ntensors, total_blocks };
+        cuda.launch_blocks(Kernel::sum_squares_finish, bufs.len(), pf);
+        (dev, partial_mem)
+    });
+    let pt = SumSqTotalParams {
+        per: out_mem.ptr(),
+        stats: stats.ptr(),
+        ntensors: bufs.len() as u64,
+        slot: slot as u64,
+    };
+    cuda.launch_one_warp(Kernel::sum_squares_total, pt);
 }

@@ -1,4 +1,5 @@
-//! Multi-tensor AdamW bit-identical to Cpu<f32>, and the bf16 weight copies it refreshes.
+//! Multi-tensor AdamW bit-identical to Cpu<f32>, the bf16 weight copies it refreshes, and the skipped step
+//! (NaN gradient scale on the device).
 
 use crate::common::*;
 use crate::cpu32;
@@ -7,7 +8,8 @@ use ernie_tensor::{AdamWStep, Backend, ParamSlot};
 use proptest::prelude::*;
 
 /// One AdamW step of backend `b` over every parameter: the parameters, their moments, their gradients, and
-/// per parameter `(len, lr_mult, decay)`.
+/// per parameter `(len, lr_mult, decay)`; the gradients are scaled by `grad_scale`.
+#[allow(clippy::too_many_arguments)]
 fn adamw_step<B: Backend>(
     b: &B,
     params: &mut [B::Buf],
@@ -16,6 +18,7 @@ fn adamw_step<B: Backend>(
     grads: &[B::Buf],
     spec: &[(usize, f64, bool)],
     step: &AdamWStep,
+    grad_scale: f64,
 ) {
     let mut slots = Vec::new();
     for (((param, m), v), (grad, &(_, lr_mult, decay))) in
@@ -23,7 +26,8 @@ fn adamw_step<B: Backend>(
     {
         slots.push(ParamSlot { param, grad, m, v, lr_mult, decay });
     }
-    b.adamw(&mut slots, step);
+    // The scale lives in the step's statistics on the device, at slot 1 here.
+    b.adamw(&mut slots, step, &b.stats_upload(&[0.0, grad_scale]));
 }
 
 #[test]
@@ -58,7 +62,7 @@ fn adamw_matches_cpu_bit_for_bit() {
                     eps: 1e-8,
                     weight_decay: 0.01,
                     step: t,
-                    grad_scale: clip,
+                    scale_slot: 1,
                 };
 
                 let c = cpu32();
@@ -66,7 +70,7 @@ fn adamw_matches_cpu_bit_for_bit() {
                 let mut cm: Vec<Vec<f32>> = init.iter().map(|p| vec![0.0; p.len()]).collect();
                 let mut cv = cm.clone();
                 for (t, gs) in grads.iter().enumerate() {
-                    adamw_step(&c, &mut cp, &mut cm, &mut cv, gs, &params, &step(t as u64 + 1));
+                    adamw_step(&c, &mut cp, &mut cm, &mut cv, gs, &params, &step(t as u64 + 1), clip);
                 }
 
                 for (gpu, p) in g.both() {
@@ -81,8 +85,11 @@ fn adamw_matches_cpu_bit_for_bit() {
                     for (t, gs) in grads.iter().enumerate() {
                         let gg: Vec<_> = gs.iter().map(|x| gpu.upload(x)).collect();
                         let t = t as u64 + 1;
-                        adamw_step(gpu, &mut gp, &mut gm, &mut gv, &gg, &params, &step(t));
+                        adamw_step(gpu, &mut gp, &mut gm, &mut gv, &gg, &params, &step(t), clip);
                     }
+                    // A NaN scale (a step whose loss was not finite) changes nothing.
+                    let gg: Vec<_> = grads[0].iter().map(|x| gpu.upload(x)).collect();
+                    adamw_step(gpu, &mut gp, &mut gm, &mut gv, &gg, &params, &step(4), f64::NAN);
                     for i in 0..init.len() {
                         // fp32 master weights and moments in both precisions, f64 arithmetic without contraction.
                         exact("adamw param", &gpu.download(&gp[i]), &cp[i])?;

@@ -19,6 +19,10 @@ fn row_gather_scatter_slice_concat() {
                     .collect();
                 let dy = data(seed, 3, picks * cols, 1.0);
                 let y = data(seed, 4, (rows / 2 + 1) * cols, 1.0);
+                let (first, stride) = ((seed / 3 % 2) as usize % rows, 1 + (seed % 3) as usize);
+                let prog: Vec<usize> = (first..rows).step_by(stride).collect();
+                let same = vec![rows / 2; 3];
+                let dyp = data(seed, 5, rows.max(3) * cols, 1.0);
                 let start = rows / 3;
                 let count = rows - start;
                 let c = cpu32();
@@ -47,6 +51,22 @@ fn row_gather_scatter_slice_concat() {
                         &c.concat_rows(&x, &y),
                     )?;
                     exact("copy", &gpu.download(&gpu.copy(&gx)), &x)?;
+                    // Evenly spaced rows (each example's first token) take the strided path, without an
+                    // index table; a constant row is a progression for the gather, not for the scatter.
+                    for (what, prog) in [("strided", &prog), ("constant", &same)] {
+                        let dp = dyp[..prog.len() * cols].to_vec();
+                        let gdp = gpu.upload(&dp);
+                        exact(
+                            &format!("gather_rows {what}"),
+                            &gpu.download(&gpu.gather_rows(&gx, prog, cols)),
+                            &c.gather_rows(&x, prog, cols),
+                        )?;
+                        exact(
+                            &format!("scatter_rows {what}"),
+                            &gpu.download(&gpu.scatter_rows(&gdp, prog, cols, rows)),
+                            &c.scatter_rows(&dp, prog, cols, rows),
+                        )?;
+                    }
                 }
                 Ok(())
             },

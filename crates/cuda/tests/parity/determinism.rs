@@ -63,7 +63,9 @@ fn reductions_are_deterministic() {
                 let (mut ew, mut ep, mut et) =
                     (gpu.zeros(11 * 16), gpu.zeros(37 * 16), gpu.zeros(2 * 16));
                 gpu.embed_sum_bwd(&t, &dq, &mut ew, &mut ep, &mut et, None);
-                let ss = gpu.sum_squares(&[&dx, &dw, &db, &lw, &lb]);
+                let mut st = gpu.stats_zeros(1);
+                gpu.sum_squares(&[&dx, &dw, &db, &lw, &lb], &mut st, 0);
+                let ss = gpu.stats_download(&st)[0];
                 let mut all = Vec::new();
                 for buf in [
                     &dx,

@@ -28,14 +28,14 @@ fn losses() {
                     // Confident rows have gradients near 0; rounding scales with |grad_scale|.
                     let g_typ = 0.01 * scale.abs();
                     let (l, dl) = gpu.softmax_ce(&ga, &gpu.upload_ids(&labels), classes, scale);
-                    close64("ce loss", &l, &ce, F32_RED, 1.0)?;
+                    close64("ce loss", &gpu.download_f64(&l), &ce, F32_RED, 1.0)?;
                     close_floor("ce grad", &gpu.download(&dl), &cce, gt, g_typ)?;
                     let (l, da, db) = gpu.sym_kl(&ga, &gb, classes, scale);
-                    close64("sym_kl", &l, &kl, F32_RED, 0.01)?;
+                    close64("sym_kl", &gpu.download_f64(&l), &kl, F32_RED, 0.01)?;
                     close_floor("sym_kl da", &gpu.download(&da), &ka, gt, g_typ)?;
                     close_floor("sym_kl db", &gpu.download(&db), &kb, gt, g_typ)?;
                     let (l, db) = gpu.kl_detached(&ga, &gb, classes, scale);
-                    close64("kl_detached", &l, &kd, F32_RED, 0.01)?;
+                    close64("kl_detached", &gpu.download_f64(&l), &kd, F32_RED, 0.01)?;
                     close_floor("kl_detached db", &gpu.download(&db), &kdb, gt, g_typ)?;
                 }
                 Ok(())

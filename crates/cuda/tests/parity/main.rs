@@ -2,7 +2,8 @@
 //! op family (the families of `kernels/<family>.cu` and `src/ops/<family>.rs`). Without a GPU each test
 //! prints `SKIPPED (no CUDA GPU): <test>` and passes, and runs on the host emulation of the kernels.
 //! Tolerances and their reasons are in common/mod.rs; where the GPU does exactly the reference's fp32
-//! arithmetic (data movement, embedding, dropout, axpby, AdamW), the check is bit-for-bit against Cpu<f32>.
+//! arithmetic (data movement, embedding, dropout, axpby, AdamW, the step statistics), the check is
+//! bit-for-bit against Cpu<f32>.
 //!
 //! One test binary, not one per family: the emulation's kernel library and the backends are made once.
 
@@ -20,6 +21,7 @@ mod linear;
 mod loss;
 mod noise;
 mod precision;
+mod stats;
 mod vector;
 
 use common::*;

@@ -34,7 +34,9 @@ fn vector_ops_are_exact() {
                 }
                 let c64 = cpu64();
                 let c64b: Vec<Vec<f64>> = xs.iter().map(|x| c64.upload(x)).collect();
-                let want_ss = c64.sum_squares(&c64b.iter().collect::<Vec<_>>());
+                let mut cst = c64.stats_zeros(2);
+                c64.sum_squares(&c64b.iter().collect::<Vec<_>>(), &mut cst, 1);
+                let want_ss = cst[1];
                 for (gpu, _) in g.both() {
                     // axpby: the same two fp32 products and one sum, unfused: bit-identical (every length
                     // drawn, empty buffers included).
@@ -48,7 +50,10 @@ fn vector_ops_are_exact() {
                     gpu.fill(&mut f, a as f32);
                     exact("fill", &gpu.download(&f), &vec![a as f32; xs[0].len()])?;
                     // Squares of fp32 values are exact in f64; only the summation order differs.
-                    let ss = gpu.sum_squares(&gx.iter().collect::<Vec<_>>());
+                    // Into slot 1 of the step's statistics on the device, read back once.
+                    let mut st = gpu.stats_zeros(2);
+                    gpu.sum_squares(&gx.iter().collect::<Vec<_>>(), &mut st, 1);
+                    let ss = gpu.stats_download(&st)[1];
                     prop_assert!(
                         (ss - want_ss).abs() <= 1e-12 * want_ss.abs().max(1e-300),
                         "sum_squares {} vs {}",

@@ -5,7 +5,7 @@ pub mod host_alloc;
 pub mod matmul;
 pub mod ops;
 
-use crate::backend::{AdamWStep, AttnShape, Backend, NoiseNorm, ParamSlot, TokenBatch};
+use crate::backend::{AdamWStep, AttnShape, Backend, Clip, NoiseNorm, ParamSlot, TokenBatch, MAX_COMBINE_TERMS};
 use crate::philox::RngStream;
 use crate::Float;
 use std::marker::PhantomData;
@@ -53,6 +53,7 @@ impl<T: Float> Default for Cpu<T> {
 impl<T: Float> Backend for Cpu<T> {
     type Buf = Vec<T>;
     type Ids = Vec<u32>;
+    type Stats = Vec<f64>;
 
     fn name(&self) -> String {
         format!("cpu-{} ({} threads)", T::NAME, rayon::current_num_threads())
@@ -70,6 +71,9 @@ impl<T: Float> Backend for Cpu<T> {
     }
     fn upload_ids(&self, ids: &[u32]) -> Vec<u32> {
         ids.to_vec()
+    }
+    fn upload_ids_many(&self, parts: &[&[u32]]) -> Vec<Vec<u32>> {
+        parts.iter().map(|p| p.to_vec()).collect()
     }
     fn zeros(&self, len: usize) -> Vec<T> {
         vec![T::zero(); len]
@@ -156,17 +160,14 @@ impl<T: Float> Backend for Cpu<T> {
     }
 
     // ----------------------------------------------------------------- loss
-    fn softmax_ce(&self, logits: &Vec<T>, labels: &Vec<u32>, classes: usize, s: f64) -> (Vec<f64>, Vec<T>) {
-        let (l, d) = ops::softmax_ce(logits, labels, classes, s);
-        (to_f64(&l), d)
+    fn softmax_ce(&self, logits: &Vec<T>, labels: &Vec<u32>, classes: usize, s: f64) -> (Vec<T>, Vec<T>) {
+        ops::softmax_ce(logits, labels, classes, s)
     }
-    fn sym_kl(&self, a: &Vec<T>, b: &Vec<T>, classes: usize, s: f64) -> (Vec<f64>, Vec<T>, Vec<T>) {
-        let (k, da, db) = ops::sym_kl(a, b, classes, s);
-        (to_f64(&k), da, db)
+    fn sym_kl(&self, a: &Vec<T>, b: &Vec<T>, classes: usize, s: f64) -> (Vec<T>, Vec<T>, Vec<T>) {
+        ops::sym_kl(a, b, classes, s)
     }
-    fn kl_detached(&self, a: &Vec<T>, b: &Vec<T>, classes: usize, s: f64) -> (Vec<f64>, Vec<T>) {
-        let (k, db) = ops::kl_detached(a, b, classes, s);
-        (to_f64(&k), db)
+    fn kl_detached(&self, a: &Vec<T>, b: &Vec<T>, classes: usize, s: f64) -> (Vec<T>, Vec<T>) {
+        ops::kl_detached(a, b, classes, s)
     }
 
     // ----------------------------------------------------------------- noise (adversarial)
@@ -184,17 +185,36 @@ impl<T: Float> Backend for Cpu<T> {
     fn fill(&self, buf: &mut Vec<T>, value: f32) {
         buf.fill(T::from_f32(value));
     }
-    fn sum_squares(&self, bufs: &[&Vec<T>]) -> f64 {
-        ops::sum_squares(&bufs.iter().map(|b| &b[..]).collect::<Vec<_>>())
+    fn sum_squares(&self, bufs: &[&Vec<T>], stats: &mut Vec<f64>, slot: usize) {
+        stats[slot] = ops::sum_squares(&bufs.iter().map(|b| &b[..]).collect::<Vec<_>>());
+    }
+
+    // ----------------------------------------------------------------- stats
+    fn stats_zeros(&self, len: usize) -> Vec<f64> {
+        vec![0.0; len]
+    }
+    fn stats_upload(&self, values: &[f64]) -> Vec<f64> {
+        values.to_vec()
+    }
+    fn stats_download(&self, stats: &Vec<f64>) -> Vec<f64> {
+        stats.clone()
+    }
+    fn stats_mean(&self, stats: &mut Vec<f64>, slot: usize, rows: &Vec<T>, scale: f64, divisor: f64) {
+        stats[slot] = ops::stats_mean(rows, scale, divisor);
+    }
+    fn stats_correct(&self, stats: &mut Vec<f64>, slot: usize, logits: &Vec<T>, labels: &Vec<u32>, rows: usize, classes: usize) {
+        stats[slot] = ops::count_correct(logits, labels, rows, classes) as f64;
+    }
+    fn stats_combine(&self, stats: &mut Vec<f64>, dst: usize, terms: &[(f64, usize)]) {
+        assert!(terms.len() <= MAX_COMBINE_TERMS, "stats_combine: {} terms, at most {MAX_COMBINE_TERMS}", terms.len());
+        stats[dst] = ops::combine(stats, terms);
+    }
+    fn clip_scale(&self, stats: &mut Vec<f64>, clip: &Clip) {
+        ops::clip_scale(stats, clip)
     }
 
     // ----------------------------------------------------------------- adamw
-    fn adamw(&self, slots: &mut [ParamSlot<'_, Vec<T>>], st: &AdamWStep) {
-        ops::adamw(slots, st)
+    fn adamw(&self, slots: &mut [ParamSlot<'_, Vec<T>>], st: &AdamWStep, stats: &Vec<f64>) {
+        ops::adamw(slots, st, stats[st.scale_slot])
     }
-}
-
-/// Per-row losses as f64.
-fn to_f64<T: Float>(v: &[T]) -> Vec<f64> {
-    v.iter().map(|x| x.as_f64()).collect()
 }

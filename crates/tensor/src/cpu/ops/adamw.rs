@@ -4,7 +4,11 @@ use crate::backend::{AdamWStep, ParamSlot};
 use crate::Float;
 use rayon::prelude::*;
 
-pub fn adamw<T: Float>(slots: &mut [ParamSlot<'_, Vec<T>>], st: &AdamWStep) {
+/// `grad_scale` multiplies every gradient (the clip factor); NaN skips the update.
+pub fn adamw<T: Float>(slots: &mut [ParamSlot<'_, Vec<T>>], st: &AdamWStep, grad_scale: f64) {
+    if grad_scale.is_nan() {
+        return;
+    }
     let bc1 = 1.0 - st.beta1.powi(st.step as i32);
     let bc2 = 1.0 - st.beta2.powi(st.step as i32);
     for s in slots.iter_mut() {
@@ -13,7 +17,7 @@ pub fn adamw<T: Float>(slots: &mut [ParamSlot<'_, Vec<T>>], st: &AdamWStep) {
         let (p, g, m, v) = (&mut **s.param, &**s.grad, &mut **s.m, &mut **s.v);
         p.par_iter_mut().zip(g.par_iter()).zip(m.par_iter_mut()).zip(v.par_iter_mut()).for_each(|(((p, &g), m), v)| {
             // f64 arithmetic per element: the reference the GPU kernel is compared against.
-            let g = g.as_f64() * st.grad_scale;
+            let g = g.as_f64() * grad_scale;
             let mn = st.beta1 * m.as_f64() + (1.0 - st.beta1) * g;
             let vn = st.beta2 * v.as_f64() + (1.0 - st.beta2) * g * g;
             let mut pv = p.as_f64();

@@ -14,6 +14,7 @@ mod layernorm;
 mod linear;
 mod loss;
 mod noise;
+mod stats;
 mod vector;
 
 pub use crate::backend::{AttnShape, TokShape};
@@ -26,6 +27,7 @@ pub use layernorm::{layer_norm_bwd, layer_norm_fwd};
 pub use linear::{linear_bwd_input, linear_bwd_params, linear_fwd};
 pub use loss::{kl_detached, softmax_ce, sym_kl};
 pub use noise::{normalize_per_example, randn_key_masked};
+pub use stats::{clip_scale, combine, count_correct, stats_mean};
 pub use vector::{axpby, sum_squares};
 
 use crate::Float;

@@ -1,0 +1,404 @@
+//! The table of a campaign, from its finished cells: per row the accuracy over seeds, the paired
+//! difference to base with its 95% interval, the FMA gain over the members' mean, the costs and their
+//! ratios to base; written as table.md, table.json, table.csv, chart.png and chart.svg.
+//!
+//! This module computes the statistics ([`compute`]) and writes the files ([`write`]); `settings` holds
+//! what the table says about how it was computed (settings, hosts, notes), `markdown` renders table.md,
+//! `json_csv` table.json and table.csv, and [`super::chart`] draws the chart.
+
+mod json_csv;
+mod markdown;
+mod settings;
+
+use super::cells::{self, CellRecord, CellSpec, Kind, METRICS};
+use super::chart::{self, ChartRow};
+use super::identity::Identity;
+use super::rows::{self, Row};
+use super::stats::{self, Interval, Summary};
+use super::Campaign;
+use anyhow::{bail, Result};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A finished cell.
+#[derive(Clone, Debug)]
+pub struct CellData {
+    pub spec: CellSpec,
+    pub record: CellRecord,
+    pub metrics: Value,
+}
+
+impl CellData {
+    /// Dev accuracy (%) of the final model (training) or of the average (FMA).
+    pub fn accuracy(&self) -> Option<f64> {
+        match self.spec.kind {
+            Kind::Train { .. } => self.metrics["final_dev"]["accuracy"].as_f64(),
+            Kind::Fma { .. } => self.metrics["accuracy"].as_f64(),
+        }
+        .map(|a| a * 100.0)
+    }
+
+    pub fn macro_f1(&self) -> Option<f64> {
+        match self.spec.kind {
+            Kind::Train { .. } => self.metrics["final_dev"]["macro_f1"].as_f64(),
+            Kind::Fma { .. } => self.metrics["macro_f1"].as_f64(),
+        }
+        .map(|a| a * 100.0)
+    }
+
+    pub fn best(&self) -> Option<f64> {
+        self.metrics["best_dev"]["dev"]["accuracy"].as_f64().map(|a| a * 100.0)
+    }
+
+    pub fn seconds_per_step(&self) -> Option<f64> {
+        self.metrics["seconds_per_step"].as_f64()
+    }
+
+    pub fn peak_bytes(&self) -> Option<f64> {
+        self.metrics["peak_device_bytes"]
+            .as_f64()
+            .or_else(|| self.metrics["peak_host_bytes"].as_f64())
+    }
+
+    pub fn steps(&self) -> Option<f64> {
+        self.metrics["steps"].as_f64()
+    }
+
+    /// FMA: the members' mean accuracy (%).
+    pub fn members_mean(&self) -> Option<f64> {
+        self.metrics["members_mean_accuracy"].as_f64().map(|a| a * 100.0)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RowStats {
+    pub row: String,
+    pub label: String,
+    /// `train` or `fma`.
+    pub kind: String,
+    pub strategies: String,
+    pub planned: usize,
+    pub n: usize,
+    /// The finished cells, in order.
+    pub cells: Vec<String>,
+    /// Final-model dev accuracy (%), per cell in `cells` order.
+    pub accuracies: Vec<f64>,
+    pub accuracy: Option<Summary>,
+    pub best_during_training: Option<Summary>,
+    pub macro_f1: Option<Summary>,
+    /// Paired difference to base (percentage points), with its 95% t interval.
+    pub delta_vs_base: Option<Interval>,
+    /// FMA: average minus the mean of its members (percentage points).
+    pub fma_gain: Option<Interval>,
+    pub seconds_per_step: Option<f64>,
+    pub step_time_ratio: Option<f64>,
+    pub peak_memory_bytes: Option<f64>,
+    pub memory_ratio: Option<f64>,
+    pub steps: Option<f64>,
+    pub published: Option<f64>,
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// The statistics of every row of `rows`, from the finished `cells` (by id) of `specs`.
+pub fn compute(
+    task: &str,
+    rows: &[&'static Row],
+    specs: &[CellSpec],
+    cells: &BTreeMap<String, CellData>,
+) -> Vec<RowStats> {
+    let by_row = |row: &Row| -> Vec<&CellData> {
+        specs
+            .iter()
+            .filter(|s| s.row == row)
+            .filter_map(|s| cells.get(&s.id))
+            .collect()
+    };
+    let seed_map = |row: &Row, f: &dyn Fn(&CellData) -> Option<f64>| -> BTreeMap<u64, f64> {
+        by_row(row)
+            .into_iter()
+            .filter_map(|c| Some((c.spec.seed()?, f(c)?)))
+            .collect()
+    };
+    let base_acc = seed_map(rows::base(), &|c| c.accuracy());
+    let costs = |row: &Row| {
+        let cs = by_row(row.parent());
+        let sps: Vec<f64> = cs.iter().filter_map(|c| c.seconds_per_step()).collect();
+        let peak = cs
+            .iter()
+            .filter_map(|c| c.peak_bytes())
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        let steps: Vec<f64> = cs.iter().filter_map(|c| c.steps()).collect();
+        (mean(&sps), peak, mean(&steps))
+    };
+    let (base_sps, base_peak, _) = costs(rows::base());
+    rows.iter()
+        .map(|row| {
+            let cs = by_row(row);
+            let planned = specs.iter().filter(|s| s.row == *row).count();
+            let accs: Vec<f64> = cs.iter().filter_map(|c| c.accuracy()).collect();
+            let (delta, gain) = if row.fma {
+                let deltas: Vec<f64> = cs
+                    .iter()
+                    .filter_map(|c| {
+                        let Kind::Fma { members } = &c.spec.kind else {
+                            return None;
+                        };
+                        let base: Vec<f64> = members
+                            .iter()
+                            .map(|s| base_acc.get(s).copied())
+                            .collect::<Option<_>>()?;
+                        Some(c.accuracy()? - mean(&base)?)
+                    })
+                    .collect();
+                let gains: Vec<f64> = cs
+                    .iter()
+                    .filter_map(|c| Some(c.accuracy()? - c.members_mean()?))
+                    .collect();
+                (
+                    stats::interval(&deltas, stats::LEVEL),
+                    stats::interval(&gains, stats::LEVEL),
+                )
+            } else if *row == rows::base() {
+                (None, None)
+            } else {
+                let d: Vec<f64> = stats::paired(&seed_map(row, &|c| c.accuracy()), &base_acc)
+                    .into_iter()
+                    .map(|(_, d)| d)
+                    .collect();
+                (stats::interval(&d, stats::LEVEL), None)
+            };
+            let (sps, peak, steps) = costs(row);
+            RowStats {
+                row: row.key(),
+                label: row.label(),
+                kind: if row.fma { "fma".into() } else { "train".into() },
+                strategies: row.strategy_arg(),
+                planned,
+                n: cs.len(),
+                cells: cs.iter().map(|c| c.spec.id.clone()).collect(),
+                accuracies: accs.clone(),
+                accuracy: stats::summary(&accs),
+                best_during_training: if row.fma {
+                    None
+                } else {
+                    stats::summary(&cs.iter().filter_map(|c| c.best()).collect::<Vec<_>>())
+                },
+                macro_f1: stats::summary(&cs.iter().filter_map(|c| c.macro_f1()).collect::<Vec<_>>()),
+                delta_vs_base: delta,
+                fma_gain: gain,
+                seconds_per_step: sps,
+                step_time_ratio: sps.zip(base_sps).map(|(a, b)| a / b),
+                peak_memory_bytes: peak,
+                memory_ratio: peak.zip(base_peak).map(|(a, b)| a / b),
+                steps,
+                published: row.published_for(task),
+            }
+        })
+        .collect()
+}
+
+/// The finished cells of the campaign, refusing a mix of numerics identities.
+pub fn load_cells(c: &Campaign) -> Result<BTreeMap<String, CellData>> {
+    let mut out = BTreeMap::new();
+    for s in &c.specs {
+        let dir = c.cell_dir(&s.id);
+        if !dir.join(METRICS).is_file() {
+            continue;
+        }
+        let record = cells::read_record(&dir)?;
+        let metrics = cells::read_json(&dir.join(METRICS))?;
+        out.insert(
+            s.id.clone(),
+            CellData {
+                spec: s.clone(),
+                record,
+                metrics,
+            },
+        );
+    }
+    let prints: BTreeSet<&str> = out.values().map(|c| c.record.identity.fingerprint.as_str()).collect();
+    if prints.len() > 1 {
+        let mut msg = String::from("refusing to build one table from cells of different numerics identities:\n");
+        for fp in &prints {
+            let ids: Vec<&str> = out
+                .values()
+                .filter(|c| c.record.identity.fingerprint == *fp)
+                .map(|c| c.spec.id.as_str())
+                .collect();
+            msg += &format!("  fingerprint {fp}: {}\n", ids.join(", "));
+        }
+        msg += "rerun the cells of the other fingerprints with --fresh --rows ..., or delete them";
+        bail!(msg);
+    }
+    Ok(out)
+}
+
+pub fn write(c: &Campaign, current: Option<&Identity>) -> Result<()> {
+    let cells = load_cells(c)?;
+    let stats = compute(&c.task, &c.rows, &c.specs, &cells);
+    let settings = settings::settings(c, current, &cells);
+    let notes = settings::notes(c);
+    let title = format!(
+        "{} strategy table{}",
+        c.task.to_uppercase(),
+        if c.opts.quick { " (QUICK smoke run)" } else { "" }
+    );
+    let done = cells.len();
+    let planned = c.specs.len();
+    let md = markdown::markdown(c, &title, &stats, &settings, &notes, &cells);
+    let table_json = json_csv::table_json(c, &title, &stats, &settings, &notes, &cells);
+    let csv = json_csv::csv(&stats);
+
+    std::fs::create_dir_all(&c.out)?;
+    super::write_atomic(&c.out.join("table.md"), md.as_bytes())?;
+    super::write_atomic(
+        &c.out.join("table.json"),
+        serde_json::to_string_pretty(&table_json)?.as_bytes(),
+    )?;
+    super::write_atomic(&c.out.join("table.csv"), csv.as_bytes())?;
+    let chart_rows: Vec<ChartRow> = stats
+        .iter()
+        .map(|r| ChartRow {
+            label: rows::by_key(&r.row).map_or(r.label.clone(), |row| row.short.to_string()),
+            accuracy: r.accuracy.map(|s| (s.mean, s.std)),
+            published: r.published,
+            delta: r.delta_vs_base.map(|i| (i.mean, i.lo.zip(i.hi))),
+        })
+        .collect();
+    let subtitle = format!(
+        "{} of {} cells, {}, fingerprint {}",
+        done,
+        planned,
+        c.device.name(),
+        settings::list(&settings["numerics"]["fingerprint_of_cells"])
+    );
+    chart::write(&c.out, &title, &subtitle, &chart_rows)?;
+    println!("{md}");
+    eprintln!(
+        "written: {}/table.{{md,json,csv}}, chart.{{png,svg}} ({done} of {planned} cells)",
+        c.out.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::identity::Host;
+    use super::*;
+    use serde_json::json;
+
+    fn cell(row: &'static Row, kind: Kind, metrics: Value) -> CellData {
+        let id = match &kind {
+            Kind::Train { seed } => CellSpec::train_id(row, *seed),
+            Kind::Fma { members } => CellSpec::fma_id(row, members),
+        };
+        let spec = CellSpec {
+            id: id.clone(),
+            row,
+            kind,
+            config: json!({}),
+        };
+        let identity = Identity {
+            commit: "c".into(),
+            dirty: false,
+            fingerprint: "f".into(),
+            fingerprint_source: "s".into(),
+            device: "cpu".into(),
+            host: Host {
+                hostname: "h".into(),
+                cpu_model: "cpu".into(),
+                avx512f: false,
+                cores: 2,
+                gpus: vec![],
+            },
+            binary: "b".into(),
+        };
+        let record = CellRecord {
+            format: 1,
+            id,
+            row: row.key(),
+            kind: "train".into(),
+            seed: spec.seed(),
+            members: spec.member_ids(),
+            config: json!({}),
+            paths: json!({}),
+            identity,
+            status: "finished".into(),
+            weights_blake3: None,
+            segments: vec![],
+        };
+        CellData { spec, record, metrics }
+    }
+
+    fn train(row: &'static Row, seed: u64, acc: f64, sps: f64, peak: u64) -> CellData {
+        cell(
+            row,
+            Kind::Train { seed },
+            json!({"final_dev": {"accuracy": acc / 100.0, "macro_f1": 0.5}, "best_dev": {"dev": {"accuracy": (acc + 1.0) / 100.0}}, "seconds_per_step": sps, "peak_host_bytes": peak, "steps": 10}),
+        )
+    }
+
+    #[test]
+    fn rows_by_hand() {
+        let (base, adv, fma) = (
+            rows::by_key("base").unwrap(),
+            rows::by_key("adv").unwrap(),
+            rows::by_key("fma").unwrap(),
+        );
+        let cells: Vec<CellData> = vec![
+            train(base, 1, 70.0, 1.0, 100),
+            train(base, 2, 72.0, 1.2, 120),
+            train(adv, 1, 71.0, 2.0, 150),
+            train(adv, 2, 74.0, 2.4, 140),
+            // The average of base seeds 1 and 2: 73% against their mean 71%.
+            cell(
+                fma,
+                Kind::Fma { members: vec![1, 2] },
+                json!({"accuracy": 0.73, "macro_f1": 0.6, "members_mean_accuracy": 0.71}),
+            ),
+        ];
+        let specs: Vec<CellSpec> = cells
+            .iter()
+            .map(|c| c.spec.clone())
+            .chain([train(adv, 3, 0.0, 0.0, 0).spec])
+            .collect();
+        let by_id: BTreeMap<String, CellData> = cells.into_iter().map(|c| (c.spec.id.clone(), c)).collect();
+        let stats = compute("afqmc", &[base, fma, adv], &specs, &by_id);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+
+        let b = &stats[0];
+        assert_eq!((b.n, b.planned), (2, 2));
+        let acc = b.accuracy.unwrap();
+        assert!(close(acc.mean, 71.0) && close(acc.std.unwrap(), 2f64.sqrt()));
+        assert!(close(b.best_during_training.unwrap().mean, 72.0));
+        assert!(b.delta_vs_base.is_none() && b.fma_gain.is_none());
+        assert_eq!(
+            (b.step_time_ratio, b.memory_ratio, b.published),
+            (Some(1.0), Some(1.0), Some(76.11))
+        );
+
+        // adv: n = 2 of 3 planned; deltas [1, 2]: mean 1.5, sd 0.70711, half width 12.7062 * 0.70711 / 1.41421 = 6.35310.
+        let a = &stats[2];
+        assert_eq!((a.n, a.planned), (2, 3));
+        let d = a.delta_vs_base.unwrap();
+        assert!(
+            close(d.mean, 1.5) && (d.half_width.unwrap() - 6.353102).abs() < 1e-5,
+            "{d:?}"
+        );
+        assert_eq!(d.excludes_zero, Some(false));
+        assert!(close(a.seconds_per_step.unwrap(), 2.2) && close(a.step_time_ratio.unwrap(), 2.0));
+        assert!(close(a.memory_ratio.unwrap(), 150.0 / 120.0));
+
+        // fma (n = 1): gain 2 and delta to base 73 - mean(70, 72) = 2, neither with an interval; the costs are base's.
+        let f = &stats[1];
+        assert_eq!(f.n, 1);
+        let (g, d) = (f.fma_gain.unwrap(), f.delta_vs_base.unwrap());
+        assert!(close(g.mean, 2.0) && g.half_width.is_none() && close(d.mean, 2.0) && d.lo.is_none());
+        assert!(f.best_during_training.is_none());
+        assert_eq!(f.step_time_ratio, Some(1.0));
+    }
+}

@@ -1,0 +1,96 @@
+//! What a table says about how it was computed: the settings of table.json and table.md (machine, device,
+//! commit, numerics fingerprints, model and data, flags), the hosts of the cells, and the notes that explain
+//! the columns.
+
+use super::CellData;
+use crate::campaign::identity::{self, Identity};
+use crate::campaign::{root, Campaign};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A JSON array of strings (one of the settings' lists) joined by `, `.
+pub(super) fn list(v: &Value) -> String {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default()
+}
+
+pub(super) fn hosts_of(cells: &BTreeMap<String, CellData>) -> BTreeMap<String, Vec<String>> {
+    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in cells.values() {
+        m.entry(c.record.identity.host.describe())
+            .or_default()
+            .push(c.spec.id.clone());
+    }
+    m
+}
+
+pub(super) fn settings(c: &Campaign, current: Option<&Identity>, cells: &BTreeMap<String, CellData>) -> Value {
+    let idents: Vec<&Identity> = cells.values().map(|c| &c.record.identity).collect();
+    let set = |f: &dyn Fn(&Identity) -> String| {
+        idents
+            .iter()
+            .map(|i| f(i))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    let (commit, dirty) = match current {
+        Some(i) => (i.commit.clone(), i.dirty),
+        None => identity::commit(&root()),
+    };
+    let host = current
+        .map(|i| i.host.clone())
+        .unwrap_or_else(|| c.identity.host.clone());
+    let mut data =
+        vec![json!({"role": "train", "path": c.train.path, "lines": c.train.lines, "blake3": c.train.blake3})];
+    data.push(json!({"role": "dev", "path": c.dev.path, "lines": c.dev.lines, "blake3": c.dev.blake3}));
+    if let Some(l) = &c.labels {
+        data.push(json!({"role": "labels", "path": l.path, "lines": l.lines, "blake3": l.blake3}));
+    }
+    json!({
+        "task": c.task,
+        "mode": if c.opts.quick { "quick" } else { "full" },
+        "seeds": c.seeds,
+        "rows": c.rows.iter().map(|r| r.key()).collect::<Vec<_>>(),
+        "machine": host,
+        "device": c.device.name(),
+        "jobs": c.jobs,
+        "threads_per_job": c.threads_per_job,
+        "gpus": if c.device.device == "cuda" { json!(c.gpus) } else { Value::Null },
+        "commit": commit,
+        "dirty": dirty,
+        "numerics": {
+            "fingerprint_of_cells": set(&|i| i.fingerprint.clone()),
+            "fingerprint_source": set(&|i| i.fingerprint_source.clone()),
+            "fingerprint_of_this_build": current.map(|i| i.fingerprint.clone()),
+            "commits_of_cells": set(&|i| i.commit_short()),
+            "binaries_of_cells": set(&|i| i.binary.clone()),
+        },
+        "hosts_of_cells": hosts_of(cells),
+        "model": {"path": c.model, "blake3": c.model_blake3},
+        "data": data,
+        "flags": {
+            "campaign": c.opts.argv,
+            "ernie_ft_train_common": c.common,
+            "report_only": c.opts.report_only,
+        },
+    })
+}
+
+pub(super) fn notes(c: &Campaign) -> Vec<String> {
+    let mut v = vec![
+        "Accuracy: the FINAL model's dev accuracy (%), mean ± sample standard deviation over the finished seeds. \"Best during training\" is the best of the evaluations during training (each epoch's end), a separate figure that picks its epoch on dev.".to_string(),
+        "Δ vs base: paired by seed (the same seed means the same data order, dropout stream and noise; every cell has head seed 0, so the same initial head): the mean of the per-seed differences in percentage points with its 95% Student t interval (n - 1 degrees of freedom). With n = 1 there is no interval. \"Excludes 0\": the interval lies on one side of 0, i.e. the difference is unlikely to be seed noise.".into(),
+        "FMA rows average the final models of their parent row (the same strategies without FMA). With N >= 3 seeds there is one FMA cell per seed k, averaging the N - 1 models of the other seeds (leave-one-out: N averages); with 2 seeds one cell averages both (n = 1); with 1 seed there is none. \"Avg - members\" is each average's accuracy minus the mean accuracy of the models it averages: the gain that averaging adds. An FMA cell's Δ vs base is its accuracy minus the mean base accuracy over the same seeds. Its costs are the parent row's training costs (averaging adds one pass over the weights and one evaluation).".into(),
+        "Costs: s/step is the mean training time per optimizer step (evaluation excluded), x base its ratio to base's; peak memory is the largest peak of the row's cells (device memory on CUDA, resident host memory on the CPU). Cells run side by side (--jobs > 1) share the machine: compare times within one campaign only.".into(),
+        "n = k/N: k of the row's N planned cells are finished; the rest are missing (rerun the campaign to complete them).".into(),
+    ];
+    if matches!(c.task.as_str(), "iflytek" | "afqmc") {
+        v.push("Published: the seed's ERNIE 3.0 base dev accuracy (a different, larger model trained on the full data), for reference only.".into());
+    }
+    if c.opts.quick {
+        v.push("QUICK smoke run (256 train / 256 dev examples, 1 epoch, max length 64): it checks the plumbing; the accuracies say nothing about the strategies.".into());
+    }
+    v
+}
