@@ -36,9 +36,7 @@ fn bench(c: &mut Criterion) {
     let (tokens, labels) = batch(host.config.vocab_size);
     let mut g = c.benchmark_group("e5_small_b32_l128");
     g.sample_size(10).throughput(Throughput::Elements(B as u64));
-    g.bench_function("inference", |bench| {
-        bench.iter(|| enc.infer(&b, &tokens).logits)
-    });
+    g.bench_function("inference", |bench| bench.iter(|| enc.infer(&b, &tokens).logits));
     // The anchor's torch.optim.AdamW does not clip.
     let optim = AdamWConfig { weight_decay: 0.01, max_grad_norm: None, ..Default::default() };
     let mut stepper = TrainStep::new(&b, &enc, Recipe::default(), Dropout { hidden: 0.1, attention: 0.1 }, optim, 0);
@@ -46,7 +44,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("train_step_adamw", |bench| {
         bench.iter(|| {
             step += 1;
-            stepper.run(&b, &mut enc, LabelledBatch { tokens: &tokens, labels: &labels }, step, 2e-5).expect("finite loss");
+            stepper
+                .run(&b, &mut enc, LabelledBatch { tokens: &tokens, labels: &labels }, step, 2e-5)
+                .expect("finite loss");
         })
     });
     g.finish();

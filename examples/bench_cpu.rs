@@ -36,7 +36,9 @@ fn main() {
     let mut run = || {
         step += 1;
         if mode == "train" {
-            stepper.run(&b, &mut enc, LabelledBatch { tokens: &tokens, labels: &labels }, step, 2e-5).expect("finite loss");
+            stepper
+                .run(&b, &mut enc, LabelledBatch { tokens: &tokens, labels: &labels }, step, 2e-5)
+                .expect("finite loss");
         } else {
             std::hint::black_box(enc.infer(&b, &tokens).logits);
         }

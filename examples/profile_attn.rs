@@ -20,7 +20,9 @@ fn main() {
         p.par_chunks_mut(l * l).enumerate().for_each(|(bh, p)| {
             let (bb, hh) = (bh / nh, bh % nh);
             let mut qc = vec![0.0f32; l * d];
-            for i in 0..l { qc[i * d..(i + 1) * d].copy_from_slice(&x[bb * l * h + i * h + hh * d..][..d]); }
+            for i in 0..l {
+                qc[i * d..(i + 1) * d].copy_from_slice(&x[bb * l * h + i * h + hh * d..][..d]);
+            }
             matmul(l, l, d, p, 0, l, View::rows(&qc, d), View::rows_t(&qc, d), false, false);
         });
         let t2 = t.elapsed();
@@ -28,11 +30,16 @@ fn main() {
         p.par_chunks_mut(l).for_each(|row| {
             let mx = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
             let mut sum = 0.0;
-            for s in row.iter_mut() { *s = ernie_tensor::float::exp_f32(*s - mx); sum += *s; }
+            for s in row.iter_mut() {
+                *s = ernie_tensor::float::exp_f32(*s - mx);
+                sum += *s;
+            }
             let inv = 1.0 / sum;
             row.iter_mut().for_each(|x| *x *= inv);
         });
         let t3 = t.elapsed();
-        if rep == 1 { println!("qk strided {:?}  qk contiguous {:?}  softmax {:?}", t1, t2, t3); }
+        if rep == 1 {
+            println!("qk strided {:?}  qk contiguous {:?}  softmax {:?}", t1, t2, t3);
+        }
     }
 }

@@ -119,7 +119,13 @@ pub const E5_SMALL_CONFIG: &str = r#"{"model_type": "bert", "vocab_size": 21356,
 pub fn e5_or_random(num_labels: usize) -> (ernie_model::HostParams, &'static str) {
     use ernie_model::{HeadInit, HostParams, ModelConfig};
     match shared_model() {
-        Some(dir) => (HostParams::load_dir(&dir, num_labels, HeadInit::seed(0)).expect("e5-small-zh loads"), "e5-small-zh weights"),
-        None => (HostParams::random(ModelConfig::from_json(E5_SMALL_CONFIG).unwrap(), num_labels, 0), "random weights, e5-small shape"),
+        Some(dir) => (
+            HostParams::load_dir(&dir, num_labels, HeadInit::seed(0)).expect("e5-small-zh loads"),
+            "e5-small-zh weights",
+        ),
+        None => (
+            HostParams::random(ModelConfig::from_json(E5_SMALL_CONFIG).unwrap(), num_labels, 0),
+            "random weights, e5-small shape",
+        ),
     }
 }

@@ -27,7 +27,8 @@ fn logits(h: &HostParams, t: &Tokens) -> Vec<f32> {
 fn write_checkpoint(dir: &Path, config: &serde_json::Value, tensors: &BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(config).unwrap()).unwrap();
-    let views: Vec<(String, TensorView)> = tensors.iter().map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    let views: Vec<(String, TensorView)> =
+        tensors.iter().map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
     std::fs::write(dir.join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
 }
 
@@ -59,7 +60,10 @@ fn ernie_layout_with_task_type_embeddings() {
     let task_row: Vec<f32> = (0..32).map(|i| 0.01 * i as f32 - 0.1).collect();
     let mut tensors = as_tensors(&bert, "ernie.", Dtype::F32);
     let table: Vec<f32> = task_row.iter().copied().chain((0..64).map(|i| i as f32)).collect();
-    tensors.insert("ernie.embeddings.task_type_embeddings.weight".into(), (Dtype::F32, vec![3, 32], table.iter().flat_map(|x| x.to_le_bytes()).collect()));
+    tensors.insert(
+        "ernie.embeddings.task_type_embeddings.weight".into(),
+        (Dtype::F32, vec![3, 32], table.iter().flat_map(|x| x.to_le_bytes()).collect()),
+    );
     let mut cfg = bert.config.to_hf_json(5);
     cfg["model_type"] = "ernie".into();
     cfg["use_task_id"] = true.into();
@@ -83,7 +87,8 @@ fn ernie_layout_with_task_type_embeddings() {
     let out = dir.join("saved.safetensors");
     ernie.save_safetensors(&out, None).unwrap();
     let st = std::fs::read(&out).unwrap();
-    let names: Vec<String> = safetensors::SafeTensors::deserialize(&st).unwrap().names().into_iter().map(String::from).collect();
+    let names: Vec<String> =
+        safetensors::SafeTensors::deserialize(&st).unwrap().names().into_iter().map(String::from).collect();
     assert!(names.contains(&"ernie.embeddings.task_type_embeddings.weight".to_string()));
     assert!(names.contains(&"classifier.weight".to_string()));
 }
@@ -154,14 +159,27 @@ fn bad_checkpoints_name_the_file_and_tensor() {
     t.remove("bert.encoder.layer.1.output.dense.weight");
     write_checkpoint(&dir, &cfg, &t);
     let msg = load_err(&dir);
-    assert!(msg.contains("model.safetensors") && msg.contains("encoder.layer.1.output.dense.weight") && msg.contains("missing"), "{msg}");
+    assert!(
+        msg.contains("model.safetensors")
+            && msg.contains("encoder.layer.1.output.dense.weight")
+            && msg.contains("missing"),
+        "{msg}"
+    );
 
     let dir = tmpdir("bad-shape");
     let mut t = as_tensors(&h, "bert.", Dtype::F32);
-    t.insert("bert.encoder.layer.0.attention.self.query.weight".into(), (Dtype::F32, vec![32, 16], vec![0; 32 * 16 * 4]));
+    t.insert(
+        "bert.encoder.layer.0.attention.self.query.weight".into(),
+        (Dtype::F32, vec![32, 16], vec![0; 32 * 16 * 4]),
+    );
     write_checkpoint(&dir, &cfg, &t);
     let msg = load_err(&dir);
-    assert!(msg.contains("bert.encoder.layer.0.attention.self.query.weight") && msg.contains("[32, 16]") && msg.contains("[32, 32]"), "{msg}");
+    assert!(
+        msg.contains("bert.encoder.layer.0.attention.self.query.weight")
+            && msg.contains("[32, 16]")
+            && msg.contains("[32, 32]"),
+        "{msg}"
+    );
 
     let dir = tmpdir("bad-dtype");
     let mut t = as_tensors(&h, "bert.", Dtype::F32);
@@ -178,7 +196,11 @@ fn bad_checkpoints_name_the_file_and_tensor() {
     std::fs::write(dir.join("config.json"), r#"{"hidden_size": 30, "num_attention_heads": 4, "vocab_size": 9, "num_hidden_layers": 1, "intermediate_size": 8}"#).unwrap();
     let msg = load_err(&dir);
     assert!(msg.contains("config.json") && msg.contains("multiple of num_attention_heads"), "{msg}");
-    std::fs::write(dir.join("config.json"), r#"{"hidden_size": 32, "num_attention_heads": 4, "vocab_size": 9, "num_hidden_layers": 1}"#).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"hidden_size": 32, "num_attention_heads": 4, "vocab_size": 9, "num_hidden_layers": 1}"#,
+    )
+    .unwrap();
     assert!(load_err(&dir).contains("intermediate_size"));
 
     let dir = tmpdir("bad-file");

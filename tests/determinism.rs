@@ -10,9 +10,18 @@ fn step(threads: usize, seed: u64) -> (Vec<f32>, Vec<Vec<f32>>) {
         let host = HostParams::load_dir(&local_fixtures().join("tiny_random_model"), 5, HeadInit::seed(0)).unwrap();
         let b = Cpu::<f32>::new();
         let enc = Encoder::from_host(&b, &host);
-        let rows: Vec<(Vec<u32>, Vec<u32>)> = (0..9).map(|r| ((0..(20 + 3 * r)).map(|i| 1 + ((i * 7 + r * 13) % 90) as u32).collect(), vec![0; 20 + 3 * r])).collect();
+        let rows: Vec<(Vec<u32>, Vec<u32>)> = (0..9)
+            .map(|r| ((0..(20 + 3 * r)).map(|i| 1 + ((i * 7 + r * 13) % 90) as u32).collect(), vec![0; 20 + 3 * r]))
+            .collect();
         let t = Tokens::from_rows(&rows, 0);
-        let opts = ForwardOpts { train: true, hidden_dropout: 0.1, attn_dropout: 0.1, rng: RngStream::new(seed, 17), score_noise: None, row_offset: 0 };
+        let opts = ForwardOpts {
+            train: true,
+            hidden_dropout: 0.1,
+            attn_dropout: 0.1,
+            rng: RngStream::new(seed, 17),
+            score_noise: None,
+            row_offset: 0,
+        };
         let fw = enc.forward(&b, &t, &opts);
         let (_, dl) = b.softmax_ce(&fw.logits, &vec![1; 9], 5, 1.0 / 9.0);
         let mut g = enc.zero_grads(&b);

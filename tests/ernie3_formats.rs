@@ -37,13 +37,25 @@ fn reference(size: &str) -> Value {
 }
 
 fn rows(v: &Value, key: &str) -> Vec<Vec<f64>> {
-    v[key].as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect()
+    v[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+        .collect()
 }
 
 fn tokens(r: &Value, task_key: &str) -> Tokens {
     let flat = |k: &str| -> Vec<u32> { rows(r, k).concat().into_iter().map(|x| x as u32).collect() };
     let ids = rows(r, "input_ids");
-    Tokens { batch: ids.len(), seq: ids[0].len(), ids: flat("input_ids"), type_ids: flat("token_type_ids"), task_ids: flat(task_key), mask: flat("attention_mask") }
+    Tokens {
+        batch: ids.len(),
+        seq: ids[0].len(),
+        ids: flat("input_ids"),
+        type_ids: flat("token_type_ids"),
+        task_ids: flat(task_key),
+        mask: flat("attention_mask"),
+    }
 }
 
 fn logits(h: &HostParams, t: &Tokens) -> Vec<f32> {
@@ -241,13 +253,24 @@ fn published_configurations_are_read_key_for_key() {
             ("PaddleNLP config.json", ModelConfig::from_paddle_json(&newer.to_string()).unwrap()),
             ("HF config.json", from_hf.clone()),
         ] {
-            let got = (c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size, c.task_type_vocab_size);
+            let got = (
+                c.hidden_size,
+                c.num_hidden_layers,
+                c.num_attention_heads,
+                c.intermediate_size,
+                c.task_type_vocab_size,
+            );
             assert_eq!(got, (hidden, layers, 12, ffn, task), "{size} {what}");
             assert_eq!((c.vocab_size, c.max_position_embeddings, c.type_vocab_size), (40000, 2048, 4), "{size} {what}");
             assert!(c.use_task_id && c.hidden_act == "gelu" && c.pad_token_id == 0, "{size} {what}");
             assert_eq!(c.layer_norm_eps, 1e-5, "{size} {what}: eps 1e-5, not BERT's 1e-12");
             assert_eq!(c, from_hf, "{size} {what}: {:?}", c.difference(&from_hf));
-            let body: usize = ernie_model::params::param_specs(&c, 2).0.iter().filter(|s| !s.name.starts_with("classifier")).map(|s| s.numel()).sum();
+            let body: usize = ernie_model::params::param_specs(&c, 2)
+                .0
+                .iter()
+                .filter(|s| !s.name.starts_with("classifier"))
+                .map(|s| s.numel())
+                .sum();
             assert_eq!(body, params, "{size} {what}: parameter count");
         }
     }
@@ -356,7 +379,9 @@ fn pickles_that_ask_for_code_are_refused() {
     // The classic payload, as a pdparams and as a (legacy-format) pytorch_model.bin: nothing runs, and
     // the message names the file and the global.
     let evil = b"\x80\x02cos\nsystem\nX\x0b\x00\x00\x00touch pwnedR.";
-    for (file, config) in [("model_state.pdparams", "base/paddle/model_config.json"), ("pytorch_model.bin", "base/torch/config.json")] {
+    for (file, config) in
+        [("model_state.pdparams", "base/paddle/model_config.json"), ("pytorch_model.bin", "base/torch/config.json")]
+    {
         let d = tmpdir(&format!("evil-{file}"));
         let config = fixtures().join(config);
         std::fs::copy(&config, d.join(config.file_name().unwrap())).unwrap();
@@ -380,7 +405,12 @@ fn pickles_that_ask_for_code_are_refused() {
 #[test]
 fn unsupported_opcode_is_an_error_naming_it() {
     let d = copy_dir(&fixtures().join("base/paddle"), "opcode");
-    patch(&d, "model_state.pdparams", b"cnumpy.core.multiarray\n_reconstruct\n", b"inumpy.core.multiarray\n_reconstruct\n");
+    patch(
+        &d,
+        "model_state.pdparams",
+        b"cnumpy.core.multiarray\n_reconstruct\n",
+        b"inumpy.core.multiarray\n_reconstruct\n",
+    );
     let msg = load_err(&d);
     assert!(msg.contains("model_state.pdparams") && msg.contains("unsupported pickle opcode INST"), "{msg}");
 }
@@ -391,7 +421,12 @@ fn unknown_tensors_are_errors_naming_them() {
     let d = copy_dir(&fixtures().join("base/paddle"), "unknown-paddle");
     patch(&d, "model_state.pdparams", b"ernie.encoder.layers.1.linear1.bias", b"ernie.encoder.layers.1.linearX.bias");
     let msg = load_err(&d);
-    assert!(msg.contains("model_state.pdparams") && msg.contains("ernie.encoder.layers.1.linearX.bias") && msg.contains("unknown"), "{msg}");
+    assert!(
+        msg.contains("model_state.pdparams")
+            && msg.contains("ernie.encoder.layers.1.linearX.bias")
+            && msg.contains("unknown"),
+        "{msg}"
+    );
     // A real name the config does not have room for: two layers of weights, a one-layer config.
     let d = copy_dir(&fixtures().join("base/paddle"), "unknown-layer");
     edit_json(&d.join("model_config.json"), |v| v["num_hidden_layers"] = 1.into());
@@ -401,17 +436,29 @@ fn unknown_tensors_are_errors_naming_them() {
     let d = copy_dir(&fixtures().join("nano/hf"), "unknown-task");
     edit_json(&d.join("config.json"), |v| v["use_task_id"] = false.into());
     let msg = load_err(&d);
-    assert!(msg.contains("model.safetensors") && msg.contains("ernie.embeddings.task_type_embeddings.weight") && msg.contains("use_task_id false"), "{msg}");
+    assert!(
+        msg.contains("model.safetensors")
+            && msg.contains("ernie.embeddings.task_type_embeddings.weight")
+            && msg.contains("use_task_id false"),
+        "{msg}"
+    );
     // HF-named: a tensor of another architecture (relative position embeddings) in a safetensors file.
     let d = copy_dir(&fixtures().join("nano/hf"), "unknown-hf");
     let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let extra = vec![0u8; 4 * 12];
     let mut views: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
-    views.push(("ernie.encoder.layer.0.attention.self.distance_embedding.weight".into(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, 12], &extra).unwrap()));
+    views.push((
+        "ernie.encoder.layer.0.attention.self.distance_embedding.weight".into(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, 12], &extra).unwrap(),
+    ));
     std::fs::write(d.join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
     let msg = load_err(&d);
-    assert!(msg.contains("model.safetensors") && msg.contains("unknown tensor ernie.encoder.layer.0.attention.self.distance_embedding.weight"), "{msg}");
+    assert!(
+        msg.contains("model.safetensors")
+            && msg.contains("unknown tensor ernie.encoder.layer.0.attention.self.distance_embedding.weight"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -421,12 +468,23 @@ fn missing_and_mismatched_tensors_name_the_paddle_tensor() {
     let hidden = format!("cls.{}", "x".repeat("ernie.encoder.layers.1.norm2.bias".len() - 4));
     patch(&d, "model_state.pdparams", b"ernie.encoder.layers.1.norm2.bias", hidden.as_bytes());
     let msg = load_err(&d);
-    assert!(msg.contains("model_state.pdparams") && msg.contains("ernie.encoder.layers.1.norm2.bias") && msg.contains("missing"), "{msg}");
+    assert!(
+        msg.contains("model_state.pdparams")
+            && msg.contains("ernie.encoder.layers.1.norm2.bias")
+            && msg.contains("missing"),
+        "{msg}"
+    );
     // A config whose FFN is wider than the weights: the stored [in, out] shape against the expected one.
     let d = copy_dir(&fixtures().join("base/paddle"), "shape");
     edit_json(&d.join("model_config.json"), |v| v["intermediate_size"] = 128.into());
     let msg = load_err(&d);
-    assert!(msg.contains("model_state.pdparams") && msg.contains("ernie.encoder.layers.0.linear1.weight") && msg.contains("[16, 64]") && msg.contains("[16, 128]"), "{msg}");
+    assert!(
+        msg.contains("model_state.pdparams")
+            && msg.contains("ernie.encoder.layers.0.linear1.weight")
+            && msg.contains("[16, 64]")
+            && msg.contains("[16, 128]"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -435,7 +493,12 @@ fn unsupported_dtypes_name_the_tensor() {
     let d = copy_dir(&fixtures().join("base/paddle"), "dtype-i4");
     patch(&d, "model_state.pdparams", b"X\x02\x00\x00\x00f4", b"X\x02\x00\x00\x00i4");
     let msg = load_err(&d);
-    assert!(msg.contains("model_state.pdparams") && msg.contains("tensor ernie.embeddings.word_embeddings.weight") && msg.contains("i4"), "{msg}");
+    assert!(
+        msg.contains("model_state.pdparams")
+            && msg.contains("tensor ernie.embeddings.word_embeddings.weight")
+            && msg.contains("i4"),
+        "{msg}"
+    );
     // float64 declared over float32 data: the byte count does not fit the shape.
     let d = copy_dir(&fixtures().join("base/paddle"), "dtype-f8");
     patch(&d, "model_state.pdparams", b"X\x02\x00\x00\x00f4", b"X\x02\x00\x00\x00f8");
@@ -475,7 +538,11 @@ fn missing_config_keys_name_the_file_and_key() {
 fn damaged_pickles_are_errors_never_panics() {
     // Every truncation point and many single-byte changes of a protocol 2 pdparams, a protocol 4 one and
     // a legacy PyTorch file: an error or a load, never a panic.
-    for (src, file) in [("base/paddle", "model_state.pdparams"), ("micro/paddle", "model_state.pdparams"), ("mini/torch", "pytorch_model.bin")] {
+    for (src, file) in [
+        ("base/paddle", "model_state.pdparams"),
+        ("micro/paddle", "model_state.pdparams"),
+        ("mini/torch", "pytorch_model.bin"),
+    ] {
         let d = copy_dir(&fixtures().join(src), &format!("damaged-{}", src.replace('/', "-")));
         let good = std::fs::read(d.join(file)).unwrap();
         let mut cases: Vec<Vec<u8>> = (0..good.len()).step_by(97).map(|n| good[..n].to_vec()).collect();
@@ -521,7 +588,8 @@ fn convert_writes_a_hf_directory_with_the_same_model() {
             let vocab = std::fs::read_to_string(out.join("vocab.txt")).unwrap();
             assert!(vocab.starts_with("[PAD]\n[CLS]\n[SEP]\n[MASK]\n") && !vocab.contains('\t'), "{size}/{fmt}");
             if fmt == "paddle" {
-                let tc: Value = serde_json::from_str(&std::fs::read_to_string(out.join("tokenizer_config.json")).unwrap()).unwrap();
+                let tc: Value =
+                    serde_json::from_str(&std::fs::read_to_string(out.join("tokenizer_config.json")).unwrap()).unwrap();
                 assert_eq!(tc["tokenizer_class"], "BertTokenizer");
                 assert_eq!(tc["do_lower_case"], true);
             }

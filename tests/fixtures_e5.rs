@@ -9,7 +9,9 @@
 //! relative to each tensor's largest entry (PyTorch's f32 run: worst 6.8e-6; f32 round-off grows through
 //! 12 layers of backward and our summation order differs).
 
-use ernie_ft_suite::{fixture_tokens, max_abs_diff, read_fixture, rel_max_err, shared_fixtures, shared_model, FixtureTensor};
+use ernie_ft_suite::{
+    fixture_tokens, max_abs_diff, read_fixture, rel_max_err, shared_fixtures, shared_model, FixtureTensor,
+};
 use ernie_model::{BackwardWants, Encoder, ForwardOpts, HeadInit, HostParams};
 use ernie_tensor::{Backend, Cpu, Float};
 use std::collections::BTreeMap;
@@ -36,7 +38,12 @@ fn run<T: Float>(host: &HostParams, fx: &BTreeMap<String, FixtureTensor>) -> Run
         pooled: b.download_f64(&fw.pooled),
         logits: b.download_f64(&fw.logits),
         loss: b.download_f64(&loss).iter().sum::<f64>() / t.batch as f64,
-        grads: enc.specs.iter().zip(&grads.bufs).map(|(s, g)| (s.hf_name(enc.config.model_type), b.download_f64(g))).collect(),
+        grads: enc
+            .specs
+            .iter()
+            .zip(&grads.bufs)
+            .map(|(s, g)| (s.hf_name(enc.config.model_type), b.download_f64(g)))
+            .collect(),
     }
 }
 
@@ -71,23 +78,41 @@ fn check_task(task: &str, labels: usize, engine: &str) {
     let mut full = 0;
     for (name, g) in &grads {
         if let Some(want) = reference.get(&format!("grad.{name}")) {
-            let e = if name.contains("key.bias") { max_abs_diff(g, &want.data) / 1e-3 } else { rel_max_err(g, &want.data) };
+            let e =
+                if name.contains("key.bias") { max_abs_diff(g, &want.data) / 1e-3 } else { rel_max_err(g, &want.data) };
             assert!(e < grad_tol, "{task} {engine}: grad {name}: relative error {e:e}");
             full += 1;
         }
         if let Some(idx) = reference.get(&format!("grad_rows_index.{name}")) {
             let rows = &reference[&format!("grad_rows.{name}")].data;
-            let got: Vec<f64> = idx.data.iter().flat_map(|&r| g[r as usize * h..(r as usize + 1) * h].to_vec()).collect();
+            let got: Vec<f64> =
+                idx.data.iter().flat_map(|&r| g[r as usize * h..(r as usize + 1) * h].to_vec()).collect();
             assert!(rel_max_err(&got, rows) < grad_tol, "{task} {engine}: grad rows of {name}");
             let in_idx: std::collections::HashSet<usize> = idx.data.iter().map(|&r| r as usize).collect();
-            let others = (0..g.len() / h).filter(|r| !in_idx.contains(r)).map(|r| g[r * h..(r + 1) * h].iter().map(|v| v.abs()).fold(0.0, f64::max)).fold(0.0, f64::max);
+            let others = (0..g.len() / h)
+                .filter(|r| !in_idx.contains(r))
+                .map(|r| g[r * h..(r + 1) * h].iter().map(|v| v.abs()).fold(0.0, f64::max))
+                .fold(0.0, f64::max);
             assert_eq!(others, 0.0, "{task} {engine}: {name} rows outside the batch must be exactly 0");
         }
         let stat = &reference[&format!("gradstat.{name}")].data;
-        let (sum, sum_abs, l2, max_abs) = (g.iter().sum::<f64>(), g.iter().map(|v| v.abs()).sum::<f64>(), g.iter().map(|v| v * v).sum::<f64>().sqrt(), g.iter().map(|v| v.abs()).fold(0.0, f64::max));
+        let (sum, sum_abs, l2, max_abs) = (
+            g.iter().sum::<f64>(),
+            g.iter().map(|v| v.abs()).sum::<f64>(),
+            g.iter().map(|v| v * v).sum::<f64>().sqrt(),
+            g.iter().map(|v| v.abs()).fold(0.0, f64::max),
+        );
         if !name.contains("key.bias") {
-            for (what, got, want, scale) in [("sum", sum, stat[0], stat[1]), ("sum|g|", sum_abs, stat[1], stat[1]), ("l2", l2, stat[2], stat[2]), ("max|g|", max_abs, stat[3], stat[3])] {
-                assert!((got - want).abs() <= grad_tol * scale.max(1e-30), "{task} {engine}: gradstat {what} of {name}: {got:e} vs {want:e}");
+            for (what, got, want, scale) in [
+                ("sum", sum, stat[0], stat[1]),
+                ("sum|g|", sum_abs, stat[1], stat[1]),
+                ("l2", l2, stat[2], stat[2]),
+                ("max|g|", max_abs, stat[3], stat[3]),
+            ] {
+                assert!(
+                    (got - want).abs() <= grad_tol * scale.max(1e-30),
+                    "{task} {engine}: gradstat {what} of {name}: {got:e} vs {want:e}"
+                );
             }
         }
     }
@@ -99,7 +124,11 @@ fn check_task(task: &str, labels: usize, engine: &str) {
         let mut n = 0;
         for (key, want) in &big {
             if let Some(name) = key.strip_prefix("grad.") {
-                let e = if name.contains("key.bias") { max_abs_diff(&grads[name], &want.data) / 1e-3 } else { rel_max_err(&grads[name], &want.data) };
+                let e = if name.contains("key.bias") {
+                    max_abs_diff(&grads[name], &want.data) / 1e-3
+                } else {
+                    rel_max_err(&grads[name], &want.data)
+                };
                 assert!(e < grad_tol, "{task}: layer 0/11 grad {name}: {e:e}");
                 n += 1;
             }

@@ -14,7 +14,11 @@ use std::collections::BTreeMap;
 
 /// Run forward + backward of mean cross-entropy; returns (hidden states, pooled, logits, loss, grads by name).
 #[allow(clippy::type_complexity)]
-fn run<T: Float>(host: &HostParams, t: &Tokens, labels: &[u32]) -> (Vec<Vec<f64>>, Vec<f64>, Vec<f64>, f64, BTreeMap<String, Vec<f64>>) {
+fn run<T: Float>(
+    host: &HostParams,
+    t: &Tokens,
+    labels: &[u32],
+) -> (Vec<Vec<f64>>, Vec<f64>, Vec<f64>, f64, BTreeMap<String, Vec<f64>>) {
     let b = Cpu::<T>::new();
     let enc = Encoder::from_host(&b, host);
     let fw = enc.forward(&b, t, &ForwardOpts::eval());
@@ -22,8 +26,19 @@ fn run<T: Float>(host: &HostParams, t: &Tokens, labels: &[u32]) -> (Vec<Vec<f64>
     let mut grads = enc.zero_grads(&b);
     enc.backward(&b, &fw, &dlogits, BackwardWants { params: true, score_noise: false }, &mut grads);
     let hidden = fw.hidden.iter().map(|h| b.download_f64(h)).collect();
-    let g = enc.specs.iter().zip(&grads.bufs).map(|(s, g)| (format!("bert.{}", s.name).replace("bert.classifier", "classifier"), b.download_f64(g))).collect();
-    (hidden, b.download_f64(&fw.pooled), b.download_f64(&fw.logits), b.download_f64(&loss).iter().sum::<f64>() / t.batch as f64, g)
+    let g = enc
+        .specs
+        .iter()
+        .zip(&grads.bufs)
+        .map(|(s, g)| (format!("bert.{}", s.name).replace("bert.classifier", "classifier"), b.download_f64(g)))
+        .collect();
+    (
+        hidden,
+        b.download_f64(&fw.pooled),
+        b.download_f64(&fw.logits),
+        b.download_f64(&loss).iter().sum::<f64>() / t.batch as f64,
+        g,
+    )
 }
 
 fn check(dtype: &str, act_tol: f64, grad_rtol: f64) {
@@ -33,7 +48,8 @@ fn check(dtype: &str, act_tol: f64, grad_rtol: f64) {
     // The reference for both engines is the f64 file; the f32 file is compared too for the f32 engine.
     let reference = read_fixture(&dir.join("tiny_f64.safetensors"));
     let (t, labels) = fixture_tokens(&reference);
-    let (hidden, pooled, logits, loss, grads) = if dtype == "f64" { run::<f64>(&host, &t, &labels) } else { run::<f32>(&host, &t, &labels) };
+    let (hidden, pooled, logits, loss, grads) =
+        if dtype == "f64" { run::<f64>(&host, &t, &labels) } else { run::<f32>(&host, &t, &labels) };
     for (i, h) in hidden.iter().enumerate() {
         let d = max_abs_diff(h, &reference[&format!("hidden_states.{i}")].data);
         assert!(d < act_tol, "{dtype}: hidden_states.{i} max abs diff {d:e}");

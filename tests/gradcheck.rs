@@ -47,7 +47,8 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 #[test]
 fn layer_norm_with_residual() {
     let (rows, cols) = (3, 7);
-    let (x, r, w, b) = (randn(rows * cols, 1, 1.0), randn(rows * cols, 2, 1.0), randn(cols, 3, 1.0), randn(cols, 4, 1.0));
+    let (x, r, w, b) =
+        (randn(rows * cols, 1, 1.0), randn(rows * cols, 2, 1.0), randn(cols, 3, 1.0), randn(cols, 4, 1.0));
     let u = randn(rows * cols, 5, 1.0);
     let f = |x: &[f64], r: &[f64], w: &[f64], b: &[f64]| dot(&ops::layer_norm_fwd(x, Some(r), w, b, 1e-12, cols).1, &u);
     let (s, _, mean, rstd) = ops::layer_norm_fwd(&x, Some(&r), &w, &b, 1e-12, cols);
@@ -96,7 +97,9 @@ fn attention_with_mask_noise_and_dropout() {
     let mask = vec![1, 1, 1, 0, 0, 1, 1, 1, 1, 1];
     let u = randn(n, 16, 1.0);
     let rng = RngStream::new(5, 6);
-    let f = |q: &[f64], k: &[f64], v: &[f64], d: &[f64]| dot(&ops::attention_fwd(a, q, k, v, &mask, Some(d), 0.25, rng).0, &u);
+    let f = |q: &[f64], k: &[f64], v: &[f64], d: &[f64]| {
+        dot(&ops::attention_fwd(a, q, k, v, &mask, Some(d), 0.25, rng).0, &u)
+    };
     let (_, probs) = ops::attention_fwd(a, &q, &k, &v, &mask, Some(&delta), 0.25, rng);
     let (dq, dk, dv, dd) = ops::attention_bwd(a, &u, &q, &k, &v, &probs, 0.25, rng, true);
     let dd = dd.unwrap();
@@ -141,9 +144,17 @@ fn embedding_scatter() {
     let (word, pos, typ, task) = (randn(20, 19, 1.0), randn(12, 20, 1.0), randn(8, 21, 1.0), randn(12, 22, 1.0));
     let (ids, tids, kids) = (vec![1, 3, 3, 0, 4, 1], vec![0, 0, 1, 0, 1, 1], vec![2, 2, 2, 1, 1, 0]);
     let u = randn(24, 23, 1.0);
-    let f = |w: &[f64], p: &[f64], t: &[f64], k: &[f64]| dot(&ops::embed_sum_fwd(s, w, p, t, Some(k), &ids, &tids, &kids), &u);
+    let f = |w: &[f64], p: &[f64], t: &[f64], k: &[f64]| {
+        dot(&ops::embed_sum_fwd(s, w, p, t, Some(k), &ids, &tids, &kids), &u)
+    };
     let b = B::new();
-    let tb = ernie_tensor::TokenBatch { shape: s, ids: ids.clone(), type_ids: tids.clone(), task_ids: kids.clone(), key_mask: vec![1; 6] };
+    let tb = ernie_tensor::TokenBatch {
+        shape: s,
+        ids: ids.clone(),
+        type_ids: tids.clone(),
+        task_ids: kids.clone(),
+        key_mask: vec![1; 6],
+    };
     let (mut dw, mut dp, mut dt, mut dk) = (vec![0.0; 20], vec![0.0; 12], vec![0.0; 8], vec![0.0; 12]);
     b.embed_sum_bwd(&tb, &u, &mut dw, &mut dp, &mut dt, Some(&mut dk));
     check_grad("emb.word", &word, &dw, &all(20), |x| f(x, &pos, &typ, &task));
@@ -169,14 +180,30 @@ struct Case {
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    (1usize..4, 1usize..3, 1usize..3, 1usize..4, 2usize..7, any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<u64>())
+    (
+        1usize..4,
+        1usize..3,
+        1usize..3,
+        1usize..4,
+        2usize..7,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<u64>(),
+    )
         .prop_flat_map(|(hph, heads, layers, batch, seq, two, ernie, dropout, noise, seed)| {
-            (proptest::collection::vec(1..=seq, batch), Just((hph * 2, heads, layers, batch, seq, two, ernie, dropout, noise, seed)))
+            (
+                proptest::collection::vec(1..=seq, batch),
+                Just((hph * 2, heads, layers, batch, seq, two, ernie, dropout, noise, seed)),
+            )
         })
-        .prop_map(|(mut lens, (hidden_per_head, heads, layers, batch, seq, two_segments, ernie, dropout, noise, seed))| {
-            lens[0] = seq; // one row fills the batch, the others are padded
-            Case { hidden_per_head, heads, layers, batch, lens, seq, two_segments, ernie, dropout, noise, seed }
-        })
+        .prop_map(
+            |(mut lens, (hidden_per_head, heads, layers, batch, seq, two_segments, ernie, dropout, noise, seed))| {
+                lens[0] = seq; // one row fills the batch, the others are padded
+                Case { hidden_per_head, heads, layers, batch, lens, seq, two_segments, ernie, dropout, noise, seed }
+            },
+        )
 }
 
 fn model_and_batch(c: &Case) -> (HostParams, Tokens, Vec<u32>) {
@@ -224,7 +251,14 @@ fn model_and_batch(c: &Case) -> (HostParams, Tokens, Vec<u32>) {
 fn loss_of(host: &HostParams, t: &Tokens, labels: &[u32], c: &Case, noise: Option<&[Vec<f64>]>) -> f64 {
     let b = B::new();
     let enc = Encoder::from_host(&b, host);
-    let opts = ForwardOpts { train: c.dropout, hidden_dropout: 0.2, attn_dropout: 0.2, rng: RngStream::new(c.seed, 1), score_noise: noise, row_offset: 0 };
+    let opts = ForwardOpts {
+        train: c.dropout,
+        hidden_dropout: 0.2,
+        attn_dropout: 0.2,
+        rng: RngStream::new(c.seed, 1),
+        score_noise: noise,
+        row_offset: 0,
+    };
     let fw = enc.forward(&b, t, &opts);
     let (ce, _) = b.softmax_ce(&fw.logits, &labels.to_vec(), 3, 1.0);
     let u = randn(fw.logits.len(), 77, 1.0);

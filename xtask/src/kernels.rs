@@ -56,10 +56,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let dirs = nvrtc::include_dirs();
     println!(
         "NVRTC {major}.{minor}; include path: {}",
-        dirs.iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(":")
+        dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")
     );
     if !nvrtc::headers_found() {
         bail!(
@@ -73,17 +70,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut unreported: Vec<String> = Vec::new();
     for &cc in &archs {
         if !supported.contains(&cc) {
-            errors.push(format!(
-                "sm_{cc}: not supported by this NVRTC (supports {supported:?})"
-            ));
+            errors.push(format!("sm_{cc}: not supported by this NVRTC (supports {supported:?})"));
             continue;
         }
-        let opts = Options {
-            cc,
-            target: Target::Cubin,
-            ptxas_verbose: true,
-            extra: Vec::new(),
-        };
+        let opts = Options { cc, target: Target::Cubin, ptxas_verbose: true, extra: Vec::new() };
         let mut rows: Vec<(String, KernelUsage)> = Vec::new();
         for src in SOURCES {
             // On the H100 machine NVRTC 13.0 intermittently returned a successful cubin whose log had no
@@ -106,12 +96,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             match compiled {
                 Ok((c, usage)) => {
                     if verbose {
-                        println!(
-                            "--- {} (sm_{cc}), {} bytes of cubin\n{}",
-                            src.file,
-                            c.image.len(),
-                            c.log.trim_end()
-                        );
+                        println!("--- {} (sm_{cc}), {} bytes of cubin\n{}", src.file, c.image.len(), c.log.trim_end());
                     }
                     for name in src.kernel_names() {
                         match usage.iter().find(|u| u.name == name) {
@@ -123,11 +108,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                         println!(
                             "warnings in {} (sm_{cc}):\n{}",
                             src.file,
-                            c.log
-                                .lines()
-                                .filter(|l| l.contains("warning"))
-                                .collect::<Vec<_>>()
-                                .join("\n")
+                            c.log.lines().filter(|l| l.contains("warning")).collect::<Vec<_>>().join("\n")
                         );
                     }
                 }
@@ -158,17 +139,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         for s in &spills {
             eprintln!("spill: {s}");
         }
-        bail!(
-            "{} compile error(s), {} kernel(s) spilling",
-            errors.len(),
-            spills.len()
-        );
+        bail!("{} compile error(s), {} kernel(s) spilling", errors.len(), spills.len());
     }
-    println!(
-        "all {} sources compiled for {} architecture(s); no spills",
-        SOURCES.len(),
-        archs.len()
-    );
+    println!("all {} sources compiled for {} architecture(s); no spills", SOURCES.len(), archs.len());
     Ok(())
 }
 
@@ -183,14 +156,7 @@ fn print_table(cc: u32, rows: &[(String, KernelUsage)]) {
     for (file, u) in rows {
         println!(
             "{:<16} {:<22} {:>5} {:>9} {:>10} {:>7} {:>12} {:>11}",
-            file,
-            u.name,
-            u.registers,
-            u.barriers,
-            u.smem_bytes,
-            u.stack_bytes,
-            u.spill_stores,
-            u.spill_loads
+            file, u.name, u.registers, u.barriers, u.smem_bytes, u.stack_bytes, u.spill_stores, u.spill_loads
         );
     }
 }

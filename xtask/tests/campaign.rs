@@ -104,12 +104,7 @@ impl Work {
         }
         let t = std::time::Instant::now();
         let o = cmd.output().expect("run xtask");
-        eprintln!(
-            "[{:.1}s] xtask {}: {}",
-            t.elapsed().as_secs_f64(),
-            args.join(" "),
-            o.status
-        );
+        eprintln!("[{:.1}s] xtask {}: {}", t.elapsed().as_secs_f64(), args.join(" "), o.status);
         o
     }
 }
@@ -130,12 +125,7 @@ fn json(p: &Path) -> Value {
 fn numbers(table: &Value) -> Value {
     let mut rows = table["rows"].clone();
     for r in rows.as_array_mut().unwrap() {
-        for k in [
-            "seconds_per_step",
-            "step_time_ratio",
-            "peak_memory_bytes",
-            "memory_ratio",
-        ] {
+        for k in ["seconds_per_step", "step_time_ratio", "peak_memory_bytes", "memory_ratio"] {
             r.as_object_mut().unwrap().remove(k);
         }
     }
@@ -207,27 +197,16 @@ fn interrupted_and_resumed_campaign_ends_with_the_same_table() {
     let o = w.campaign("b", &["--jobs", "2"], &[], &[("XTASK_CAMPAIGN_TEST_SIGINT_AFTER", "4")]);
     assert_eq!(o.status.code(), Some(130), "{}", text(&o));
     let after_int = finished(&w.p("b"));
-    assert!(
-        after_int > after_kill && after_int < CELLS,
-        "{after_kill} then {after_int} cells"
-    );
+    assert!(after_int > after_kill && after_int < CELLS, "{after_kill} then {after_int} cells");
     let partial = std::fs::read_to_string(w.p("b/table.md")).unwrap();
-    assert!(
-        partial.contains(&format!("{after_int} of {CELLS} cells finished")),
-        "{partial}"
-    );
+    assert!(partial.contains(&format!("{after_int} of {CELLS} cells finished")), "{partial}");
 
     // The table from what exists, training nothing.
     let o = w.campaign("b", &["--report-only"], &[], &[]);
     ok(&o);
     assert_eq!(finished(&w.p("b")), after_int, "--report-only trained");
     let rep = json(&w.p("b/table.json"));
-    let n: usize = rep["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["n"].as_u64().unwrap() as usize)
-        .sum();
+    let n: usize = rep["rows"].as_array().unwrap().iter().map(|r| r["n"].as_u64().unwrap() as usize).sum();
     assert_eq!(n, after_int);
     assert!(std::fs::read_to_string(w.p("b/table.md")).unwrap().contains("/3 |"));
 
@@ -235,16 +214,9 @@ fn interrupted_and_resumed_campaign_ends_with_the_same_table() {
     let o = w.campaign("b", &["--jobs", "2"], &[], &[]);
     ok(&o);
     let b = json(&w.p("b/table.json"));
-    assert_eq!(
-        numbers(&a),
-        numbers(&b),
-        "the resumed campaign's table differs from the uninterrupted one's"
-    );
+    assert_eq!(numbers(&a), numbers(&b), "the resumed campaign's table differs from the uninterrupted one's");
     if logs(&w.p("b")).contains("--resume auto") {
-        assert!(
-            logs(&w.p("b")).contains("resuming from"),
-            "no cell was resumed from a training-state checkpoint"
-        );
+        assert!(logs(&w.p("b")).contains("resuming from"), "no cell was resumed from a training-state checkpoint");
     }
 
     // Rerunning a finished campaign trains nothing.
@@ -261,16 +233,9 @@ fn interrupted_and_resumed_campaign_ends_with_the_same_table() {
     std::fs::remove_dir_all(w.p("b/cells/fma-seeds2+3")).unwrap();
     let o = w.campaign("b", &[], &[], &[]);
     ok(&o);
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("2 model(s) to regenerate"),
-        "{}",
-        text(&o)
-    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("2 model(s) to regenerate"), "{}", text(&o));
     assert_eq!(numbers(&a), numbers(&json(&w.p("b/table.json"))));
-    assert!(
-        !w.p("b/cells/base-seed2/run").exists(),
-        "the regenerated model was kept"
-    );
+    assert!(!w.p("b/cells/base-seed2/run").exists(), "the regenerated model was kept");
 
     // A cell of other numerics is refused by name, and recomputed with --fresh.
     let rec_path = w.p("b/cells/adv-seed2/cell.json");
@@ -285,12 +250,7 @@ fn interrupted_and_resumed_campaign_ends_with_the_same_table() {
         "{err}"
     );
     let o = w.campaign("b", &["--report-only"], &[], &[]);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "--report-only built a mixed table: {}",
-        text(&o)
-    );
+    assert_eq!(o.status.code(), Some(1), "--report-only built a mixed table: {}", text(&o));
     ok(&w.campaign("b", &["--fresh"], &[], &[]));
     assert_eq!(numbers(&a), numbers(&json(&w.p("b/table.json"))));
 
@@ -298,8 +258,5 @@ fn interrupted_and_resumed_campaign_ends_with_the_same_table() {
     let o = w.campaign("b", &[], &["--weight-decay", "0.02"], &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("base-seed1: --weight-decay: recorded absent, now 0.02"),
-        "{err}"
-    );
+    assert!(err.contains("base-seed1: --weight-decay: recorded absent, now 0.02"), "{err}");
 }

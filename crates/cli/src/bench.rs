@@ -169,15 +169,10 @@ pub fn step_flops(
     strategy: BenchStrategy,
     mode: BenchMode,
 ) -> f64 {
-    let (l, h, i, c) = (
-        cfg.num_hidden_layers as f64,
-        cfg.hidden_size as f64,
-        cfg.intermediate_size as f64,
-        labels as f64,
-    );
+    let (l, h, i, c) =
+        (cfg.num_hidden_layers as f64, cfg.hidden_size as f64, cfg.intermediate_size as f64, labels as f64);
     let s = seq as f64;
-    let lin =
-        |rows: f64| 2.0 * rows * s * l * (4.0 * h * h + 2.0 * h * i) + 2.0 * rows * (h * h + h * c);
+    let lin = |rows: f64| 2.0 * rows * s * l * (4.0 * h * h + 2.0 * h * i) + 2.0 * rows * (h * h + h * c);
     let att = |rows: f64| 4.0 * rows * l * s * s * h;
     let b = batch as f64;
     match (mode, strategy) {
@@ -189,8 +184,7 @@ pub fn step_flops(
 }
 
 /// The formula in words, for the JSON output.
-pub const FLOPS_FORMULA: &str =
-    "matmuls only; lin(R)=2*R*S*L*(4H^2+2HI)+2*R*(H^2+HC), att(R)=4*R*L*S^2*H; \
+pub const FLOPS_FORMULA: &str = "matmuls only; lin(R)=2*R*S*L*(4H^2+2HI)+2*R*(H^2+HC), att(R)=4*R*L*S^2*H; \
 infer: lin(B)+att(B); base: 3(lin(B)+att(B)); rdrop: 3(lin(2B)+att(2B)); adv: 8 lin(B)+9 att(B) \
 (3 forwards, probe backward without weight grads = lin+2att, 2 full backwards)";
 
@@ -212,19 +206,10 @@ fn random_params(config: ModelConfig, num_labels: usize, seed: u64) -> HostParam
             } else {
                 (1.0 / (s.shape[1] as f32).sqrt(), 0.0)
             };
-            (0..s.numel())
-                .into_par_iter()
-                .map(|j| offset + scale * rng.normal(j as u64))
-                .collect()
+            (0..s.numel()).into_par_iter().map(|j| offset + scale * rng.normal(j as u64)).collect()
         })
         .collect();
-    HostParams {
-        config,
-        num_labels,
-        specs,
-        values,
-        initialised: vec![],
-    }
+    HostParams { config, num_labels, specs, values, initialised: vec![] }
 }
 
 /// What one benchmark measured (printed as JSON by [`run`]).
@@ -243,12 +228,7 @@ pub struct Measured {
 
 /// Runs the benchmark on backend `b`. `sync` waits for all work queued on the device (a no-op on the CPU);
 /// it is called after every step, before the clock is read.
-pub fn measure<B: Backend>(
-    b: &B,
-    a: &BenchArgs,
-    precision: &'static str,
-    sync: &dyn Fn(),
-) -> Result<Measured> {
+pub fn measure<B: Backend>(b: &B, a: &BenchArgs, precision: &'static str, sync: &dyn Fn()) -> Result<Measured> {
     let t0 = Instant::now();
     let mut config = a.shape.config();
     config.hidden_dropout_prob = a.hidden_dropout;
@@ -271,39 +251,22 @@ pub fn measure<B: Backend>(
     let tokens = Tokens {
         batch,
         seq,
-        ids: (0..n)
-            .map(|i| r.word(i as u64) % config.vocab_size as u32)
-            .collect(),
+        ids: (0..n).map(|i| r.word(i as u64) % config.vocab_size as u32).collect(),
         type_ids: vec![0; n],
         task_ids: vec![],
         mask: vec![1; n],
     };
     enc.check_tokens(&tokens).map_err(anyhow::Error::msg)?;
-    let labels: Vec<u32> = (0..batch)
-        .map(|i| r.word((1u64 << 40) | i as u64) % a.labels as u32)
-        .collect();
+    let labels: Vec<u32> = (0..batch).map(|i| r.word((1u64 << 40) | i as u64) % a.labels as u32).collect();
     let recipe = match a.strategy {
         BenchStrategy::Base => Recipe::default(),
-        BenchStrategy::Adv => Recipe {
-            adv: Some(AdvConfig::default()),
-            ..Recipe::default()
-        },
-        BenchStrategy::Rdrop => Recipe {
-            rdrop: Some(RDropConfig::default()),
-            ..Recipe::default()
-        },
+        BenchStrategy::Adv => Recipe { adv: Some(AdvConfig::default()), ..Recipe::default() },
+        BenchStrategy::Rdrop => Recipe { rdrop: Some(RDropConfig::default()), ..Recipe::default() },
     };
-    let dropout = Dropout {
-        hidden: a.hidden_dropout,
-        attention: a.attention_dropout,
-    };
+    let dropout = Dropout { hidden: a.hidden_dropout, attention: a.attention_dropout };
     let train = a.mode == BenchMode::Train;
     let mut stepper = if train {
-        let optim = AdamWConfig {
-            weight_decay: 0.01,
-            max_grad_norm: Some(1.0),
-            ..AdamWConfig::default()
-        };
+        let optim = AdamWConfig { weight_decay: 0.01, max_grad_norm: Some(1.0), ..AdamWConfig::default() };
         Some(TrainStep::new(b, &enc, recipe, dropout, optim, a.seed))
     } else {
         None
@@ -315,10 +278,7 @@ pub fn measure<B: Backend>(
     let mut step = |k: u64| -> Result<()> {
         match &mut stepper {
             Some(stepper) => {
-                let batch = LabelledBatch {
-                    tokens: &tokens,
-                    labels: &labels,
-                };
+                let batch = LabelledBatch { tokens: &tokens, labels: &labels };
                 let rep = stepper.run(b, &mut enc, batch, k, 2e-5)?;
                 (forwards, backwards, last_loss) = (rep.forwards, rep.backwards, Some(rep.loss));
             }
@@ -334,12 +294,8 @@ pub fn measure<B: Backend>(
         step(k)?;
         Ok(t.elapsed().as_secs_f64())
     };
-    let warmup_s = (0..a.warmup as u64)
-        .map(&mut timed)
-        .collect::<Result<Vec<_>>>()?;
-    let step_s = (a.warmup as u64..(a.warmup + a.steps) as u64)
-        .map(&mut timed)
-        .collect::<Result<Vec<_>>>()?;
+    let warmup_s = (0..a.warmup as u64).map(&mut timed).collect::<Result<Vec<_>>>()?;
+    let step_s = (a.warmup as u64..(a.warmup + a.steps) as u64).map(&mut timed).collect::<Result<Vec<_>>>()?;
     Ok(Measured {
         device: b.name(),
         precision,
@@ -370,9 +326,7 @@ pub fn report(a: &BenchArgs, m: &Measured) -> serde_json::Value {
     let med = median(&m.step_s);
     let flops = step_flops(&cfg, a.labels, a.batch, a.seq, a.strategy, a.mode);
     let achieved = flops / med / 1e12;
-    let peak_tflops = a
-        .peak_tflops
-        .or((a.device.device == Device::Cuda).then_some(H100_BF16_DENSE_TFLOPS));
+    let peak_tflops = a.peak_tflops.or((a.device.device == Device::Cuda).then_some(H100_BF16_DENSE_TFLOPS));
     let (peak_bytes, source) = if m.peak_device_bytes > 0 {
         (Some(m.peak_device_bytes as u64), "device")
     } else {
@@ -437,10 +391,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             measure(&b, a, precision, &|| b.synchronize())?
         }
     };
-    println!(
-        "{}",
-        serde_json::to_string(&report(a, &m)).context("serialising the report")?
-    );
+    println!("{}", serde_json::to_string(&report(a, &m)).context("serialising the report")?);
     Ok(())
 }
 
@@ -472,24 +423,12 @@ mod tests {
     fn shapes_have_the_documented_sizes() {
         let e5 = Shape::E5Small.config();
         assert_eq!(
-            (
-                e5.num_hidden_layers,
-                e5.hidden_size,
-                e5.num_attention_heads,
-                e5.intermediate_size,
-                e5.vocab_size
-            ),
+            (e5.num_hidden_layers, e5.hidden_size, e5.num_attention_heads, e5.intermediate_size, e5.vocab_size),
             (12, 384, 12, 1536, 21356)
         );
         let eb = Shape::ErnieBase.config();
         assert_eq!(
-            (
-                eb.hidden_size,
-                eb.intermediate_size,
-                eb.vocab_size,
-                eb.type_vocab_size,
-                eb.max_position_embeddings
-            ),
+            (eb.hidden_size, eb.intermediate_size, eb.vocab_size, eb.type_vocab_size, eb.max_position_embeddings),
             (768, 3072, 40000, 4, 512)
         );
         assert!(eb.use_task_id && eb.task_type_vocab_size == 3);

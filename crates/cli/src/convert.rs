@@ -40,11 +40,6 @@ pub fn run(a: &ConvertArgs) -> Result<()> {
         Some(n) => format!("with its {n}-label classifier"),
         None => "no classifier".into(),
     };
-    eprintln!(
-        "wrote {} ({} tensors, {head}): {}",
-        a.out.display(),
-        r.tensors,
-        r.files.join(", ")
-    );
+    eprintln!("wrote {} ({} tensors, {head}): {}", a.out.display(), r.tensors, r.files.join(", "));
     Ok(())
 }

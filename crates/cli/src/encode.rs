@@ -56,13 +56,8 @@ fn run_on<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<()> {
     let mut output = AtomicOutput::create(&args.output)?;
     let model = Embedder::load(args.model.model.as_deref(), args.model.max_len)?;
     let inputs = read_inputs(&args.input)?;
-    let texts: Vec<(&str, Option<&str>)> = inputs
-        .iter()
-        .map(|x| (x.first.as_str(), x.second.as_deref()))
-        .collect();
-    let encoded = model
-        .tokenize(&texts)
-        .map_err(|e| line_error(&args.input, inputs[e.index].line, e.message))?;
+    let texts: Vec<(&str, Option<&str>)> = inputs.iter().map(|x| (x.first.as_str(), x.second.as_deref())).collect();
+    let encoded = model.tokenize(&texts).map_err(|e| line_error(&args.input, inputs[e.index].line, e.message))?;
 
     eprintln!(
         "encoding {} inputs with {} on {}, max-len {}, batch size {}",
@@ -75,10 +70,7 @@ fn run_on<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<()> {
     let start = Instant::now();
     let encoder = Encoder::from_host(backend, &model.host);
     let pad_id = model.tokenizer.pad_id();
-    let pb = progress_bar(
-        embed::batch_count(encoded.len(), args.batch_size) as u64,
-        "batches",
-    );
+    let pb = progress_bar(embed::batch_count(encoded.len(), args.batch_size) as u64, "batches");
     embed::embed(
         backend,
         &encoder,
@@ -87,8 +79,7 @@ fn run_on<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<()> {
         args.batch_size,
         || pb.inc(1),
         |row| {
-            let mut line = serde_json::to_vec(&row)
-                .map_err(|e| anyhow!("cannot serialise an output row: {e}"))?;
+            let mut line = serde_json::to_vec(&row).map_err(|e| anyhow!("cannot serialise an output row: {e}"))?;
             line.push(b'\n');
             output.write_all(&line)
         },
@@ -106,10 +97,7 @@ fn run_on<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<()> {
 }
 
 fn read_inputs(path: &Path) -> Result<Vec<Input>> {
-    read_json_lines(path)?
-        .into_iter()
-        .map(|l| parse_input(path, l))
-        .collect()
+    read_json_lines(path)?.into_iter().map(|l| parse_input(path, l)).collect()
 }
 
 fn parse_input(path: &Path, l: JsonLine) -> Result<Input> {
@@ -121,23 +109,15 @@ fn parse_input(path: &Path, l: JsonLine) -> Result<Input> {
         (Some(s), None, None) => (s, None),
         (None, Some(a), Some(b)) => (a, Some(b)),
         (Some(_), _, _) => {
-            return Err(at(
-                "has both \"sentence\" and \"sentence1\"/\"sentence2\"; use one form".into(),
-            ))
+            return Err(at("has both \"sentence\" and \"sentence1\"/\"sentence2\"; use one form".into()))
         }
         (None, Some(_), None) => return Err(at("has \"sentence1\" but no \"sentence2\"".into())),
         (None, None, Some(_)) => return Err(at("has \"sentence2\" but no \"sentence1\"".into())),
         (None, None, None) => {
-            return Err(at(
-                "missing key \"sentence\" (or the pair \"sentence1\", \"sentence2\")".into(),
-            ))
+            return Err(at("missing key \"sentence\" (or the pair \"sentence1\", \"sentence2\")".into()))
         }
     };
-    Ok(Input {
-        line: l.line,
-        first: first.to_owned(),
-        second: second.map(str::to_owned),
-    })
+    Ok(Input { line: l.line, first: first.to_owned(), second: second.map(str::to_owned) })
 }
 
 #[cfg(test)]
@@ -147,15 +127,9 @@ mod tests {
     #[test]
     fn input_forms() {
         let p = Path::new("x.jsonl");
-        let line = |s: &str| JsonLine {
-            line: 7,
-            obj: serde_json::from_str(s).unwrap(),
-        };
+        let line = |s: &str| JsonLine { line: 7, obj: serde_json::from_str(s).unwrap() };
         let one = parse_input(p, line(r#"{"sentence": "a", "label": 3}"#)).unwrap();
-        assert_eq!(
-            (one.first.as_str(), one.second.as_deref(), one.line),
-            ("a", None, 7)
-        );
+        assert_eq!((one.first.as_str(), one.second.as_deref(), one.line), ("a", None, 7));
         let two = parse_input(p, line(r#"{"sentence1": "a", "sentence2": "b"}"#)).unwrap();
         assert_eq!(two.second.as_deref(), Some("b"));
         for bad in [

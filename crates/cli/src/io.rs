@@ -29,22 +29,14 @@ pub fn read_json_lines(path: &Path) -> Result<Vec<JsonLine>> {
     let mut out = Vec::new();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = i + 1;
-        let text = std::str::from_utf8(raw)
-            .map_err(|e| line_error(path, line, format!("not valid UTF-8 ({e})")))?;
+        let text = std::str::from_utf8(raw).map_err(|e| line_error(path, line, format!("not valid UTF-8 ({e})")))?;
         if text.trim().is_empty() {
             continue;
         }
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| line_error(path, line, json_message(&e)))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| line_error(path, line, json_message(&e)))?;
         match value {
             Value::Object(obj) => out.push(JsonLine { line, obj }),
-            other => {
-                return Err(line_error(
-                    path,
-                    line,
-                    format!("expected a JSON object, found {}", kind(&other)),
-                ))
-            }
+            other => return Err(line_error(path, line, format!("expected a JSON object, found {}", kind(&other)))),
         }
     }
     if out.is_empty() {
@@ -68,10 +60,7 @@ pub fn str_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<Option<&'
     match obj.get(key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(format!(
-            "key \"{key}\" must be a string, found {}",
-            kind(other)
-        )),
+        Some(other) => Err(format!("key \"{key}\" must be a string, found {}", kind(other))),
     }
 }
 
@@ -98,16 +87,9 @@ impl AtomicOutput {
             .ok_or_else(|| anyhow!("output {} does not name a file", path.display()))?
             .to_string_lossy()
             .into_owned();
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if !dir.is_dir() {
-            bail!(
-                "cannot write {}: directory {} does not exist",
-                path.display(),
-                dir.display()
-            );
+            bail!("cannot write {}: directory {} does not exist", path.display(), dir.display());
         }
         let pid = std::process::id();
         for attempt in 0..1000u32 {
@@ -123,20 +105,12 @@ impl AtomicOutput {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {
                     return Err(e).with_context(|| {
-                        format!(
-                            "cannot create a temporary file {} for {}",
-                            tmp.display(),
-                            path.display()
-                        )
+                        format!("cannot create a temporary file {} for {}", tmp.display(), path.display())
                     })
                 }
             }
         }
-        bail!(
-            "cannot create a temporary file for {} in {}",
-            path.display(),
-            dir.display()
-        )
+        bail!("cannot create a temporary file for {} in {}", path.display(), dir.display())
     }
 
     pub fn writer(&mut self) -> &mut impl Write {
@@ -146,9 +120,7 @@ impl AtomicOutput {
     /// Write `bytes`, naming the output in the error.
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
         let path = self.path.clone();
-        self.writer()
-            .write_all(bytes)
-            .with_context(|| format!("cannot write {}", path.display()))
+        self.writer().write_all(bytes).with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// Flush, sync and rename into place.
@@ -158,16 +130,10 @@ impl AtomicOutput {
             .into_inner()
             .map_err(|e| e.into_error())
             .with_context(|| format!("cannot write {}", self.path.display()))?;
-        file.sync_all()
-            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        file.sync_all().with_context(|| format!("cannot write {}", self.path.display()))?;
         drop(file);
-        std::fs::rename(&self.tmp, &self.path).with_context(|| {
-            format!(
-                "cannot move {} to {}",
-                self.tmp.display(),
-                self.path.display()
-            )
-        })?;
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("cannot move {} to {}", self.tmp.display(), self.path.display()))?;
         self.tmp = PathBuf::new();
         Ok(())
     }
@@ -202,16 +168,10 @@ mod tests {
         let p = dir.path().join("bad.jsonl");
         std::fs::write(&p, "{\"a\": 1}\n\n[1]\n").unwrap();
         let msg = read_json_lines(&p).unwrap_err().to_string();
-        assert!(
-            msg.contains("bad.jsonl:3:") && msg.contains("an array"),
-            "{msg}"
-        );
+        assert!(msg.contains("bad.jsonl:3:") && msg.contains("an array"), "{msg}");
         std::fs::write(&p, "\n \n").unwrap();
         let msg = read_json_lines(&p).unwrap_err().to_string();
-        assert!(
-            msg.contains("bad.jsonl:1:") && msg.contains("empty"),
-            "{msg}"
-        );
+        assert!(msg.contains("bad.jsonl:1:") && msg.contains("empty"), "{msg}");
     }
 
     #[test]
@@ -224,11 +184,7 @@ mod tests {
             o.write_all(b"new").unwrap();
         }
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "old");
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "temporary file removed"
-        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temporary file removed");
         let mut o = AtomicOutput::create(&p).unwrap();
         o.write_all(b"new").unwrap();
         o.commit().unwrap();

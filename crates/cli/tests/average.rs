@@ -19,13 +19,7 @@ fn tensors(p: &Path) -> BTreeMap<String, Vec<f32>> {
         .into_iter()
         .map(|(name, t)| {
             assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
-            (
-                name,
-                t.data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-            )
+            (name, t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
         })
         .collect()
 }
@@ -58,37 +52,12 @@ fn average_checkpoints() {
     let train = w.task("train.json", 160, 11);
     let dev = w.task("dev.json", 60, 12);
     let holdout = w.task("holdout.json", 40, 13);
-    let flags = [
-        "--strategy",
-        "rdrop",
-        "--lr",
-        "3e-3",
-        "--epochs",
-        "3",
-        "--head-seed",
-        "5",
-    ];
+    let flags = ["--strategy", "rdrop", "--lr", "3e-3", "--epochs", "3", "--head-seed", "5"];
     let (d1, d2) = (w.path("seed1"), w.path("seed2"));
-    assert_ok(&w.train(
-        &train,
-        Some(&dev),
-        &d1,
-        &[&flags[..], &["--seed", "1"]].concat(),
-    ));
-    assert_ok(&w.train(
-        &train,
-        Some(&dev),
-        &d2,
-        &[&flags[..], &["--seed", "2"]].concat(),
-    ));
+    assert_ok(&w.train(&train, Some(&dev), &d1, &[&flags[..], &["--seed", "1"]].concat()));
+    assert_ok(&w.train(&train, Some(&dev), &d2, &[&flags[..], &["--seed", "2"]].concat()));
     let average = |out: &Path, extra: &[&str], cks: &[&Path]| {
-        let mut args = vec![
-            "average".to_string(),
-            "--threads".into(),
-            "2".into(),
-            "--out".into(),
-            s(out),
-        ];
+        let mut args = vec!["average".to_string(), "--threads".into(), "2".into(), "--out".into(), s(out)];
         args.extend(extra.iter().map(|x| x.to_string()));
         args.extend(cks.iter().map(|p| s(p)));
         run(&args)
@@ -104,10 +73,7 @@ fn average_checkpoints() {
         0.5,
     );
     assert!(eval_accuracy(&a, &dev, &w.path("avg.eval.json")).is_finite());
-    assert_eq!(
-        json(&a.join("config.json"))["id2label"],
-        json(&d1.join("config.json"))["id2label"]
-    );
+    assert_eq!(json(&a.join("config.json"))["id2label"], json(&d1.join("config.json"))["id2label"]);
 
     let aw = w.path("avg31");
     assert_ok(&average(&aw, &["--weights", "3,1"], &[&d1, &d2]));
@@ -118,17 +84,9 @@ fn average_checkpoints() {
         0.75,
         0.25,
     );
-    let err = assert_fails(&average(
-        &w.path("avg_w"),
-        &["--weights", "1,2,3"],
-        &[&d1, &d2],
-    ));
+    let err = assert_fails(&average(&w.path("avg_w"), &["--weights", "1,2,3"], &[&d1, &d2]));
     assert!(err.contains("--weights"), "{err}");
-    let err = assert_fails(&average(
-        &w.path("avg_w"),
-        &["--weights", "0,0"],
-        &[&d1, &d2],
-    ));
+    let err = assert_fails(&average(&w.path("avg_w"), &["--weights", "0,0"], &[&d1, &d2]));
     assert!(err.contains("--weights"), "{err}");
 
     let err = assert_fails(&average(&w.path("avg_g"), &["--greedy"], &[&d1, &d2]));
@@ -141,34 +99,16 @@ fn average_checkpoints() {
     assert!(eval_accuracy(&g, &dev, &w.path("soup.eval.json")).is_finite());
 
     // Another label set: a run on a file whose labels appear in another order.
-    let mut rows: Vec<String> = std::fs::read_to_string(&train)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
+    let mut rows: Vec<String> = std::fs::read_to_string(&train).unwrap().lines().map(String::from).collect();
     let label_of = |l: &str| serde_json::from_str::<Value>(l).unwrap()["label"].clone();
-    let first_other = rows
-        .iter()
-        .position(|l| label_of(l) != label_of(&rows[0]))
-        .unwrap();
+    let first_other = rows.iter().position(|l| label_of(l) != label_of(&rows[0])).unwrap();
     rows.swap(0, first_other);
     let train_b = w.write("train_b.json", &(rows.join("\n") + "\n"));
     let d3 = w.path("other_labels");
-    assert_ok(&w.train(
-        &train_b,
-        Some(&dev),
-        &d3,
-        &["--max-steps", "1", "--head-seed", "5"],
-    ));
-    assert_ne!(
-        json(&d3.join("config.json"))["id2label"],
-        json(&d1.join("config.json"))["id2label"]
-    );
+    assert_ok(&w.train(&train_b, Some(&dev), &d3, &["--max-steps", "1", "--head-seed", "5"]));
+    assert_ne!(json(&d3.join("config.json"))["id2label"], json(&d1.join("config.json"))["id2label"]);
     let err = assert_fails(&average(&w.path("avg_l"), &[], &[&d1, &d3]));
-    assert!(
-        err.contains(&d3.display().to_string()) && err.contains("labels"),
-        "{err}"
-    );
+    assert!(err.contains(&d3.display().to_string()) && err.contains("labels"), "{err}");
     assert!(!w.path("avg_l").exists());
 
     // Checkpoints that cannot be averaged: each a 1-step run that differs from D1 in one setting. The
@@ -176,9 +116,25 @@ fn average_checkpoints() {
     let train_one = |name: &str, model: &Path, flags: &[&str]| -> PathBuf {
         let d = w.path(name);
         let mut args: Vec<String> = [
-            "train", "--model", &s(model), "--threads", "2", "--text-a-key", "sentence",
-            "--label-key", "label", "--batch-size", "16", "--max-steps", "1", "--train", &s(&train),
-            "--dev", &s(&dev), "--output-dir", &s(&d),
+            "train",
+            "--model",
+            &s(model),
+            "--threads",
+            "2",
+            "--text-a-key",
+            "sentence",
+            "--label-key",
+            "label",
+            "--batch-size",
+            "16",
+            "--max-steps",
+            "1",
+            "--train",
+            &s(&train),
+            "--dev",
+            &s(&dev),
+            "--output-dir",
+            &s(&d),
         ]
         .map(String::from)
         .to_vec();
@@ -233,7 +189,9 @@ fn average_checkpoints() {
         let before = std::fs::read(d2.join("model.safetensors")).unwrap();
         let err = assert_fails(&average(&out, &[], &[&d1, &d2]));
         assert!(
-            err.contains("--out") && err.contains(&out.display().to_string()) && err.contains(&d2.display().to_string()),
+            err.contains("--out")
+                && err.contains(&out.display().to_string())
+                && err.contains(&d2.display().to_string()),
             "{err}"
         );
         assert_eq!(std::fs::read(d2.join("model.safetensors")).unwrap(), before, "the input is untouched");

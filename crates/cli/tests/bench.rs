@@ -28,19 +28,14 @@ fn bench(args: &[&str]) -> Value {
         .output()
         .expect("run ernie-ft");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "ernie-ft bench {args:?} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ernie-ft bench {args:?} failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one JSON line expected, got {stdout}");
     serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("not JSON ({e}): {}", lines[0]))
 }
 
 fn f(v: &Value, k: &str) -> f64 {
-    v[k].as_f64()
-        .unwrap_or_else(|| panic!("{k} missing or not a number in {v}"))
+    v[k].as_f64().unwrap_or_else(|| panic!("{k} missing or not a number in {v}"))
 }
 
 #[test]
@@ -52,10 +47,7 @@ fn every_strategy_prints_consistent_figures() {
         assert_eq!(v["strategy"], strategy);
         assert_eq!(v["mode"], "train");
         assert_eq!(v["shape"], "tiny");
-        assert_eq!(
-            (v["batch"].as_u64(), v["seq"].as_u64()),
-            (Some(3), Some(16))
-        );
+        assert_eq!((v["batch"].as_u64(), v["seq"].as_u64()), (Some(3), Some(16)));
         assert_eq!(v["step_s"].as_array().map(|a| a.len()), Some(3));
         assert_eq!(v["warmup_s"].as_array().map(|a| a.len()), Some(1));
         let med = f(&v, "median_step_s");
@@ -64,21 +56,11 @@ fn every_strategy_prints_consistent_figures() {
         assert!((f(&v, "achieved_tflops") - f(&v, "flops_per_step") / med / 1e12).abs() < 1e-12);
         assert!((f(&v, "mfu") - f(&v, "achieved_tflops") / 2.5).abs() < 1e-12);
         assert!(f(&v, "peak_memory_bytes") > 0.0, "{v}");
-        assert_eq!(
-            v["peak_memory_source"], "host_rss",
-            "the CPU backend tracks no device memory"
-        );
+        assert_eq!(v["peak_memory_source"], "host_rss", "the CPU backend tracks no device memory");
         assert!(f(&v, "last_loss").is_finite());
-        let (fw, bw) = (
-            v["forwards"].as_u64().unwrap(),
-            v["backwards"].as_u64().unwrap(),
-        );
+        let (fw, bw) = (v["forwards"].as_u64().unwrap(), v["backwards"].as_u64().unwrap());
         match strategy {
-            "adv" => assert_eq!(
-                (fw, bw),
-                (3, 2),
-                "adv: 3 forwards, 2 full backwards (+ the probe's)"
-            ),
+            "adv" => assert_eq!((fw, bw), (3, 2), "adv: 3 forwards, 2 full backwards (+ the probe's)"),
             _ => assert_eq!((fw, bw), (1, 1)),
         }
         flops.insert(strategy, f(&v, "flops_per_step"));
@@ -103,26 +85,17 @@ fn infer_mode_and_no_mfu_without_peak_on_cpu() {
 #[test]
 fn cuda_is_a_clear_error_without_a_gpu_or_a_measurement_with_one() {
     let out = Command::new(BIN)
-        .args([
-            "bench", "--shape", "tiny", "--batch", "2", "--seq", "16", "--steps", "2", "--device",
-            "cuda",
-        ])
+        .args(["bench", "--shape", "tiny", "--batch", "2", "--seq", "16", "--steps", "2", "--device", "cuda"])
         .output()
         .unwrap();
-    let (stdout, err) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
+    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!err.contains("panicked"), "{err}");
     if out.status.success() {
         let v: Value = serde_json::from_str(stdout.trim()).unwrap();
         assert_eq!(v["device_kind"], "cuda");
         assert_eq!(v["precision"], "bf16");
         assert!(f(&v, "median_step_s") > 0.0 && f(&v, "mfu") > 0.0);
-        assert_eq!(
-            v["peak_memory_source"], "device",
-            "the CUDA backend tracks its memory"
-        );
+        assert_eq!(v["peak_memory_source"], "device", "the CUDA backend tracks its memory");
     } else {
         assert!(err.contains("--device cuda"), "{err}");
     }
@@ -130,10 +103,7 @@ fn cuda_is_a_clear_error_without_a_gpu_or_a_measurement_with_one() {
 
 #[test]
 fn too_long_sequences_are_refused() {
-    let out = Command::new(BIN)
-        .args(["bench", "--shape", "tiny", "--seq", "600", "--steps", "1"])
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["bench", "--shape", "tiny", "--seq", "600", "--steps", "1"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_position_embeddings"));
 }

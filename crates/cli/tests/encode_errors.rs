@@ -24,38 +24,19 @@ fn check_failure(t: &Tiny, input: &Path, model: Option<&Path>, extra: &[&str], n
         }
         let model = model.map(Path::to_path_buf).unwrap_or_else(|| t.model());
         let mut args: Vec<&OsStr> = vec!["encode".as_ref(), "--model".as_ref(), model.as_os_str()];
-        args.extend([
-            "--input".as_ref(),
-            input.as_os_str(),
-            "--output".as_ref(),
-            output.as_os_str(),
-        ]);
+        args.extend(["--input".as_ref(), input.as_os_str(), "--output".as_ref(), output.as_os_str()]);
         args.extend(extra.iter().map(OsStr::new));
         let out = run(&args);
         let err = stderr(&out);
-        assert!(
-            !out.status.success(),
-            "expected a failure for {needles:?}, got success:\n{err}"
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "exit code 1 (not a panic, not a signal):\n{err}"
-        );
-        assert!(
-            err.starts_with("error: "),
-            "message starts with 'error: ':\n{err}"
-        );
+        assert!(!out.status.success(), "expected a failure for {needles:?}, got success:\n{err}");
+        assert_eq!(out.status.code(), Some(1), "exit code 1 (not a panic, not a signal):\n{err}");
+        assert!(err.starts_with("error: "), "message starts with 'error: ':\n{err}");
         assert!(!err.contains("panicked"), "{err}");
         for n in needles {
             assert!(err.contains(n), "message lacks {n:?}:\n{err}");
         }
         if existing {
-            assert_eq!(
-                std::fs::read_to_string(&output).unwrap(),
-                PRECIOUS,
-                "existing output changed"
-            );
+            assert_eq!(std::fs::read_to_string(&output).unwrap(), PRECIOUS, "existing output changed");
         } else {
             assert!(!output.exists(), "output created despite the error");
         }
@@ -88,11 +69,7 @@ fn malformed_input_lines_are_errors_naming_file_and_line() {
             format!("{ok}\r\n{ok}\r\n{{\"sentence1\": \"好\"}}\r\n").into_bytes(),
             vec!["half_pair.jsonl:3", "sentence2"],
         ),
-        (
-            "number.jsonl",
-            b"{\"sentence\": 5}\n".to_vec(),
-            vec!["number.jsonl:1", "must be a string", "a number"],
-        ),
+        ("number.jsonl", b"{\"sentence\": 5}\n".to_vec(), vec!["number.jsonl:1", "must be a string", "a number"]),
         (
             "pair_array.jsonl",
             b"{\"sentence1\": \"a\", \"sentence2\": [1]}\n".to_vec(),
@@ -103,11 +80,7 @@ fn malformed_input_lines_are_errors_naming_file_and_line() {
             format!("{ok}\n{{\"sentence\": null}}\n").into_bytes(),
             vec!["null.jsonl:2", "must be a string, found null"],
         ),
-        (
-            "array.jsonl",
-            format!("{ok}\n[\"好\"]\n").into_bytes(),
-            vec!["array.jsonl:2", "expected a JSON object"],
-        ),
+        ("array.jsonl", format!("{ok}\n[\"好\"]\n").into_bytes(), vec!["array.jsonl:2", "expected a JSON object"]),
         (
             "both.jsonl",
             b"{\"sentence\": \"a\", \"sentence1\": \"b\", \"sentence2\": \"c\"}\n".to_vec(),
@@ -115,31 +88,17 @@ fn malformed_input_lines_are_errors_naming_file_and_line() {
         ),
         (
             "utf8.jsonl",
-            [
-                format!("{ok}\n").into_bytes(),
-                b"{\"sentence\": \"\xff\xfe\"}\n".to_vec(),
-            ]
-            .concat(),
+            [format!("{ok}\n").into_bytes(), b"{\"sentence\": \"\xff\xfe\"}\n".to_vec()].concat(),
             vec!["utf8.jsonl:2", "UTF-8"],
         ),
-        (
-            "blank.jsonl",
-            b"\n  \r\n\n".to_vec(),
-            vec!["blank.jsonl:1", "empty"],
-        ),
+        ("blank.jsonl", b"\n  \r\n\n".to_vec(), vec!["blank.jsonl:1", "empty"]),
         ("zero.jsonl", Vec::new(), vec!["zero.jsonl:1", "empty"]),
     ];
     for (name, body, needles) in cases {
         let input = t.write(name, body);
         check_failure(&t, &input, None, &[], &needles);
     }
-    check_failure(
-        &t,
-        &t.path("does_not_exist.jsonl"),
-        None,
-        &[],
-        &["does_not_exist.jsonl"],
-    );
+    check_failure(&t, &t.path("does_not_exist.jsonl"), None, &[], &["does_not_exist.jsonl"]);
 }
 
 #[test]
@@ -155,61 +114,27 @@ fn bad_model_directories_are_errors_naming_the_file() {
         edit(&dir);
         dir
     };
-    check_failure(
-        &t,
-        &input,
-        Some(&t.path("no_such_model")),
-        &[],
-        &["no_such_model"],
-    );
+    check_failure(&t, &input, Some(&t.path("no_such_model")), &[], &["no_such_model"]);
 
-    let m = variant("m_no_weights", &|d| {
-        std::fs::remove_file(d.join("model.safetensors")).unwrap()
-    });
-    check_failure(
-        &t,
-        &input,
-        Some(&m),
-        &[],
-        &["m_no_weights", "model.safetensors"],
-    );
+    let m = variant("m_no_weights", &|d| std::fs::remove_file(d.join("model.safetensors")).unwrap());
+    check_failure(&t, &input, Some(&m), &[], &["m_no_weights", "model.safetensors"]);
 
-    let m = variant("m_no_config", &|d| {
-        std::fs::remove_file(d.join("config.json")).unwrap()
-    });
+    let m = variant("m_no_config", &|d| std::fs::remove_file(d.join("config.json")).unwrap());
     check_failure(&t, &input, Some(&m), &[], &["m_no_config", "config.json"]);
 
-    let m = variant("m_bad_config", &|d| {
-        std::fs::write(d.join("config.json"), "{\"hidden_size\": 32,").unwrap()
-    });
+    let m = variant("m_bad_config", &|d| std::fs::write(d.join("config.json"), "{\"hidden_size\": 32,").unwrap());
     check_failure(&t, &input, Some(&m), &[], &["m_bad_config", "config.json"]);
 
     let m = variant("m_garbage", &|d| {
-        std::fs::write(
-            d.join("model.safetensors"),
-            b"\x10\0\0\0\0\0\0\0not a header at all",
-        )
-        .unwrap()
+        std::fs::write(d.join("model.safetensors"), b"\x10\0\0\0\0\0\0\0not a header at all").unwrap()
     });
-    check_failure(
-        &t,
-        &input,
-        Some(&m),
-        &[],
-        &["m_garbage", "model.safetensors"],
-    );
+    check_failure(&t, &input, Some(&m), &[], &["m_garbage", "model.safetensors"]);
 
     let m = variant("m_truncated", &|d| {
         let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
         std::fs::write(d.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     });
-    check_failure(
-        &t,
-        &input,
-        Some(&m),
-        &[],
-        &["m_truncated", "model.safetensors"],
-    );
+    check_failure(&t, &input, Some(&m), &[], &["m_truncated", "model.safetensors"]);
 
     // A tensor renamed away, and one with the wrong shape: the message names the tensor.
     type Tensor = (String, Vec<usize>, Vec<u8>);
@@ -217,80 +142,36 @@ fn bad_model_directories_are_errors_naming_the_file() {
     let rewrite = |d: &Path, f: &Edit| {
         let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let owned: Vec<Tensor> = st
-            .tensors()
-            .into_iter()
-            .filter_map(|(n, v)| f(&n, v.shape().to_vec(), v.data().to_vec()))
-            .collect();
+        let owned: Vec<Tensor> =
+            st.tensors().into_iter().filter_map(|(n, v)| f(&n, v.shape().to_vec(), v.data().to_vec())).collect();
         let views: Vec<(String, safetensors::tensor::TensorView)> = owned
             .iter()
             .map(|(n, s, d)| {
-                (
-                    n.clone(),
-                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
-                        .unwrap(),
-                )
+                (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())
             })
             .collect();
-        std::fs::write(
-            d.join("model.safetensors"),
-            safetensors::serialize(views, None).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(d.join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
     };
     let m = variant("m_missing_tensor", &|d| {
-        rewrite(d, &|n, s, v| {
-            (n != "bert.embeddings.word_embeddings.weight").then(|| (n.to_string(), s, v))
-        })
+        rewrite(d, &|n, s, v| (n != "bert.embeddings.word_embeddings.weight").then(|| (n.to_string(), s, v)))
     });
-    check_failure(
-        &t,
-        &input,
-        Some(&m),
-        &[],
-        &["m_missing_tensor", "model.safetensors", "word_embeddings"],
-    );
+    check_failure(&t, &input, Some(&m), &[], &["m_missing_tensor", "model.safetensors", "word_embeddings"]);
     let m = variant("m_bad_shape", &|d| {
         rewrite(d, &|n, s, v| {
             if n == "bert.embeddings.position_embeddings.weight" {
-                Some((
-                    n.to_string(),
-                    vec![s[0] / 2, s[1]],
-                    v[..v.len() / 2].to_vec(),
-                ))
+                Some((n.to_string(), vec![s[0] / 2, s[1]], v[..v.len() / 2].to_vec()))
             } else {
                 Some((n.to_string(), s, v))
             }
         })
     });
-    check_failure(
-        &t,
-        &input,
-        Some(&m),
-        &[],
-        &[
-            "m_bad_shape",
-            "model.safetensors",
-            "position_embeddings",
-            "shape",
-        ],
-    );
+    check_failure(&t, &input, Some(&m), &[], &["m_bad_shape", "model.safetensors", "position_embeddings", "shape"]);
 
-    let m = variant("m_no_tokenizer", &|d| {
-        std::fs::remove_file(d.join("vocab.txt")).unwrap()
-    });
+    let m = variant("m_no_tokenizer", &|d| std::fs::remove_file(d.join("vocab.txt")).unwrap());
     check_failure(&t, &input, Some(&m), &[], &["m_no_tokenizer", "vocab.txt"]);
 
-    let m = variant("m_bad_vocab", &|d| {
-        std::fs::write(d.join("vocab.txt"), "[PAD]\n[CLS]\n[SEP]\n").unwrap()
-    });
-    check_failure(
-        &t,
-        &input,
-        Some(&m),
-        &[],
-        &["m_bad_vocab", "vocab.txt", "[UNK]"],
-    );
+    let m = variant("m_bad_vocab", &|d| std::fs::write(d.join("vocab.txt"), "[PAD]\n[CLS]\n[SEP]\n").unwrap());
+    check_failure(&t, &input, Some(&m), &[], &["m_bad_vocab", "vocab.txt", "[UNK]"]);
 
     // A tokenizer larger than the model's embedding table: the line with the out-of-range token is named.
     let m = variant("m_big_vocab", &|d| {
@@ -301,10 +182,7 @@ fn bad_model_directories_are_errors_naming_the_file() {
         v.push_str("龙\n");
         std::fs::write(d.join("vocab.txt"), v).unwrap();
     });
-    let input2 = t.write(
-        "in2.jsonl",
-        format!("{}\n{}\n", single("今天"), single("一条龙")),
-    );
+    let input2 = t.write("in2.jsonl", format!("{}\n{}\n", single("今天"), single("一条龙")));
     check_failure(&t, &input2, Some(&m), &[], &["in2.jsonl:2", "vocabulary"]);
 }
 
@@ -319,22 +197,10 @@ fn bad_flags_are_clear_errors() {
         &["--max-len", "65"],
         &["--max-len 65", "max_position_embeddings 64", "config.json"],
     );
-    check_failure(
-        &t,
-        &input,
-        None,
-        &["--max-len", "2"],
-        &["in.jsonl:1", "max_len 2 is too small"],
-    );
+    check_failure(&t, &input, None, &["--max-len", "2"], &["in.jsonl:1", "max_len 2 is too small"]);
     // Without a GPU, --device cuda is a clear error (on a GPU machine it works).
     if ernie_cuda::preflight().is_err() {
-        check_failure(
-            &t,
-            &input,
-            None,
-            &["--device", "cuda"],
-            &["--device cuda", "NVIDIA"],
-        );
+        check_failure(&t, &input, None, &["--device", "cuda"], &["--device cuda", "NVIDIA"]);
     }
 
     // An output directory that does not exist.
@@ -351,19 +217,10 @@ fn bad_flags_are_clear_errors() {
     ];
     let out = run(&args);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("missing_dir") && stderr(&out).contains("does not exist"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("missing_dir") && stderr(&out).contains("does not exist"), "{}", stderr(&out));
 
     // Usage errors are clap's (exit 2), never a panic.
-    for bad in [
-        &["--batch-size", "0"][..],
-        &["--threads", "0"],
-        &["--device", "tpu"],
-        &["--max-len", "x"],
-    ] {
+    for bad in [&["--batch-size", "0"][..], &["--threads", "0"], &["--device", "tpu"], &["--max-len", "x"]] {
         let out = t.encode(&input, &t.path("o.jsonl"), bad);
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
         assert!(!t.path("o.jsonl").exists());

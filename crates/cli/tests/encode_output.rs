@@ -31,25 +31,14 @@ fn one_row_per_line_in_input_order() {
         assert!(r.cls.iter().chain(&r.mean).all(|v| v.is_finite()));
     }
     // Each row is the encoding of its own line: compare with the lines encoded one by one.
-    let alone = [
-        single("今天天气很好"),
-        pair("我喜欢吃苹果", "你喜欢看书"),
-        single("明天下雨"),
-        single("猫很快"),
-    ];
+    let alone = [single("今天天气很好"), pair("我喜欢吃苹果", "你喜欢看书"), single("明天下雨"), single("猫很快")];
     for (i, line) in alone.iter().enumerate() {
         let one = t.rows(&format!("alone{i}"), std::slice::from_ref(line), &[]);
         assert_rows_close(&one[0], &rows[i], &format!("line {i}"));
     }
     let err = stderr(&out);
-    assert!(
-        err.contains("encoded 4 examples in") && err.contains("examples/s"),
-        "summary line:\n{err}"
-    );
-    assert!(
-        !err.contains('\r'),
-        "no progress bar when stderr is not a terminal:\n{err}"
-    );
+    assert!(err.contains("encoded 4 examples in") && err.contains("examples/s"), "summary line:\n{err}");
+    assert!(!err.contains('\r'), "no progress bar when stderr is not a terminal:\n{err}");
     // Nothing but the input, the outputs and the model in the work dir (no temporary files left).
     let leftovers: Vec<_> = std::fs::read_dir(t.dir())
         .unwrap()
@@ -93,26 +82,14 @@ fn padding_does_not_change_results() {
     let short = single("猫");
     let long = pair(&text(0, 40), &text(3, 20));
     let alone = t.rows("alone", std::slice::from_ref(&short), &["--max-len", "64"]);
-    let batched = t.rows(
-        "batched",
-        &[long.clone(), short.clone(), long],
-        &["--max-len", "64"],
-    );
-    assert_rows_close(
-        &alone[0],
-        &batched[1],
-        "short sentence alone vs beside a 64-token pair",
-    );
+    let batched = t.rows("batched", &[long.clone(), short.clone(), long], &["--max-len", "64"]);
+    assert_rows_close(&alone[0], &batched[1], "short sentence alone vs beside a 64-token pair");
 }
 
 #[test]
 fn pooling_matches_a_hand_computation() {
     let t = Tiny::new();
-    let inputs = [
-        single("今天天气很好。"),
-        pair("我喜欢吃苹果", "他们在公园玩"),
-        single(&text(2, 30)),
-    ];
+    let inputs = [single("今天天气很好。"), pair("我喜欢吃苹果", "他们在公园玩"), single(&text(2, 30))];
     let rows = t.rows("hand", &inputs, &["--batch-size", "3"]);
     let want = [
         by_hand(&t.model(), "今天天气很好。", None, 128),
@@ -132,10 +109,7 @@ fn numbers_round_trip_f32() {
     let rows = t.rows("rt", &[single("我们")], &[]);
     let want = by_hand(&t.model(), "我们", None, 128);
     // Written with enough digits to read back the very same f32 (up to the pooling's own rounding).
-    assert_eq!(
-        rows[0].cls, want.cls,
-        "cls is a copy of the hidden state and must read back bit for bit"
-    );
+    assert_eq!(rows[0].cls, want.cls, "cls is a copy of the hidden state and must read back bit for bit");
 }
 
 #[test]
@@ -144,25 +118,13 @@ fn long_inputs_are_truncated_longest_first() {
     // Single: [CLS] + 6 + [SEP] = 8 tokens.
     let long = text(0, 30);
     let cut: String = long.chars().take(6).collect();
-    let rows = t.rows(
-        "trunc1",
-        &[single(&long), single(&cut)],
-        &["--max-len", "8"],
-    );
+    let rows = t.rows("trunc1", &[single(&long), single(&cut)], &["--max-len", "8"]);
     assert_rows_close(&rows[0], &rows[1], "single truncated to max-len 8");
     // Pair: 3 specials, 7 slots; longest-first trims the 10-token side to 4 and keeps the 3-token side.
     let (a, b) = (text(0, 10), text(20, 3));
     let a_cut: String = a.chars().take(4).collect();
-    let rows = t.rows(
-        "trunc2",
-        &[pair(&a, &b), pair(&a_cut, &b)],
-        &["--max-len", "10"],
-    );
-    assert_rows_close(
-        &rows[0],
-        &rows[1],
-        "pair truncated longest-first to max-len 10",
-    );
+    let rows = t.rows("trunc2", &[pair(&a, &b), pair(&a_cut, &b)], &["--max-len", "10"]);
+    assert_rows_close(&rows[0], &rows[1], "pair truncated longest-first to max-len 10");
     // Without truncation the long input differs.
     let rows = t.rows("trunc3", &[single(&long), single(&cut)], &[]);
     assert!(max_diff(&rows[0].mean, &rows[1].mean) > 1e-4);
@@ -174,13 +136,7 @@ fn model_from_environment_variable() {
     let input = t.write("in.jsonl", single("今天天气很好") + "\n");
     let output = t.path("out.jsonl");
     let out = Command::new(BIN)
-        .args([
-            "encode".as_ref(),
-            "--input".as_ref(),
-            input.as_os_str(),
-            "--output".as_ref(),
-            output.as_os_str(),
-        ])
+        .args(["encode".as_ref(), "--input".as_ref(), input.as_os_str(), "--output".as_ref(), output.as_os_str()])
         .env("ERNIE_FT_MODEL", t.model())
         .output()
         .unwrap();
@@ -213,19 +169,9 @@ fn e5_paraphrases_are_closer_than_unrelated_sentences() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in.jsonl");
-    let sentences = [
-        "今天天气很好，我们去公园散步吧。",
-        "今天阳光明媚，适合去公园走走。",
-        "这家银行的信用卡年费太贵了。",
-    ];
-    std::fs::write(
-        &input,
-        sentences
-            .iter()
-            .map(|s| single(s) + "\n")
-            .collect::<String>(),
-    )
-    .unwrap();
+    let sentences =
+        ["今天天气很好，我们去公园散步吧。", "今天阳光明媚，适合去公园走走。", "这家银行的信用卡年费太贵了。"];
+    std::fs::write(&input, sentences.iter().map(|s| single(s) + "\n").collect::<String>()).unwrap();
     let output = tmp.path().join("out.jsonl");
     let out = run(&[
         "encode".as_ref(),
@@ -239,14 +185,9 @@ fn e5_paraphrases_are_closer_than_unrelated_sentences() {
     assert_success(&out);
     let rows = read_rows(&output);
     assert_eq!(rows.len(), 3);
-    assert!(rows
-        .iter()
-        .all(|r| r.mean.len() == 384 && r.cls.len() == 384));
+    assert!(rows.iter().all(|r| r.mean.len() == 384 && r.cls.len() == 384));
     let para = cosine(&rows[0].mean, &rows[1].mean);
     let unrelated = cosine(&rows[0].mean, &rows[2].mean);
     eprintln!("cosine(paraphrase) = {para:.4}, cosine(unrelated) = {unrelated:.4}");
-    assert!(
-        para > unrelated,
-        "paraphrase {para} should be closer than unrelated {unrelated}"
-    );
+    assert!(para > unrelated, "paraphrase {para} should be closer than unrelated {unrelated}");
 }

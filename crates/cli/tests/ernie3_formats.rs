@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use common::{assert_fails, assert_ok, json, run, s, Work};
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/ernie3")
-        .join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ernie3").join(rel)
 }
 
 /// `train` from `model` for `steps` updates of 8 examples, scored on the training file.
@@ -27,15 +25,7 @@ fn train_runs_two_steps_from_each_format() {
     // base: all three formats (protocol 2 pdparams, flat model_config.json; a strided tensor in the
     // .bin); mini: legacy PyTorch file; micro: unprefixed Paddle names; medium: nested model_config.json,
     // a `token<TAB>id` vocab.txt, and gamma/beta names in the .bin.
-    let cases = [
-        "base/hf",
-        "base/torch",
-        "base/paddle",
-        "mini/torch",
-        "micro/paddle",
-        "medium/paddle",
-        "medium/torch",
-    ];
+    let cases = ["base/hf", "base/torch", "base/paddle", "mini/torch", "micro/paddle", "medium/paddle", "medium/torch"];
     for case in cases {
         let out = w.path(&format!("run-{}", case.replace('/', "-")));
         assert_ok(&run(&train_args(&w, &fixture(case), &train, &out, "2")));
@@ -47,42 +37,22 @@ fn train_runs_two_steps_from_each_format() {
         assert_eq!(cfg["use_task_id"], true, "{case}");
         // The checkpoint's tokenizer is HF's: PaddleNLP's ErnieTokenizer class and tab ids are rewritten.
         let vocab = std::fs::read_to_string(out.join("vocab.txt")).unwrap();
-        assert!(
-            vocab.starts_with("[PAD]\n[CLS]\n") && !vocab.contains('\t'),
-            "{case}"
-        );
+        assert!(vocab.starts_with("[PAD]\n[CLS]\n") && !vocab.contains('\t'), "{case}");
         if case.ends_with("paddle") {
-            assert_eq!(
-                json(&out.join("tokenizer_config.json"))["tokenizer_class"],
-                "BertTokenizer",
-                "{case}"
-            );
+            assert_eq!(json(&out.join("tokenizer_config.json"))["tokenizer_class"], "BertTokenizer", "{case}");
             // PaddleNLP's own config keys stay out of the HF config.
-            assert!(
-                cfg.get("num_classes").is_none() && cfg.get("paddlenlp_version").is_none(),
-                "{case}: {cfg}"
-            );
+            assert!(cfg.get("num_classes").is_none() && cfg.get("paddlenlp_version").is_none(), "{case}: {cfg}");
         }
         // And the fine-tuned checkpoint is an ernie-ft checkpoint like any other.
-        assert_ok(&run(&[
-            "eval",
-            "--model",
-            &s(&out),
-            "--dev",
-            &s(&train),
-            "--threads",
-            "2",
-        ]));
+        assert_ok(&run(&["eval", "--model", &s(&out), "--dev", &s(&train), "--threads", "2"]));
     }
 }
 
 #[test]
 fn encode_and_convert_agree_across_formats() {
     let w = Work::new();
-    let input = w.write(
-        "in.jsonl",
-        "{\"sentence\": \"我是中国人\"}\n{\"sentence1\": \"他说\", \"sentence2\": \"HELLO 的\"}\n",
-    );
+    let input =
+        w.write("in.jsonl", "{\"sentence\": \"我是中国人\"}\n{\"sentence1\": \"他说\", \"sentence2\": \"HELLO 的\"}\n");
     let encode = |model: &Path, name: &str| -> String {
         let out = w.path(name);
         assert_ok(&run(&[
@@ -105,19 +75,10 @@ fn encode_and_convert_agree_across_formats() {
         let r = run(&["convert", "--from", &s(&fixture(case)), "--out", &s(&out)]);
         assert_ok(&r);
         let err = common::stderr(&r);
-        assert!(
-            err.contains("layer_norm_eps 1e-5") && err.contains("3-label classifier"),
-            "{err}"
-        );
+        assert!(err.contains("layer_norm_eps 1e-5") && err.contains("3-label classifier"), "{err}");
         assert_eq!(encode(&out, "y.jsonl"), reference, "{case} converted");
         // Not over an existing model.
-        let again = assert_fails(&run(&[
-            "convert",
-            "--from",
-            &s(&fixture(case)),
-            "--out",
-            &s(&out),
-        ]));
+        let again = assert_fails(&run(&["convert", "--from", &s(&fixture(case)), "--out", &s(&out)]));
         assert!(again.contains("already exists"), "{again}");
     }
 }
@@ -161,19 +122,17 @@ fn resuming_checks_the_paddle_files() {
     // with either changed is refused, naming it.
     let w = Work::new();
     let train = w.task("train.jsonl", 24, 2);
-    let model = copy_model(&w, "paddle", "micro/paddle", &["config.json", "model_state.pdparams", "vocab.txt", "tokenizer_config.json"]);
+    let model = copy_model(
+        &w,
+        "paddle",
+        "micro/paddle",
+        &["config.json", "model_state.pdparams", "vocab.txt", "tokenizer_config.json"],
+    );
     let out = w.path("run");
     let mut args = train_args(&w, &model, &train, &out, "3");
     args.extend(["--save-every", "1"].map(String::from));
-    let cut = common::command(&args)
-        .env("ERNIE_FT_TEST_KILL", "step:2")
-        .output()
-        .unwrap();
-    assert!(
-        !cut.status.success() && out.join("checkpoints").is_dir(),
-        "{}",
-        common::stderr(&cut)
-    );
+    let cut = common::command(&args).env("ERNIE_FT_TEST_KILL", "step:2").output().unwrap();
+    assert!(!cut.status.success() && out.join("checkpoints").is_dir(), "{}", common::stderr(&cut));
     let mut resume = args.clone();
     resume.extend(["--resume", "auto"].map(String::from));
 
@@ -183,28 +142,18 @@ fn resuming_checks_the_paddle_files() {
     longer.extend_from_slice(b"\0");
     std::fs::write(&pd, &longer).unwrap();
     let err = assert_fails(&run(&resume));
-    assert!(
-        err.contains("model_state.pdparams") && err.contains("differs"),
-        "{err}"
-    );
+    assert!(err.contains("model_state.pdparams") && err.contains("differs"), "{err}");
     std::fs::write(&pd, &original).unwrap();
 
     let cfg = model.join("config.json");
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, text.replacen('{', "{\"note\": 1, ", 1)).unwrap();
     let err = assert_fails(&run(&resume));
-    assert!(
-        err.contains("config.json") && err.contains("differs"),
-        "{err}"
-    );
+    assert!(err.contains("config.json") && err.contains("differs"), "{err}");
     std::fs::write(&cfg, text).unwrap();
 
     let done = run(&resume);
     assert_ok(&done);
-    assert!(
-        common::stderr(&done).contains("resum"),
-        "{}",
-        common::stderr(&done)
-    );
+    assert!(common::stderr(&done).contains("resum"), "{}", common::stderr(&done));
     assert_eq!(json(&out.join("metrics.json"))["steps"].as_u64(), Some(3));
 }

@@ -20,44 +20,18 @@ fn train_eval_and_predict() {
         &train,
         Some(&dev),
         &d,
-        &[
-            "--strategy",
-            "adv,rdrop,layer-decay",
-            "--lr",
-            "3e-3",
-            "--epochs",
-            "6",
-            "--head-seed",
-            "3",
-        ],
+        &["--strategy", "adv,rdrop,layer-decay", "--lr", "3e-3", "--epochs", "6", "--head-seed", "3"],
     );
     assert_ok(&out);
     let err = stderr(&out);
     // The layer-decay multiplier table: embeddings, both layers and the head, with their multipliers.
     assert!(err.contains("layer decay 0.8: lr multiplier"), "{err}");
-    for row in [
-        "embeddings",
-        "encoder.layer.0",
-        "encoder.layer.1",
-        "pooler+classifier",
-    ] {
-        assert!(
-            err.lines().any(|l| l.trim_start().starts_with(row)),
-            "no row {row} in:\n{err}"
-        );
+    for row in ["embeddings", "encoder.layer.0", "encoder.layer.1", "pooler+classifier"] {
+        assert!(err.lines().any(|l| l.trim_start().starts_with(row)), "no row {row} in:\n{err}");
     }
-    assert!(
-        err.contains("1.000000") && err.contains("0.409600"),
-        "{err}"
-    );
+    assert!(err.contains("1.000000") && err.contains("0.409600"), "{err}");
 
-    for f in [
-        "model.safetensors",
-        "config.json",
-        "vocab.txt",
-        "ernie_ft.json",
-        "metrics.json",
-    ] {
+    for f in ["model.safetensors", "config.json", "vocab.txt", "ernie_ft.json", "metrics.json"] {
         assert!(d.join(f).is_file(), "{f} missing from the checkpoint");
     }
     let config = json(&d.join("config.json"));
@@ -68,46 +42,24 @@ fn train_eval_and_predict() {
     names.sort();
     assert_eq!(names, ["丙", "乙", "甲"]);
     for (i, l) in id2label {
-        assert_eq!(
-            label2id[l.as_str().unwrap()].to_string(),
-            *i,
-            "label2id inverts id2label"
-        );
+        assert_eq!(label2id[l.as_str().unwrap()].to_string(), *i, "label2id inverts id2label");
     }
-    assert_eq!(
-        std::fs::read(d.join("vocab.txt")).unwrap(),
-        std::fs::read(w.path("model/vocab.txt")).unwrap()
-    );
+    assert_eq!(std::fs::read(d.join("vocab.txt")).unwrap(), std::fs::read(w.path("model/vocab.txt")).unwrap());
     let meta = json(&d.join("ernie_ft.json"));
     assert_eq!(meta["max_len"], 32);
     let metrics = json(&d.join("metrics.json"));
-    let final_acc = metrics["final_dev"]["accuracy"]
-        .as_f64()
-        .expect("final_dev accuracy");
-    assert!(
-        final_acc > 0.8,
-        "final dev accuracy {final_acc} (chance 0.33): {metrics}"
-    );
+    let final_acc = metrics["final_dev"]["accuracy"].as_f64().expect("final_dev accuracy");
+    assert!(final_acc > 0.8, "final dev accuracy {final_acc} (chance 0.33): {metrics}");
+    assert_eq!(metrics["strategies"], serde_json::json!(["adv", "rdrop", "layer-decay"]));
     assert_eq!(
-        metrics["strategies"],
-        serde_json::json!(["adv", "rdrop", "layer-decay"])
-    );
-    assert_eq!(
-        (
-            metrics["train_examples"].as_u64(),
-            metrics["dev_examples"].as_u64(),
-            metrics["steps"].as_u64()
-        ),
+        (metrics["train_examples"].as_u64(), metrics["dev_examples"].as_u64(), metrics["steps"].as_u64()),
         (Some(240), Some(90), Some(90))
     );
 
     // 2. eval reproduces the final dev accuracy.
     let m = w.path("eval.json");
     let acc = eval_accuracy(&d, &dev, &m);
-    assert_eq!(
-        acc, final_acc,
-        "eval of the checkpoint vs metrics.json final_dev"
-    );
+    assert_eq!(acc, final_acc, "eval of the checkpoint vs metrics.json final_dev");
     assert_eq!(json(&m)["examples"], 90);
 
     // 3. predict: ids as written (ints stay ints, strings stay strings), input order, known labels.
@@ -124,10 +76,8 @@ fn train_eval_and_predict() {
             (id, text, label)
         })
         .collect();
-    let lines: Vec<String> = test
-        .iter()
-        .map(|(id, text, _)| serde_json::json!({ "id": id, "sentence": text }).to_string())
-        .collect();
+    let lines: Vec<String> =
+        test.iter().map(|(id, text, _)| serde_json::json!({ "id": id, "sentence": text }).to_string()).collect();
     let t = w.write("test.json", &(lines.join("\n") + "\n"));
     let p = w.path("pred.json");
     let out = run(&[
@@ -143,10 +93,7 @@ fn train_eval_and_predict() {
     ]);
     assert_ok(&out);
     let text = std::fs::read_to_string(&p).unwrap();
-    let rows: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect();
+    let rows: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
     assert_eq!(rows.len(), test.len());
     let mut correct = 0;
     for (row, (id, _, label)) in rows.iter().zip(&test) {
@@ -157,11 +104,7 @@ fn train_eval_and_predict() {
         assert!(LABELS.contains(&l), "{l}");
         correct += usize::from(l == LABELS[*label]);
     }
-    assert!(
-        correct * 10 > test.len() * 7,
-        "{correct}/{} predictions right",
-        test.len()
-    );
+    assert!(correct * 10 > test.len() * 7, "{correct}/{} predictions right", test.len());
 
     // A failing predict names FILE:LINE and leaves no output.
     let mut bad = lines.clone();
@@ -207,12 +150,23 @@ fn predict_logits_and_eval_ranges() {
         .collect();
     let p = w.path("pred.json");
     let predict = |extra: &[&str]| {
-        let mut args = vec!["predict".to_string(), "--model".into(), s(&d), "--test".into(), s(&train), "--output".into(), s(&p), "--threads".into(), "2".into()];
+        let mut args = vec![
+            "predict".to_string(),
+            "--model".into(),
+            s(&d),
+            "--test".into(),
+            s(&train),
+            "--output".into(),
+            s(&p),
+            "--threads".into(),
+            "2".into(),
+        ];
         args.extend(extra.iter().map(|x| x.to_string()));
         run(&args)
     };
     assert_ok(&predict(&["--logits"]));
-    let rows: Vec<Value> = std::fs::read_to_string(&p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<Value> =
+        std::fs::read_to_string(&p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 60);
     for row in &rows {
         let logits: Vec<f64> = row["logits"].as_array().expect("logits").iter().map(|x| x.as_f64().unwrap()).collect();
@@ -225,7 +179,15 @@ fn predict_logits_and_eval_ranges() {
     assert!(first.get("logits").is_none(), "no logits without --logits: {first}");
 
     let eval = |extra: &[&str]| {
-        let mut args = vec!["eval".to_string(), "--model".into(), s(&d), "--dev".into(), s(&train), "--threads".into(), "2".into()];
+        let mut args = vec![
+            "eval".to_string(),
+            "--model".into(),
+            s(&d),
+            "--dev".into(),
+            s(&train),
+            "--threads".into(),
+            "2".into(),
+        ];
         args.extend(extra.iter().map(|x| x.to_string()));
         run(&args)
     };

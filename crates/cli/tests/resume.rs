@@ -14,7 +14,16 @@ use std::time::{Duration, Instant};
 /// What must be equal, bit for bit, between an interrupted-and-resumed run and an uninterrupted one.
 fn outcome(run: &Path) -> (Value, Vec<u8>) {
     let m = json(&run.join("metrics.json"));
-    let keep = ["final_dev", "best_dev", "history", "train_loss_last_epoch", "final_weights_blake3", "steps", "train_examples", "dev_examples"];
+    let keep = [
+        "final_dev",
+        "best_dev",
+        "history",
+        "train_loss_last_epoch",
+        "final_weights_blake3",
+        "steps",
+        "train_examples",
+        "dev_examples",
+    ];
     let v: serde_json::Map<String, Value> = keep.iter().map(|k| (k.to_string(), m[*k].clone())).collect();
     let weights = std::fs::read(run.join("model.safetensors")).unwrap();
     (Value::Object(v), weights)
@@ -48,7 +57,13 @@ fn sigkill_anywhere_then_resume_is_bit_identical_for_every_strategy() {
         rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (rng >> 33) % n
     };
-    let strategies: [&[&str]; 5] = [&[], &["--strategy", "adv"], &["--strategy", "rdrop"], &["--strategy", "layer-decay"], &["--strategy", "adv,rdrop,layer-decay"]];
+    let strategies: [&[&str]; 5] = [
+        &[],
+        &["--strategy", "adv"],
+        &["--strategy", "rdrop"],
+        &["--strategy", "layer-decay"],
+        &["--strategy", "adv,rdrop,layer-decay"],
+    ];
     for (i, strat) in strategies.iter().enumerate() {
         let flags: Vec<&str> = FLAGS.iter().chain(strat.iter()).copied().collect();
         let whole = w.path(&format!("whole{i}"));
@@ -73,7 +88,10 @@ fn sigkill_anywhere_then_resume_is_bit_identical_for_every_strategy() {
         assert_eq!(a, b, "{strat:?} killed at {point}: metrics differ after resuming\n{}", stderr(&out));
         assert!(wa == wb, "{strat:?} killed at {point}: final weights differ after resuming");
         // Nothing of the interrupted save is left behind, and only the newest 2 states are kept.
-        let states: Vec<String> = std::fs::read_dir(cut.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let states: Vec<String> = std::fs::read_dir(cut.join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         assert!(states.iter().all(|n| n.starts_with("step-")), "{states:?}");
         assert!(states.len() <= 2, "{states:?}");
         assert!(!std::fs::read_dir(&cut).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
@@ -90,7 +108,8 @@ fn sigint_stops_with_a_checkpoint_and_resumes_bit_identically() {
     assert_ok(&w.train(&train, Some(&dev), &whole, &flags));
 
     let cut = w.path("cut");
-    let child = command(&w.train_args(&train, Some(&dev), &cut, &flags)).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child =
+        command(&w.train_args(&train, Some(&dev), &cut, &flags)).stderr(std::process::Stdio::piped()).spawn().unwrap();
     // Wait for the first training state, then interrupt.
     let t = Instant::now();
     while !cut.join("checkpoints").exists() && t.elapsed() < Duration::from_secs(60) {
@@ -131,18 +150,30 @@ fn resumption_refuses_what_would_change_the_numbers() {
     // Resuming with another learning rate names the flag.
     let state = run.join("checkpoints/step-00000002");
     assert!(state.is_dir());
-    let err = assert_fails(&w.train(&train, Some(&dev), &run, &["--max-steps", "4", "--lr", "1e-3", "--resume", &s(&state)]));
+    let err =
+        assert_fails(&w.train(&train, Some(&dev), &run, &["--max-steps", "4", "--lr", "1e-3", "--resume", &s(&state)]));
     assert!(err.contains("--lr") && err.contains("0.003"), "{err}");
-    let err = assert_fails(&w.train(&train, Some(&dev), &run, &["--max-steps", "4", "--lr", "3e-3", "--strategy", "adv", "--resume", &s(&state)]));
+    let err = assert_fails(&w.train(
+        &train,
+        Some(&dev),
+        &run,
+        &["--max-steps", "4", "--lr", "3e-3", "--strategy", "adv", "--resume", &s(&state)],
+    ));
     assert!(err.contains("--strategy adv"), "{err}");
     // Another training file with the same name: refused, naming the file.
     let other = w.task("train2.json", 64, 9);
     std::fs::copy(&other, &train).unwrap();
-    let err = assert_fails(&w.train(&train, Some(&dev), &run, &["--max-steps", "4", "--lr", "3e-3", "--resume", &s(&state)]));
+    let err =
+        assert_fails(&w.train(&train, Some(&dev), &run, &["--max-steps", "4", "--lr", "3e-3", "--resume", &s(&state)]));
     assert!(err.contains("training file differs"), "{err}");
     // Safe changes are allowed: --eval-every, --threads, --save-every.
     let orig = w.task("train.json", 64, 7);
-    let out = w.train(&orig, Some(&dev), &run, &["--max-steps", "4", "--lr", "3e-3", "--eval-every", "1", "--save-every", "1", "--resume", &s(&state)]);
+    let out = w.train(
+        &orig,
+        Some(&dev),
+        &run,
+        &["--max-steps", "4", "--lr", "3e-3", "--eval-every", "1", "--save-every", "1", "--resume", &s(&state)],
+    );
     assert_ok(&out);
     // --resume auto on a finished run has nothing to do.
     let out = w.train(&orig, Some(&dev), &run, &["--max-steps", "4", "--lr", "3e-3", "--resume", "auto"]);

@@ -49,18 +49,51 @@ impl Backend for CudaBackend {
     }
 
     // ------------------------------------------------------------------ embedding
-    fn embed_sum(&self, t: &TokenBatch<CudaIds>, word: &CudaBuf, pos: &CudaBuf, typ: &CudaBuf, task: Option<&CudaBuf>) -> CudaBuf {
+    fn embed_sum(
+        &self,
+        t: &TokenBatch<CudaIds>,
+        word: &CudaBuf,
+        pos: &CudaBuf,
+        typ: &CudaBuf,
+        task: Option<&CudaBuf>,
+    ) -> CudaBuf {
         embedding::embed_sum(self, t, word, pos, typ, task)
     }
-    fn embed_sum_bwd(&self, t: &TokenBatch<CudaIds>, dy: &CudaBuf, dword: &mut CudaBuf, dpos: &mut CudaBuf, dtyp: &mut CudaBuf, dtask: Option<&mut CudaBuf>) {
+    fn embed_sum_bwd(
+        &self,
+        t: &TokenBatch<CudaIds>,
+        dy: &CudaBuf,
+        dword: &mut CudaBuf,
+        dpos: &mut CudaBuf,
+        dtyp: &mut CudaBuf,
+        dtask: Option<&mut CudaBuf>,
+    ) {
         embedding::embed_sum_bwd(self, t, dy, dword, dpos, dtyp, dtask)
     }
 
     // ------------------------------------------------------------------ layernorm
-    fn layer_norm(&self, x: &CudaBuf, res: Option<&CudaBuf>, w: &CudaBuf, b: &CudaBuf, eps: f64, cols: usize) -> (CudaBuf, CudaBuf, CudaBuf, CudaBuf) {
+    fn layer_norm(
+        &self,
+        x: &CudaBuf,
+        res: Option<&CudaBuf>,
+        w: &CudaBuf,
+        b: &CudaBuf,
+        eps: f64,
+        cols: usize,
+    ) -> (CudaBuf, CudaBuf, CudaBuf, CudaBuf) {
         layernorm::layer_norm(self, x, res, w, b, eps, cols)
     }
-    fn layer_norm_bwd(&self, dy: &CudaBuf, s: &CudaBuf, w: &CudaBuf, mean: &CudaBuf, rstd: &CudaBuf, cols: usize, dw: &mut CudaBuf, db: &mut CudaBuf) -> CudaBuf {
+    fn layer_norm_bwd(
+        &self,
+        dy: &CudaBuf,
+        s: &CudaBuf,
+        w: &CudaBuf,
+        mean: &CudaBuf,
+        rstd: &CudaBuf,
+        cols: usize,
+        dw: &mut CudaBuf,
+        db: &mut CudaBuf,
+    ) -> CudaBuf {
         layernorm::layer_norm_bwd(self, dy, s, w, mean, rstd, cols, dw, db)
     }
 
@@ -71,7 +104,16 @@ impl Backend for CudaBackend {
     fn linear_bwd_input(&self, dy: &CudaBuf, w: &CudaBuf, m: usize, n: usize, k: usize) -> CudaBuf {
         linear::linear_bwd_input(self, dy, w, (m, n, k))
     }
-    fn linear_bwd_params(&self, dy: &CudaBuf, x: &CudaBuf, m: usize, n: usize, k: usize, dw: &mut CudaBuf, db: Option<&mut CudaBuf>) {
+    fn linear_bwd_params(
+        &self,
+        dy: &CudaBuf,
+        x: &CudaBuf,
+        m: usize,
+        n: usize,
+        k: usize,
+        dw: &mut CudaBuf,
+        db: Option<&mut CudaBuf>,
+    ) {
         linear::linear_bwd_params(self, dy, x, (m, n, k), dw, db)
     }
 
@@ -93,10 +135,31 @@ impl Backend for CudaBackend {
     }
 
     // ------------------------------------------------------------------ attention
-    fn attention(&self, a: AttnShape, q: &CudaBuf, k: &CudaBuf, v: &CudaBuf, mask: &CudaIds, delta: Option<&CudaBuf>, p: f32, rng: RngStream) -> (CudaBuf, CudaBuf) {
+    fn attention(
+        &self,
+        a: AttnShape,
+        q: &CudaBuf,
+        k: &CudaBuf,
+        v: &CudaBuf,
+        mask: &CudaIds,
+        delta: Option<&CudaBuf>,
+        p: f32,
+        rng: RngStream,
+    ) -> (CudaBuf, CudaBuf) {
         attention::attention(self, a, q, k, v, mask, delta, p, rng)
     }
-    fn attention_bwd(&self, a: AttnShape, dctx: &CudaBuf, q: &CudaBuf, k: &CudaBuf, v: &CudaBuf, probs: &CudaBuf, p: f32, rng: RngStream, want: bool) -> (CudaBuf, CudaBuf, CudaBuf, Option<CudaBuf>) {
+    fn attention_bwd(
+        &self,
+        a: AttnShape,
+        dctx: &CudaBuf,
+        q: &CudaBuf,
+        k: &CudaBuf,
+        v: &CudaBuf,
+        probs: &CudaBuf,
+        p: f32,
+        rng: RngStream,
+        want: bool,
+    ) -> (CudaBuf, CudaBuf, CudaBuf, Option<CudaBuf>) {
         attention::attention_bwd(self, a, dctx, q, k, v, probs, p, rng, want)
     }
 
@@ -157,7 +220,15 @@ impl Backend for CudaBackend {
     fn stats_mean(&self, st: &mut CudaStats, slot: usize, rows: &CudaBuf, scale: f64, divisor: f64) {
         stats::stats_mean(self, st, slot, rows, scale, divisor)
     }
-    fn stats_correct(&self, st: &mut CudaStats, slot: usize, logits: &CudaBuf, labels: &CudaIds, rows: usize, classes: usize) {
+    fn stats_correct(
+        &self,
+        st: &mut CudaStats,
+        slot: usize,
+        logits: &CudaBuf,
+        labels: &CudaIds,
+        rows: usize,
+        classes: usize,
+    ) {
         stats::stats_correct(self, st, slot, logits, labels, rows, classes)
     }
     fn stats_combine(&self, st: &mut CudaStats, dst: usize, terms: &[(f64, usize)]) {

@@ -97,8 +97,7 @@ impl MemCounter {
         self.peak.load(Ordering::Relaxed)
     }
     pub(crate) fn reset_peak(&self) {
-        self.peak
-            .store(self.current.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.peak.store(self.current.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }
 
@@ -139,21 +138,14 @@ impl HostMem {
     pub(crate) fn new(bytes: usize, fill: u64) -> Self {
         let words = bytes.div_ceil(8).max(1);
         let b: Box<[u64]> = vec![fill; words].into_boxed_slice();
-        Self {
-            ptr: Box::into_raw(b) as *mut u64,
-            words,
-        }
+        Self { ptr: Box::into_raw(b) as *mut u64, words }
     }
 }
 
 impl Drop for HostMem {
     fn drop(&mut self) {
         // SAFETY: made by Box::into_raw in new with this length.
-        unsafe {
-            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-                self.ptr, self.words,
-            )))
-        };
+        unsafe { drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.words))) };
     }
 }
 
@@ -177,13 +169,7 @@ pub struct CudaBuf {
 impl CudaBuf {
     pub(crate) fn new(mem: Mem, dtype: DType, len: usize, counter: Arc<MemCounter>) -> Self {
         counter.add(mem.bytes());
-        Self {
-            mem,
-            dtype,
-            len,
-            shadow: OnceLock::new(),
-            counter,
-        }
+        Self { mem, dtype, len, shadow: OnceLock::new(), counter }
     }
 
     pub fn dtype(&self) -> DType {
@@ -206,11 +192,7 @@ impl CudaBuf {
 
     /// The buffer as a read-only kernel argument.
     pub(crate) fn arg(&self) -> Tensor {
-        Tensor {
-            ptr: self.ptr(),
-            dtype: self.dtype.tag(),
-            _pad: 0,
-        }
+        Tensor { ptr: self.ptr(), dtype: self.dtype.tag(), _pad: 0 }
     }
 
     /// The buffer as a kernel output: its contents change, so the shadow (if any) is dropped.
@@ -273,9 +255,7 @@ impl CudaIds {
 
 impl std::fmt::Debug for CudaIds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CudaIds")
-            .field("len", &self.host.len())
-            .finish()
+        f.debug_struct("CudaIds").field("len", &self.host.len()).finish()
     }
 }
 

@@ -36,10 +36,7 @@ pub enum CudaError {
     #[error(transparent)]
     Nvrtc(#[from] NvrtcError),
     #[error("{lib} not found ({file} on the library path, $ERNIE_FT_CUDA_LIB, $CUDA_HOME/lib64 or /usr/local/cuda/lib64); the CUDA backend's matrix products need it: put the CUDA 13 toolkit's lib64 (or a nvidia-cublas wheel's nvidia/cu13/lib) on LD_LIBRARY_PATH or ERNIE_FT_CUDA_LIB")]
-    NoLibrary {
-        lib: &'static str,
-        file: &'static str,
-    },
+    NoLibrary { lib: &'static str, file: &'static str },
     #[error("no CUDA device {ordinal}: {detail}")]
     NoDevice { ordinal: usize, detail: String },
     // Driver and Blas print their inner error and do not expose it as `source()` (no #[from]: see the
@@ -78,16 +75,10 @@ pub fn preflight() -> Result<(), CudaError> {
             return Err(CudaError::Nvrtc(NvrtcError::NotFound));
         }
         if !cudarc::cublas::sys::is_culib_present() {
-            return Err(CudaError::NoLibrary {
-                lib: "cuBLAS",
-                file: "libcublas.so.13",
-            });
+            return Err(CudaError::NoLibrary { lib: "cuBLAS", file: "libcublas.so.13" });
         }
         if !cudarc::cublaslt::sys::is_culib_present() {
-            return Err(CudaError::NoLibrary {
-                lib: "cuBLASLt",
-                file: "libcublasLt.so.13",
-            });
+            return Err(CudaError::NoLibrary { lib: "cuBLASLt", file: "libcublasLt.so.13" });
         }
     }
     Ok(())
@@ -118,9 +109,7 @@ impl CudaBackend {
         preflight()?;
         // cudarc panics where a library lacks a symbol it expects (a driver older than CUDA 13, say):
         // turn that into an error too, construction never panics.
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Self::open(ordinal, precision)
-        })) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::open(ordinal, precision))) {
             Ok(r) => r,
             Err(e) => {
                 let msg = e
@@ -128,15 +117,19 @@ impl CudaBackend {
                     .cloned()
                     .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "unknown panic".into());
-                Err(CudaError::NoDevice { ordinal, detail: format!("the CUDA libraries failed to initialise ({msg}); a CUDA 13 driver (R580 or newer) is needed") })
+                Err(CudaError::NoDevice {
+                    ordinal,
+                    detail: format!(
+                        "the CUDA libraries failed to initialise ({msg}); a CUDA 13 driver (R580 or newer) is needed"
+                    ),
+                })
             }
         }
     }
 
     fn open(ordinal: usize, precision: Precision) -> Result<Self, CudaError> {
         let no_device = |detail: String| CudaError::NoDevice { ordinal, detail };
-        let count = CudaContext::device_count()
-            .map_err(|e| no_device(format!("{e} (is there an NVIDIA GPU?)")))?;
+        let count = CudaContext::device_count().map_err(|e| no_device(format!("{e} (is there an NVIDIA GPU?)")))?;
         if ordinal as i32 >= count {
             return Err(no_device(format!("{count} CUDA device(s) visible")));
         }
@@ -146,20 +139,14 @@ impl CudaBackend {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream()?;
         let cc = ctx.compute_capability()?;
-        let sm_count = ctx
-            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?
-            .max(1) as u32;
+        let sm_count = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1) as u32;
         let max_smem = ctx
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?
             .max(48 << 10) as u32;
         let device_name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let funcs = load_kernels(&ctx, (cc.0 * 10 + cc.1) as u32, max_smem)?;
         let blas = Blas::new(stream.clone(), cc.0)?;
-        let flag = |v: &str| {
-            std::env::var(v)
-                .map(|v| v != "0" && !v.is_empty())
-                .unwrap_or(false)
-        };
+        let flag = |v: &str| std::env::var(v).map(|v| v != "0" && !v.is_empty()).unwrap_or(false);
         let exec = Exec::Cuda(CudaExec {
             ctx,
             stream,
@@ -226,54 +213,29 @@ impl CudaBackend {
 
     /// What `Backend::name` reports: device, architecture and precision.
     pub(crate) fn describe(&self) -> String {
-        format!(
-            "cuda:{} {} (sm_{}{}, {:?})",
-            self.ordinal, self.device_name, self.cc.0, self.cc.1, self.precision
-        )
+        format!("cuda:{} {} (sm_{}{}, {:?})", self.ordinal, self.device_name, self.cc.0, self.cc.1, self.precision)
     }
 }
 
 /// Compiles every kernel source for compute capability `cc` and loads the modules: the function handles
 /// in [`Kernel`] order.
-fn load_kernels(
-    ctx: &Arc<CudaContext>,
-    cc: u32,
-    max_smem: u32,
-) -> Result<Vec<CudaFunction>, CudaError> {
+fn load_kernels(ctx: &Arc<CudaContext>, cc: u32, max_smem: u32) -> Result<Vec<CudaFunction>, CudaError> {
     let archs = nvrtc::supported_archs()?;
     // Machine code for the device when NVRTC knows it; otherwise PTX for the newest architecture NVRTC
     // knows below it, which the driver compiles forward.
     let opts = if archs.contains(&cc) {
         Options::cubin(cc)
     } else {
-        let best = archs
-            .iter()
-            .copied()
-            .filter(|&a| a <= cc)
-            .max()
-            .ok_or_else(|| CudaError::NoDevice {
-                ordinal: ctx.ordinal(),
-                detail: format!(
-                    "compute capability {cc} is older than anything this NVRTC targets ({archs:?})"
-                ),
-            })?;
-        Options {
-            cc: best,
-            target: Target::Ptx,
-            ptxas_verbose: false,
-            extra: Vec::new(),
-        }
+        let best = archs.iter().copied().filter(|&a| a <= cc).max().ok_or_else(|| CudaError::NoDevice {
+            ordinal: ctx.ordinal(),
+            detail: format!("compute capability {cc} is older than anything this NVRTC targets ({archs:?})"),
+        })?;
+        Options { cc: best, target: Target::Ptx, ptxas_verbose: false, extra: Vec::new() }
     };
     // NVRTC is thread safe across programs: compile the sources in parallel.
     let compiled: Vec<Result<nvrtc::Compiled, NvrtcError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = kernels::SOURCES
-            .iter()
-            .map(|src| s.spawn(|| nvrtc::compile(src, &opts)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("NVRTC compile thread panicked"))
-            .collect()
+        let handles: Vec<_> = kernels::SOURCES.iter().map(|src| s.spawn(|| nvrtc::compile(src, &opts))).collect();
+        handles.into_iter().map(|h| h.join().expect("NVRTC compile thread panicked")).collect()
     });
     let mut map: HashMap<&'static str, CudaFunction> = HashMap::new();
     for (src, c) in kernels::SOURCES.iter().zip(compiled) {
@@ -281,9 +243,7 @@ fn load_kernels(
         let ptx = match opts.target {
             Target::Cubin => Ptx::from_binary(c.image),
             Target::Ptx => {
-                let text = String::from_utf8_lossy(&c.image)
-                    .trim_end_matches('\0')
-                    .to_string();
+                let text = String::from_utf8_lossy(&c.image).trim_end_matches('\0').to_string();
                 Ptx::from_src(text)
             }
         };
@@ -297,11 +257,7 @@ fn load_kernels(
         funcs.push(map.remove(name).ok_or(CudaError::MissingKernel(name))?);
     }
     // The row-cached kernels may use more than the default 48 KiB of dynamic shared memory.
-    for k in [
-        Kernel::ln_fwd,
-        Kernel::attn_softmax_fwd,
-        Kernel::attn_softmax_bwd,
-    ] {
+    for k in [Kernel::ln_fwd, Kernel::attn_softmax_fwd, Kernel::attn_softmax_bwd] {
         let f = &funcs[k as usize];
         let static_smem = f.shared_size_bytes()?.max(0) as u32;
         f.set_attribute(

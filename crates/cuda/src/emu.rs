@@ -35,13 +35,9 @@ pub fn host_compiler() -> Option<String> {
         candidates.push(c);
     }
     candidates.extend(["c++", "g++", "clang++"].map(String::from));
-    candidates.into_iter().find(|c| {
-        Command::new(c)
-            .arg("--version")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    })
+    candidates
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().map(|o| o.status.success()).unwrap_or(false))
 }
 
 fn source_text(names: &[&str]) -> String {
@@ -59,9 +55,7 @@ static const EmuKernel emu_kernels[] = {
 "#,
     );
     for n in names {
-        s.push_str(&format!(
-            "    {{\"{n}\", [](const void* p) {{ emu_call(&{n}, p); }}}},\n"
-        ));
+        s.push_str(&format!("    {{\"{n}\", [](const void* p) {{ emu_call(&{n}, p); }}}},\n"));
     }
     s.push_str(
         r#"};
@@ -110,8 +104,7 @@ extern "C" int emu_launch(const char* name, unsigned gx, unsigned gy, unsigned g
 impl Emu {
     /// Compiles (once per content, cached in the temp directory) and loads the emulated kernels.
     pub(crate) fn build(names: &[&str]) -> Result<Self, String> {
-        let cxx =
-            host_compiler().ok_or("no host C++ compiler (c++, g++ or clang++; or set CXX)")?;
+        let cxx = host_compiler().ok_or("no host C++ compiler (c++, g++ or clang++; or set CXX)")?;
         let main = source_text(names);
         let mut h = DefaultHasher::new();
         cxx.hash(&mut h);
@@ -136,25 +129,13 @@ impl Emu {
             }
             std::fs::write(tmp_dir.join("emu.cpp"), &main).map_err(|e| e.to_string())?;
             let out = Command::new(&cxx)
-                .args([
-                    "-std=c++20",
-                    "-O1",
-                    "-shared",
-                    "-fPIC",
-                    "-pthread",
-                    "-ffp-contract=off",
-                    "-w",
-                    "-o",
-                ])
+                .args(["-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-ffp-contract=off", "-w", "-o"])
                 .arg(tmp_dir.join("libernie_emu.so"))
                 .arg(tmp_dir.join("emu.cpp"))
                 .output()
                 .map_err(|e| format!("running {cxx}: {e}"))?;
             if !out.status.success() {
-                return Err(format!(
-                    "host build of the kernels failed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                ));
+                return Err(format!("host build of the kernels failed:\n{}", String::from_utf8_lossy(&out.stderr)));
             }
             // Publish atomically: concurrent test binaries may race to build the same library.
             if std::fs::rename(&tmp_dir, &dir).is_err() {
@@ -163,25 +144,11 @@ impl Emu {
         }
         // SAFETY: our own library, built above from the kernel sources.
         let lib = unsafe { libloading::Library::new(&lib_path) }.map_err(|e| e.to_string())?;
-        let launch = unsafe {
-            *lib.get::<LaunchFn>(b"emu_launch\0")
-                .map_err(|e| e.to_string())?
-        };
-        Ok(Self {
-            _lib: lib,
-            launch,
-            lock: Mutex::new(()),
-        })
+        let launch = unsafe { *lib.get::<LaunchFn>(b"emu_launch\0").map_err(|e| e.to_string())? };
+        Ok(Self { _lib: lib, launch, lock: Mutex::new(()) })
     }
 
-    pub(crate) fn launch(
-        &self,
-        name: &str,
-        grid: (u32, u32, u32),
-        block: u32,
-        smem: u32,
-        params: *const c_void,
-    ) {
+    pub(crate) fn launch(&self, name: &str, grid: (u32, u32, u32), block: u32, smem: u32, params: *const c_void) {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let c = CString::new(name).expect("kernel name");
         // SAFETY: params points at the kernel's parameter struct; its pointers are live host buffers.
@@ -219,26 +186,14 @@ pub(crate) fn gemm(g: &Gemm, stride_a: usize, stride_b: usize, stride_c: usize, 
                 for p in 0..g.k {
                     // SAFETY: the caller sized the operands for these shapes and leading dimensions.
                     unsafe {
-                        let av = load(
-                            a,
-                            g.a.dtype,
-                            if g.ta { p + i * g.lda } else { i + p * g.lda },
-                        );
-                        let bv = load(
-                            b,
-                            g.b.dtype,
-                            if g.tb { j + p * g.ldb } else { p + j * g.ldb },
-                        );
+                        let av = load(a, g.a.dtype, if g.ta { p + i * g.lda } else { i + p * g.lda });
+                        let bv = load(b, g.b.dtype, if g.tb { j + p * g.ldb } else { p + j * g.ldb });
                         acc += av * bv;
                     }
                 }
                 let at = i + j * g.ldc;
                 unsafe {
-                    let v = if g.beta != 0.0 {
-                        acc + g.beta * load(c, g.c.dtype, at)
-                    } else {
-                        acc
-                    };
+                    let v = if g.beta != 0.0 { acc + g.beta * load(c, g.c.dtype, at) } else { acc };
                     store(c, g.c.dtype, at, v);
                 }
             }

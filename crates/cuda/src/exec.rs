@@ -6,9 +6,7 @@ use crate::buf::{raw, HostMem, Mem};
 use crate::emu::{self, Emu};
 use crate::gemm::{Blas, Gemm, GemmError};
 use crate::kernels::Kernel;
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
-};
+use cudarc::driver::{CudaContext, CudaFunction, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
 use std::fmt::Display;
 use std::sync::Arc;
 
@@ -48,14 +46,7 @@ impl Exec {
                 } else if c.poison {
                     // SAFETY: the allocation just made, on its stream.
                     ck(
-                        unsafe {
-                            cudarc::driver::result::memset_d8_async(
-                                raw(&s),
-                                0xFF,
-                                bytes,
-                                c.stream.cu_stream(),
-                            )
-                        },
+                        unsafe { cudarc::driver::result::memset_d8_async(raw(&s), 0xFF, bytes, c.stream.cu_stream()) },
                         "cuMemsetD8",
                     );
                 }
@@ -71,11 +62,9 @@ impl Exec {
             return m;
         }
         match (&self, &mut m) {
-            (Exec::Cuda(c), Mem::Cuda(s)) => ck(
-                c.stream
-                    .memcpy_htod(bytes, &mut s.slice_mut(0..bytes.len())),
-                "upload",
-            ),
+            (Exec::Cuda(c), Mem::Cuda(s)) => {
+                ck(c.stream.memcpy_htod(bytes, &mut s.slice_mut(0..bytes.len())), "upload")
+            }
             // SAFETY: the host allocation holds at least bytes.len() bytes.
             (Exec::Emu(_), Mem::Host(_)) => unsafe {
                 std::ptr::copy_nonoverlapping(bytes.as_ptr(), m.ptr() as *mut u8, bytes.len())
@@ -91,35 +80,20 @@ impl Exec {
         }
         assert!(bytes <= m.bytes(), "download past the allocation");
         match (self, m) {
-            (Exec::Cuda(c), Mem::Cuda(s)) => {
-                ck(c.stream.clone_dtoh(&s.slice(0..bytes)), "download")
-            }
+            (Exec::Cuda(c), Mem::Cuda(s)) => ck(c.stream.clone_dtoh(&s.slice(0..bytes)), "download"),
             // SAFETY: in bounds (checked above); the emulated stream is synchronous.
-            (Exec::Emu(_), Mem::Host(_)) => unsafe {
-                std::slice::from_raw_parts(m.ptr() as *const u8, bytes).to_vec()
-            },
+            (Exec::Emu(_), Mem::Host(_)) => unsafe { std::slice::from_raw_parts(m.ptr() as *const u8, bytes).to_vec() },
             _ => unreachable!("memory of another executor"),
         }
     }
 
-    pub(crate) fn launch<T: DeviceRepr>(
-        &self,
-        k: Kernel,
-        grid: (u32, u32, u32),
-        block: u32,
-        smem: u32,
-        p: &T,
-    ) {
+    pub(crate) fn launch<T: DeviceRepr>(&self, k: Kernel, grid: (u32, u32, u32), block: u32, smem: u32, p: &T) {
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return;
         }
         match self {
             Exec::Cuda(c) => {
-                let cfg = LaunchConfig {
-                    grid_dim: grid,
-                    block_dim: (block, 1, 1),
-                    shared_mem_bytes: smem,
-                };
+                let cfg = LaunchConfig { grid_dim: grid, block_dim: (block, 1, 1), shared_mem_bytes: smem };
                 let mut b = c.stream.launch_builder(&c.funcs[k as usize]);
                 b.arg(p);
                 // SAFETY: every kernel takes exactly one parameter struct, mirrored in Rust (params.rs,
@@ -130,13 +104,7 @@ impl Exec {
                     ck(c.stream.synchronize(), k.name());
                 }
             }
-            Exec::Emu(e) => e.launch(
-                k.name(),
-                grid,
-                block,
-                smem,
-                p as *const T as *const std::ffi::c_void,
-            ),
+            Exec::Emu(e) => e.launch(k.name(), grid, block, smem, p as *const T as *const std::ffi::c_void),
         }
     }
 
@@ -154,12 +122,7 @@ impl Exec {
         match self {
             Exec::Cuda(c) => {
                 ck(c.ctx.bind_to_thread(), "cuCtxSetCurrent");
-                ck(
-                    c.blas
-                        .gemm_batched(g, sa, sb, sc, batch)
-                        .map_err(|e: GemmError| e),
-                    "batched GEMM",
-                );
+                ck(c.blas.gemm_batched(g, sa, sb, sc, batch).map_err(|e: GemmError| e), "batched GEMM");
             }
             Exec::Emu(_) => emu::gemm(g, sa, sb, sc, batch),
         }

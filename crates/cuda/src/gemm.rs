@@ -21,16 +21,10 @@ pub struct GemmError {
 }
 
 fn lt_err(what: &'static str) -> impl Fn(lt_result::CublasError) -> GemmError {
-    move |e| GemmError {
-        what,
-        status: format!("{:?}", e.0),
-    }
+    move |e| GemmError { what, status: format!("{:?}", e.0) }
 }
 fn blas_err(what: &'static str) -> impl Fn(blas_result::CublasError) -> GemmError {
-    move |e| GemmError {
-        what,
-        status: format!("{:?}", e.0),
-    }
+    move |e| GemmError { what, status: format!("{:?}", e.0) }
 }
 
 /// A matrix operand: device address (already offset) and element type.
@@ -150,18 +144,9 @@ impl Blas {
         let lt = lt_result::create_handle().map_err(lt_err("cublasLtCreate"))?;
         let workspace_bytes = if cc_major >= 9 { 32 << 20 } else { 4 << 20 };
         // SAFETY: scratch memory, never read before cuBLASLt writes it.
-        let workspace = unsafe { stream.alloc::<u8>(workspace_bytes) }.map_err(|e| GemmError {
-            what: "workspace allocation",
-            status: e.to_string(),
-        })?;
-        Ok(Self {
-            lt,
-            blas,
-            stream,
-            workspace,
-            workspace_bytes,
-            plans: Mutex::new(HashMap::new()),
-        })
+        let workspace = unsafe { stream.alloc::<u8>(workspace_bytes) }
+            .map_err(|e| GemmError { what: "workspace allocation", status: e.to_string() })?;
+        Ok(Self { lt, blas, stream, workspace, workspace_bytes, plans: Mutex::new(HashMap::new()) })
     }
 
     fn make_plan(&self, key: &PlanKey) -> Result<Plan, GemmError> {
@@ -189,39 +174,17 @@ impl Blas {
             .map_err(lt_err("CUBLASLT_MATMUL_DESC_TRANSB"))?;
         }
         // Stored shapes (before op): A is m x k, or k x m when transposed; B is k x n, or n x k.
-        let (ar, ac) = if key.ta {
-            (key.k, key.m)
-        } else {
-            (key.m, key.k)
-        };
-        let (br, bc) = if key.tb {
-            (key.n, key.k)
-        } else {
-            (key.k, key.n)
-        };
-        let a =
-            lt_result::create_matrix_layout(lt_type(key.a), ar as u64, ac as u64, key.lda as i64)
-                .map_err(lt_err("cublasLtMatrixLayoutCreate(A)"))?;
-        let b =
-            lt_result::create_matrix_layout(lt_type(key.b), br as u64, bc as u64, key.ldb as i64)
-                .map_err(lt_err("cublasLtMatrixLayoutCreate(B)"))?;
-        let c = lt_result::create_matrix_layout(
-            lt_type(key.c),
-            key.m as u64,
-            key.n as u64,
-            key.ldc as i64,
-        )
-        .map_err(lt_err("cublasLtMatrixLayoutCreate(C)"))?;
-        let mut plan = Plan {
-            desc,
-            a,
-            b,
-            c,
-            algo: None,
-        };
+        let (ar, ac) = if key.ta { (key.k, key.m) } else { (key.m, key.k) };
+        let (br, bc) = if key.tb { (key.n, key.k) } else { (key.k, key.n) };
+        let a = lt_result::create_matrix_layout(lt_type(key.a), ar as u64, ac as u64, key.lda as i64)
+            .map_err(lt_err("cublasLtMatrixLayoutCreate(A)"))?;
+        let b = lt_result::create_matrix_layout(lt_type(key.b), br as u64, bc as u64, key.ldb as i64)
+            .map_err(lt_err("cublasLtMatrixLayoutCreate(B)"))?;
+        let c = lt_result::create_matrix_layout(lt_type(key.c), key.m as u64, key.n as u64, key.ldc as i64)
+            .map_err(lt_err("cublasLtMatrixLayoutCreate(C)"))?;
+        let mut plan = Plan { desc, a, b, c, algo: None };
 
-        let pref =
-            lt_result::create_matmul_pref().map_err(lt_err("cublasLtMatmulPreferenceCreate"))?;
+        let pref = lt_result::create_matmul_pref().map_err(lt_err("cublasLtMatmulPreferenceCreate"))?;
         let ws = self.workspace_bytes as u64;
         // SAFETY: valid handles; the preference is destroyed right after the query.
         let heuristic = unsafe {
@@ -231,9 +194,7 @@ impl Blas {
                 &ws as *const u64 as *const c_void,
                 8,
             );
-            let h = set.and_then(|_| {
-                lt_result::get_matmul_algo_heuristic(self.lt, desc, a, b, c, c, pref)
-            });
+            let h = set.and_then(|_| lt_result::get_matmul_algo_heuristic(self.lt, desc, a, b, c, c, pref));
             let _ = lt_result::destroy_matmul_pref(pref);
             h
         };

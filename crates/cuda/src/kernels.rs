@@ -91,9 +91,7 @@ pub fn kernel_names(text: &'static str) -> Vec<&'static str> {
             }
             s = lb[end..].trim_start();
         }
-        let name_len = s
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(s.len());
+        let name_len = s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(s.len());
         if name_len > 0 {
             out.push(&s[..name_len]);
         }

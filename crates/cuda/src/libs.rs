@@ -12,12 +12,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// Library file names, in dependency order (each one's dependencies first).
-const LIBS: &[&str] = &[
-    "libnvrtc-builtins.so.13.0",
-    "libnvrtc.so.13",
-    "libcublasLt.so.13",
-    "libcublas.so.13",
-];
+const LIBS: &[&str] = &["libnvrtc-builtins.so.13.0", "libnvrtc.so.13", "libcublasLt.so.13", "libcublas.so.13"];
 
 fn dirs() -> Vec<PathBuf> {
     let mut d: Vec<PathBuf> = Vec::new();

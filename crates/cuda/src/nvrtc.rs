@@ -22,11 +22,7 @@ pub enum NvrtcError {
     #[error("NVRTC: {call} failed: {status}")]
     Call { call: &'static str, status: String },
     #[error("compiling {file} for {arch} failed:\n{log}")]
-    Compile {
-        file: String,
-        arch: String,
-        log: String,
-    },
+    Compile { file: String, arch: String, log: String },
 }
 
 /// What NVRTC should produce.
@@ -51,12 +47,7 @@ pub struct Options {
 
 impl Options {
     pub fn cubin(cc: u32) -> Self {
-        Self {
-            cc,
-            target: Target::Cubin,
-            ptxas_verbose: false,
-            extra: Vec::new(),
-        }
+        Self { cc, target: Target::Cubin, ptxas_verbose: false, extra: Vec::new() }
     }
     pub fn arch(&self) -> String {
         match self.target {
@@ -92,10 +83,7 @@ fn check(call: &'static str, r: sys::nvrtcResult) -> Result<(), NvrtcError> {
     if r == sys::nvrtcResult::NVRTC_SUCCESS {
         Ok(())
     } else {
-        Err(NvrtcError::Call {
-            call,
-            status: format!("{r:?}"),
-        })
+        Err(NvrtcError::Call { call, status: format!("{r:?}") })
     }
 }
 
@@ -104,9 +92,7 @@ pub fn version() -> Result<(i32, i32), NvrtcError> {
     ensure()?;
     let (mut major, mut minor) = (0 as c_int, 0 as c_int);
     // SAFETY: library present; out-pointers valid.
-    check("nvrtcVersion", unsafe {
-        sys::nvrtcVersion(&mut major, &mut minor)
-    })?;
+    check("nvrtcVersion", unsafe { sys::nvrtcVersion(&mut major, &mut minor) })?;
     Ok((major, minor))
 }
 
@@ -115,13 +101,9 @@ pub fn supported_archs() -> Result<Vec<u32>, NvrtcError> {
     ensure()?;
     let mut n: c_int = 0;
     // SAFETY: library present; out-pointers valid and sized by the first call.
-    check("nvrtcGetNumSupportedArchs", unsafe {
-        sys::nvrtcGetNumSupportedArchs(&mut n)
-    })?;
+    check("nvrtcGetNumSupportedArchs", unsafe { sys::nvrtcGetNumSupportedArchs(&mut n) })?;
     let mut v = vec![0 as c_int; n.max(0) as usize];
-    check("nvrtcGetSupportedArchs", unsafe {
-        sys::nvrtcGetSupportedArchs(v.as_mut_ptr())
-    })?;
+    check("nvrtcGetSupportedArchs", unsafe { sys::nvrtcGetSupportedArchs(v.as_mut_ptr()) })?;
     Ok(v.into_iter().map(|a| a as u32).collect())
 }
 
@@ -143,12 +125,7 @@ pub fn include_dirs() -> Vec<PathBuf> {
     }
     // Toolkit locations, taken only where they hold the CUDA headers (never a bare /usr/include with the
     // host's C library in it).
-    for base in [
-        "/usr/local/cuda/include",
-        "/usr/local/cuda-13.0/include",
-        "/opt/cuda/include",
-        "/usr/include",
-    ] {
+    for base in ["/usr/local/cuda/include", "/usr/local/cuda-13.0/include", "/opt/cuda/include", "/usr/include"] {
         let base = PathBuf::from(base);
         if base.join("cuda_bf16.h").is_file() {
             dirs.push(base.join("cccl"));
@@ -167,24 +144,17 @@ pub fn include_dirs() -> Vec<PathBuf> {
         }
     }
     let mut seen = std::collections::HashSet::new();
-    dirs.into_iter()
-        .filter(|d| d.is_dir() && seen.insert(d.clone()))
-        .collect()
+    dirs.into_iter().filter(|d| d.is_dir() && seen.insert(d.clone())).collect()
 }
 
 /// Whether some include directory has `cuda_bf16.h`.
 pub fn headers_found() -> bool {
-    include_dirs()
-        .iter()
-        .any(|d| d.join("cuda_bf16.h").is_file())
+    include_dirs().iter().any(|d| d.join("cuda_bf16.h").is_file())
 }
 
 /// The option list handed to NVRTC.
 pub fn option_list(opts: &Options) -> Vec<String> {
-    let mut o = vec![
-        format!("--gpu-architecture={}", opts.arch()),
-        "-std=c++17".to_string(),
-    ];
+    let mut o = vec![format!("--gpu-architecture={}", opts.arch()), "-std=c++17".to_string()];
     // The kernels rely on IEEE division and square root (parity with the CPU reference); these are
     // NVRTC's defaults, stated so that nobody adds --use_fast_math by accident.
     o.push("--prec-div=true".into());
@@ -210,20 +180,11 @@ pub fn compile_text(file: &str, text: &str, opts: &Options) -> Result<Compiled, 
     ensure()?;
     let c_src = CString::new(text).expect("kernel source contains NUL");
     let c_name = CString::new(file).expect("file name contains NUL");
-    let header_src: Vec<CString> = HEADERS
-        .iter()
-        .map(|(_, t)| CString::new(*t).expect("header NUL"))
-        .collect();
-    let header_names: Vec<CString> = HEADERS
-        .iter()
-        .map(|(n, _)| CString::new(*n).expect("header NUL"))
-        .collect();
+    let header_src: Vec<CString> = HEADERS.iter().map(|(_, t)| CString::new(*t).expect("header NUL")).collect();
+    let header_names: Vec<CString> = HEADERS.iter().map(|(n, _)| CString::new(*n).expect("header NUL")).collect();
     let header_src_ptrs: Vec<*const c_char> = header_src.iter().map(|c| c.as_ptr()).collect();
     let header_name_ptrs: Vec<*const c_char> = header_names.iter().map(|c| c.as_ptr()).collect();
-    let options: Vec<CString> = option_list(opts)
-        .into_iter()
-        .map(|o| CString::new(o).expect("option NUL"))
-        .collect();
+    let options: Vec<CString> = option_list(opts).into_iter().map(|o| CString::new(o).expect("option NUL")).collect();
     let option_ptrs: Vec<*const c_char> = options.iter().map(|c| c.as_ptr()).collect();
 
     let mut prog: sys::nvrtcProgram = std::ptr::null_mut();
@@ -248,42 +209,28 @@ pub fn compile_text(file: &str, text: &str, opts: &Options) -> Result<Compiled, 
     let guard = Guard(prog);
 
     // SAFETY: valid program and option array.
-    let status = unsafe {
-        sys::nvrtcCompileProgram(guard.0, option_ptrs.len() as c_int, option_ptrs.as_ptr())
-    };
+    let status = unsafe { sys::nvrtcCompileProgram(guard.0, option_ptrs.len() as c_int, option_ptrs.as_ptr()) };
     let log = program_log(guard.0)?;
     if status != sys::nvrtcResult::NVRTC_SUCCESS {
         return Err(NvrtcError::Compile {
             file: file.to_string(),
             arch: opts.arch(),
-            log: if log.trim().is_empty() {
-                format!("{status:?}")
-            } else {
-                log
-            },
+            log: if log.trim().is_empty() { format!("{status:?}") } else { log },
         });
     }
     let image = match opts.target {
         Target::Cubin => {
             let mut size = 0usize;
-            check("nvrtcGetCUBINSize", unsafe {
-                sys::nvrtcGetCUBINSize(guard.0, &mut size)
-            })?;
+            check("nvrtcGetCUBINSize", unsafe { sys::nvrtcGetCUBINSize(guard.0, &mut size) })?;
             let mut buf = vec![0u8; size];
-            check("nvrtcGetCUBIN", unsafe {
-                sys::nvrtcGetCUBIN(guard.0, buf.as_mut_ptr() as *mut c_char)
-            })?;
+            check("nvrtcGetCUBIN", unsafe { sys::nvrtcGetCUBIN(guard.0, buf.as_mut_ptr() as *mut c_char) })?;
             buf
         }
         Target::Ptx => {
             let mut size = 0usize;
-            check("nvrtcGetPTXSize", unsafe {
-                sys::nvrtcGetPTXSize(guard.0, &mut size)
-            })?;
+            check("nvrtcGetPTXSize", unsafe { sys::nvrtcGetPTXSize(guard.0, &mut size) })?;
             let mut buf = vec![0u8; size];
-            check("nvrtcGetPTX", unsafe {
-                sys::nvrtcGetPTX(guard.0, buf.as_mut_ptr() as *mut c_char)
-            })?;
+            check("nvrtcGetPTX", unsafe { sys::nvrtcGetPTX(guard.0, buf.as_mut_ptr() as *mut c_char) })?;
             buf
         }
     };
@@ -293,19 +240,13 @@ pub fn compile_text(file: &str, text: &str, opts: &Options) -> Result<Compiled, 
 fn program_log(prog: sys::nvrtcProgram) -> Result<String, NvrtcError> {
     let mut size = 0usize;
     // SAFETY: valid program; buffer sized by the first call.
-    check("nvrtcGetProgramLogSize", unsafe {
-        sys::nvrtcGetProgramLogSize(prog, &mut size)
-    })?;
+    check("nvrtcGetProgramLogSize", unsafe { sys::nvrtcGetProgramLogSize(prog, &mut size) })?;
     if size <= 1 {
         return Ok(String::new());
     }
     let mut buf = vec![0u8; size];
-    check("nvrtcGetProgramLog", unsafe {
-        sys::nvrtcGetProgramLog(prog, buf.as_mut_ptr() as *mut c_char)
-    })?;
-    Ok(CStr::from_bytes_until_nul(&buf)
-        .map(|c| c.to_string_lossy().into_owned())
-        .unwrap_or_default())
+    check("nvrtcGetProgramLog", unsafe { sys::nvrtcGetProgramLog(prog, buf.as_mut_ptr() as *mut c_char) })?;
+    Ok(CStr::from_bytes_until_nul(&buf).map(|c| c.to_string_lossy().into_owned()).unwrap_or_default())
 }
 
 /// ptxas's resource report for one kernel.
@@ -341,17 +282,8 @@ pub fn parse_ptxas_log(log: &str) -> Vec<KernelUsage> {
         let l = line.trim();
         if let Some(rest) = l.split("Compiling entry function '").nth(1) {
             let name = rest.split('\'').next().unwrap_or("").to_string();
-            let arch = rest
-                .split("for '")
-                .nth(1)
-                .and_then(|a| a.split('\'').next())
-                .unwrap_or("")
-                .to_string();
-            out.push(KernelUsage {
-                name,
-                arch,
-                ..Default::default()
-            });
+            let arch = rest.split("for '").nth(1).and_then(|a| a.split('\'').next()).unwrap_or("").to_string();
+            out.push(KernelUsage { name, arch, ..Default::default() });
             current = Some(out.len() - 1);
             props_for_entry = false;
         } else if let Some(rest) = l.split("Function properties for ").nth(1) {
@@ -376,11 +308,7 @@ pub fn parse_ptxas_log(log: &str) -> Vec<KernelUsage> {
 /// The integer just before `unit` in `s` ("0 bytes spill stores" -> 0), 0 when absent.
 fn number_before(s: &str, unit: &str) -> u32 {
     let Some(at) = s.find(unit) else { return 0 };
-    s[..at]
-        .split(|c: char| !c.is_ascii_digit())
-        .rfind(|t| !t.is_empty())
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0)
+    s[..at].split(|c: char| !c.is_ascii_digit()).rfind(|t| !t.is_empty()).and_then(|t| t.parse().ok()).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -405,15 +333,7 @@ ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loa
     fn parses_ptxas_report() {
         let u = parse_ptxas_log(LOG);
         assert_eq!(u.len(), 2);
-        assert_eq!(
-            u[0],
-            KernelUsage {
-                name: "k2".into(),
-                arch: "sm_90".into(),
-                registers: 20,
-                ..Default::default()
-            }
-        );
+        assert_eq!(u[0], KernelUsage { name: "k2".into(), arch: "sm_90".into(), registers: 20, ..Default::default() });
         assert_eq!(
             u[1],
             KernelUsage {
@@ -434,11 +354,7 @@ ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loa
         let o = option_list(&Options::cubin(90));
         assert!(o.contains(&"--gpu-architecture=sm_90".to_string()));
         assert!(o.contains(&"-std=c++17".to_string()));
-        let p = Options {
-            target: Target::Ptx,
-            ptxas_verbose: true,
-            ..Options::cubin(80)
-        };
+        let p = Options { target: Target::Ptx, ptxas_verbose: true, ..Options::cubin(80) };
         let o = option_list(&p);
         assert!(o.contains(&"--gpu-architecture=compute_80".to_string()));
         assert!(!o.iter().any(|x| x.contains("ptxas")));

@@ -79,21 +79,13 @@ pub fn layout_asserts(offsets: bool) -> String {
 
 impl From<ernie_tensor::RngStream> for Rng {
     fn from(r: ernie_tensor::RngStream) -> Self {
-        Rng {
-            seed: r.seed,
-            stream: r.stream,
-            offset: r.offset,
-        }
+        Rng { seed: r.seed, stream: r.stream, offset: r.offset }
     }
 }
 
 impl Tensor {
     /// The absent tensor (a null pointer): optional inputs and outputs.
-    pub const NONE: Tensor = Tensor {
-        ptr: 0,
-        dtype: 0,
-        _pad: 0,
-    };
+    pub const NONE: Tensor = Tensor { ptr: 0, dtype: 0, _pad: 0 };
 }
 
 #[cfg(test)]
@@ -104,15 +96,7 @@ mod tests {
     fn asserts_cover_every_struct() {
         let s = layout_asserts(true);
         assert!(s.contains("offsetof(AdamEntry, block_start)"));
-        for name in [
-            "Tensor",
-            "Rng",
-            "AttnFwdParams",
-            "AdamParams",
-            "AdamEntry",
-            "KlParams",
-            "LnFwdParams",
-        ] {
+        for name in ["Tensor", "Rng", "AttnFwdParams", "AdamParams", "AdamEntry", "KlParams", "LnFwdParams"] {
             assert!(s.contains(&format!("sizeof({name})")), "{name}");
         }
         assert_eq!(std::mem::size_of::<Tensor>(), 16);
@@ -127,10 +111,7 @@ mod tests {
         for line in header.lines() {
             if let Some(rest) = line.strip_prefix("struct ") {
                 let name = rest.split_whitespace().next().unwrap();
-                assert!(
-                    asserts.contains(&format!("sizeof({name})")),
-                    "{name} of params.cuh has no Rust mirror"
-                );
+                assert!(asserts.contains(&format!("sizeof({name})")), "{name} of params.cuh has no Rust mirror");
             }
         }
     }

@@ -14,8 +14,8 @@ use ernie_cuda::{CudaBackend, Precision};
 use ernie_model::{BackwardWants, Encoder, ForwardOpts, HeadInit, HostParams, Tokens};
 use ernie_optim::AdamWConfig;
 use ernie_strategies::{AdvConfig, Dropout, LabelledBatch, RDropConfig, Recipe};
-use ernie_train::TrainStep;
 use ernie_tensor::{Backend, Cpu};
+use ernie_train::TrainStep;
 use std::path::PathBuf;
 
 fn repo() -> PathBuf {
@@ -27,7 +27,14 @@ fn tiny() -> HostParams {
 }
 
 fn batch() -> (Tokens, Vec<u32>) {
-    let rows: Vec<(Vec<u32>, Vec<u32>)> = (0..3).map(|r| ((0..(5 + 3 * r)).map(|i| 1 + ((i * 11 + r * 5) % 90) as u32).collect(), (0..(5 + 3 * r)).map(|i| u32::from(i > 3)).collect())).collect();
+    let rows: Vec<(Vec<u32>, Vec<u32>)> = (0..3)
+        .map(|r| {
+            (
+                (0..(5 + 3 * r)).map(|i| 1 + ((i * 11 + r * 5) % 90) as u32).collect(),
+                (0..(5 + 3 * r)).map(|i| u32::from(i > 3)).collect(),
+            )
+        })
+        .collect();
     (Tokens::from_rows(&rows, 0), vec![0, 3, 4])
 }
 
@@ -41,9 +48,14 @@ fn train_step<B: Backend>(b: &B, recipe: &Recipe) -> (f64, Vec<Vec<f32>>, Vec<Ve
     let host = tiny();
     let mut enc = Encoder::from_host(b, &host);
     let (t, y) = batch();
-    let mut stepper = TrainStep::new(b, &enc, *recipe, Dropout { hidden: 0.1, attention: 0.1 }, AdamWConfig::default(), 9);
+    let mut stepper =
+        TrainStep::new(b, &enc, *recipe, Dropout { hidden: 0.1, attention: 0.1 }, AdamWConfig::default(), 9);
     let rep = stepper.run(b, &mut enc, LabelledBatch { tokens: &t, labels: &y }, 3, 1e-3).expect("finite loss");
-    (rep.loss, enc.params.iter().map(|p| b.download(p)).collect(), stepper.grads.bufs.iter().map(|g| b.download(g)).collect())
+    (
+        rep.loss,
+        enc.params.iter().map(|p| b.download(p)).collect(),
+        stepper.grads.bufs.iter().map(|g| b.download(g)).collect(),
+    )
 }
 
 #[test]
@@ -72,7 +84,10 @@ fn training_step_matches_the_cpu_for_every_strategy() {
                     (_, false) => (8e-2, 3e-2),
                     (_, true) => (2e-1, 3e-2),
                 };
-                assert!((loss_g - loss_c).abs() <= tol_l * loss_c.abs().max(1.0), "{precision:?} {recipe:?}: loss {loss_g} vs {loss_c}");
+                assert!(
+                    (loss_g - loss_c).abs() <= tol_l * loss_c.abs().max(1.0),
+                    "{precision:?} {recipe:?}: loss {loss_g} vs {loss_c}"
+                );
                 for (i, (a, c)) in grads_g.iter().zip(&grads_c).enumerate() {
                     let e = rel(a, c);
                     // key biases have mathematically zero gradient: compare absolutely
@@ -104,19 +119,40 @@ fn training_step_matches_the_cpu_for_every_strategy() {
     });
 }
 
-fn fixture_logits_and_grads(b: &CudaBackend, host: &HostParams, fixture: &std::path::Path, labels_n: usize) -> (f64, f64) {
+fn fixture_logits_and_grads(
+    b: &CudaBackend,
+    host: &HostParams,
+    fixture: &std::path::Path,
+    labels_n: usize,
+) -> (f64, f64) {
     let bytes = std::fs::read(fixture).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let ints = |n: &str| st.tensor(n).unwrap().data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32).collect::<Vec<u32>>();
+    let ints = |n: &str| {
+        st.tensor(n)
+            .unwrap()
+            .data()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+            .collect::<Vec<u32>>()
+    };
     let floats = |n: &str| {
         let t = st.tensor(n).unwrap();
         match t.dtype() {
-            safetensors::Dtype::F64 => t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect::<Vec<f32>>(),
+            safetensors::Dtype::F64 => {
+                t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect::<Vec<f32>>()
+            }
             _ => t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
         }
     };
     let shape = st.tensor("input_ids").unwrap().shape().to_vec();
-    let t = Tokens { batch: shape[0], seq: shape[1], ids: ints("input_ids"), type_ids: ints("token_type_ids"), task_ids: vec![], mask: ints("attention_mask") };
+    let t = Tokens {
+        batch: shape[0],
+        seq: shape[1],
+        ids: ints("input_ids"),
+        type_ids: ints("token_type_ids"),
+        task_ids: vec![],
+        mask: ints("attention_mask"),
+    };
     let enc = Encoder::from_host(b, host);
     let fw = enc.forward(b, &t, &ForwardOpts::eval());
     let (_, dl) = b.softmax_ce(&fw.logits, &b.upload_ids(&ints("labels")), labels_n, 1.0 / t.batch as f64);
@@ -137,7 +173,8 @@ fn fixture_logits_and_grads(b: &CudaBackend, host: &HostParams, fixture: &std::p
 fn tiny_fixture_on_the_gpu() {
     on_backends("tiny_fixture_on_the_gpu", |g| {
         for (gpu, precision) in g.both() {
-            let (l, gr) = fixture_logits_and_grads(gpu, &tiny(), &repo().join("tests/fixtures/tiny_f64.safetensors"), 5);
+            let (l, gr) =
+                fixture_logits_and_grads(gpu, &tiny(), &repo().join("tests/fixtures/tiny_f64.safetensors"), 5);
             let (tl, tg) = if precision == Precision::F32 { (1e-5, 1e-4) } else { (3e-2, 8e-2) };
             assert!(l < tl && gr < tg, "{precision:?}: logits {l:e}, worst gradient {gr:e}");
         }
@@ -147,8 +184,11 @@ fn tiny_fixture_on_the_gpu() {
 #[test]
 fn e5_fixture_on_the_gpu() {
     let Some(g) = common::gpus("e5_fixture_on_the_gpu") else { return };
-    let shared = std::env::var_os("ERNIE_FT_FIXTURES").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/fixtures"));
-    let model = std::env::var_os("ERNIE_FT_MODEL").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/models/e5-small-zh"));
+    let shared =
+        std::env::var_os("ERNIE_FT_FIXTURES").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/fixtures"));
+    let model = std::env::var_os("ERNIE_FT_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/models/e5-small-zh"));
     if !shared.join("e5_iflytek_f32.safetensors").is_file() || !model.is_dir() {
         use std::io::Write as _;
         let _ = writeln!(std::io::stderr(), "SKIPPED (needs ../shared fixtures and model): e5_fixture_on_the_gpu");

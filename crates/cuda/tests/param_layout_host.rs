@@ -32,16 +32,7 @@ fn param_offsets_match_host_cxx() {
         ),
     )
     .unwrap();
-    let out = Command::new(cxx)
-        .args(["-std=c++17", "-fsyntax-only", "-I"])
-        .arg(&kernels)
-        .arg(&src)
-        .output()
-        .unwrap();
+    let out = Command::new(cxx).args(["-std=c++17", "-fsyntax-only", "-I"]).arg(&kernels).arg(&src).output().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success(),
-        "params.rs and params.cuh disagree:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "params.rs and params.cuh disagree:\n{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -59,34 +59,17 @@ fn device_philox_matches_rust() {
     let dir = std::env::temp_dir().join(format!("ernie-philox-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("harness.cpp");
-    std::fs::write(
-        &src,
-        HARNESS.replace(
-            "#include <stdio.h>",
-            "#include <stdio.h>\n#include <string.h>",
-        ),
-    )
-    .unwrap();
+    std::fs::write(&src, HARNESS.replace("#include <stdio.h>", "#include <stdio.h>\n#include <string.h>")).unwrap();
     let exe = dir.join("harness");
     let out = Command::new(&cxx)
-        .args([
-            "-O1",
-            "-std=c++17",
-            "-Wno-unknown-pragmas",
-            "-ffp-contract=off",
-            "-I",
-        ])
+        .args(["-O1", "-std=c++17", "-Wno-unknown-pragmas", "-ffp-contract=off", "-I"])
         .arg(&kernels)
         .arg(&src)
         .arg("-o")
         .arg(&exe)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "host build of philox.cuh failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "host build of philox.cuh failed:\n{}", String::from_utf8_lossy(&out.stderr));
 
     let mut cases = Vec::new();
     let mut x = 0x1234_5678_9abc_def0u64;
@@ -107,48 +90,21 @@ fn device_philox_matches_rust() {
         };
         cases.push((seed, stream, i, next() % 100_000, offset));
     }
-    let input: String = cases
-        .iter()
-        .map(|(a, b, c, d, e)| format!("{a} {b} {c} {d} {e}\n"))
-        .collect();
-    let mut child = Command::new(&exe)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    let input: String = cases.iter().map(|(a, b, c, d, e)| format!("{a} {b} {c} {d} {e}\n")).collect();
+    let mut child = Command::new(&exe).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), cases.len());
     for (line, &(seed, stream, i, site, offset)) in lines.iter().zip(&cases) {
-        let f: Vec<u64> = line
-            .split_whitespace()
-            .map(|t| t.parse().unwrap())
-            .collect();
+        let f: Vec<u64> = line.split_whitespace().map(|t| t.parse().unwrap()).collect();
         let r = RngStream::new(seed, stream).with_offset(offset);
-        assert_eq!(
-            f[0] as u32,
-            r.word(i),
-            "word({seed}, {stream}, +{offset}, {i})"
-        );
+        assert_eq!(f[0] as u32, r.word(i), "word({seed}, {stream}, +{offset}, {i})");
         assert_eq!(f[1], r.derive(site).stream, "derive({stream}, {site})");
-        assert_eq!(
-            f[2] as u32,
-            to_uniform(r.word(i)).to_bits(),
-            "uniform({seed}, {stream}, +{offset}, {i})"
-        );
-        assert_eq!(
-            f[3] as u32,
-            r.normal(i).to_bits(),
-            "normal({seed}, {stream}, +{offset}, {i})"
-        );
+        assert_eq!(f[2] as u32, to_uniform(r.word(i)).to_bits(), "uniform({seed}, {stream}, +{offset}, {i})");
+        assert_eq!(f[3] as u32, r.normal(i).to_bits(), "normal({seed}, {stream}, +{offset}, {i})");
         assert_eq!(
             f[4],
             attention_block_stream(r, site as usize).stream,

@@ -20,7 +20,11 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(src.join(f), m.join(f)).unwrap();
     }
-    let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|s| s.to_string()).chain(CHARS.chars().map(String::from)).collect();
+    let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(CHARS.chars().map(String::from))
+        .collect();
     std::fs::write(m.join("vocab.txt"), vocab.join("\n")).unwrap();
     let chars: Vec<char> = CHARS.chars().collect();
     let lines: Vec<String> = (0..8)
@@ -80,10 +84,14 @@ fn resumed_run_is_bit_identical() {
             let state = cfg.output_dir.join("checkpoints/step-00000002");
             let mut cont = config(dir.path(), model, data, "continued");
             cont.save_every = Some(0);
-            let resumed = train_with(b, &cont, &RunOptions { resume: Resume::From(state), ..RunOptions::default() }).unwrap();
+            let resumed =
+                train_with(b, &cont, &RunOptions { resume: Resume::From(state), ..RunOptions::default() }).unwrap();
             assert_eq!(whole.steps, 4);
             assert_eq!(resumed.resumed_at, vec![2]);
-            assert_eq!(whole.final_weights_blake3, resumed.final_weights_blake3, "{p:?}: final weights differ after resuming");
+            assert_eq!(
+                whole.final_weights_blake3, resumed.final_weights_blake3,
+                "{p:?}: final weights differ after resuming"
+            );
         }
     });
 }

@@ -41,8 +41,14 @@ fn config() -> ModelConfig {
 }
 
 fn batch() -> (Tokens, Vec<u32>) {
-    let rows: Vec<(Vec<u32>, Vec<u32>)> =
-        (0..3).map(|r| ((0..(4 + 2 * r)).map(|i| 1 + ((i * 7 + r * 5) % 20) as u32).collect(), (0..(4 + 2 * r)).map(|i| u32::from(i > 2)).collect())).collect();
+    let rows: Vec<(Vec<u32>, Vec<u32>)> = (0..3)
+        .map(|r| {
+            (
+                (0..(4 + 2 * r)).map(|i| 1 + ((i * 7 + r * 5) % 20) as u32).collect(),
+                (0..(4 + 2 * r)).map(|i| u32::from(i > 2)).collect(),
+            )
+        })
+        .collect();
     (Tokens::from_rows(&rows, 0), vec![0, 2, 1])
 }
 
@@ -52,7 +58,8 @@ fn one_step<B: Backend>(b: &B, recipe: &Recipe, before: impl FnOnce()) -> StepRe
     let host = HostParams::random(config(), 3, 4);
     let mut enc = Encoder::from_host(b, &host);
     let (t, y) = batch();
-    let mut stepper = TrainStep::new(b, &enc, *recipe, Dropout { hidden: 0.1, attention: 0.1 }, AdamWConfig::default(), 9);
+    let mut stepper =
+        TrainStep::new(b, &enc, *recipe, Dropout { hidden: 0.1, attention: 0.1 }, AdamWConfig::default(), 9);
     before();
     stepper.run(b, &mut enc, LabelledBatch { tokens: &t, labels: &y }, 1, 1e-3).expect("finite loss")
 }
@@ -95,18 +102,36 @@ fn one_upload_and_one_read_per_training_step() {
                     t.table_upload_bytes
                 );
                 assert_eq!(t.downloads, 1, "{name} {precision:?}: device reads in one step");
-                assert_eq!(t.download_bytes, 8 * (stat::LEN + STAT_SLOTS) as u64, "{name}: the one read is the step's statistics");
+                assert_eq!(
+                    t.download_bytes,
+                    8 * (stat::LEN + STAT_SLOTS) as u64,
+                    "{name}: the one read is the step's statistics"
+                );
                 assert_eq!(t.uploads, 1, "{name} {precision:?}: uploads of the batch in one step");
                 // Launch tables: the optimizer's two multi-tensor tables (sum of squares, AdamW) and at most
                 // one of embedding-backward segments per backward (adv's probe stops above the embeddings);
                 // evenly spaced rows (the [CLS] gather and its scatter) need none.
-                assert!(t.table_uploads <= 2 + rep.backwards as u64, "{name}: {} launch-table uploads", t.table_uploads);
+                assert!(
+                    t.table_uploads <= 2 + rep.backwards as u64,
+                    "{name}: {} launch-table uploads",
+                    t.table_uploads
+                );
                 // The values read back are the step's: as on the CPU (fp32; adv's noise direction is round-off
                 // of a tiny KL, hence its looser bound, as in model_parity.rs).
                 if precision == ernie_cuda::Precision::F32 {
                     let tol = if recipe.adv.is_some() { 1e-3 } else { 1e-5 };
-                    assert!((rep.loss - want.loss).abs() <= tol * want.loss.abs().max(1.0), "{name}: loss {} vs CPU {}", rep.loss, want.loss);
-                    assert!((rep.ce - want.ce).abs() <= tol * want.ce.abs().max(1.0), "{name}: ce {} vs CPU {}", rep.ce, want.ce);
+                    assert!(
+                        (rep.loss - want.loss).abs() <= tol * want.loss.abs().max(1.0),
+                        "{name}: loss {} vs CPU {}",
+                        rep.loss,
+                        want.loss
+                    );
+                    assert!(
+                        (rep.ce - want.ce).abs() <= tol * want.ce.abs().max(1.0),
+                        "{name}: ce {} vs CPU {}",
+                        rep.ce,
+                        want.ce
+                    );
                     assert_eq!(rep.rdrop_kl.is_some(), want.rdrop_kl.is_some());
                     assert_eq!(rep.adv_kl.is_some(), want.adv_kl.is_some());
                     assert_eq!(rep.correct, want.correct, "{name}: correct predictions");

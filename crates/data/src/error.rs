@@ -28,11 +28,7 @@ pub enum Error {
 
     /// A problem with one line (or, with `line: None`, the whole) of a data file.
     #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
-    Data {
-        path: PathBuf,
-        line: Option<usize>,
-        message: String,
-    },
+    Data { path: PathBuf, line: Option<usize>, message: String },
 
     /// The tokenizer failed on a text (should not happen with well-formed tokenizer files).
     #[error("tokenization of {what} failed: {message}")]
@@ -44,11 +40,7 @@ pub enum Error {
 
     /// Nothing was found at any of the places searched by the `paths` module.
     #[error("{what} not found; searched:\n{}\n{hint}", searched.iter().map(|p| format!("  {}", p.display())).collect::<Vec<_>>().join("\n"))]
-    NotFound {
-        what: &'static str,
-        searched: Vec<PathBuf>,
-        hint: String,
-    },
+    NotFound { what: &'static str, searched: Vec<PathBuf>, hint: String },
 
     /// Inconsistent caller-supplied configuration (e.g. labels required for a task without a label key).
     #[error("{0}")]
@@ -57,17 +49,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn data(path: impl Into<PathBuf>, line: usize, message: impl Into<String>) -> Self {
-        Error::Data {
-            path: path.into(),
-            line: Some(line),
-            message: message.into(),
-        }
+        Error::Data { path: path.into(), line: Some(line), message: message.into() }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            err: source,
-        }
+        Error::Io { path: path.into(), err: source }
     }
 }

@@ -7,8 +7,8 @@ pub mod paths;
 pub mod tokenize;
 
 pub use clue::{
-    json_kind, read_examples, resolve_labels, split_holdout, Batch, Dataset, Example, Item, LabelSet,
-    LabelSource, TaskSpec,
+    json_kind, read_examples, resolve_labels, split_holdout, Batch, Dataset, Example, Item, LabelSet, LabelSource,
+    TaskSpec,
 };
 pub use error::{Error, Result};
 pub use paths::{resolve_data_dir, resolve_model_dir};

@@ -45,10 +45,7 @@ pub fn resolve_data_dir(flag: Option<&Path>) -> Result<PathBuf> {
 
 /// The workspace root at compile time (this crate lives in `<root>/crates/data`).
 fn compile_time_root() -> Option<PathBuf> {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .map(Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).map(Path::to_path_buf)
 }
 
 /// All inputs of a search, so that tests need not touch the process environment.
@@ -87,12 +84,7 @@ pub(crate) fn resolve(s: &Search<'_>) -> Result<PathBuf> {
 fn candidates(s: &Search<'_>) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     let is_checkout = |a: &Path| a.join("Cargo.toml").is_file() || a.join(".git").exists();
-    let roots = s
-        .cwd
-        .iter()
-        .flat_map(|c| c.ancestors())
-        .filter(|a| is_checkout(a))
-        .chain(s.build_root.as_deref());
+    let roots = s.cwd.iter().flat_map(|c| c.ancestors()).filter(|a| is_checkout(a)).chain(s.build_root.as_deref());
     for root in roots {
         if let Some(parent) = root.parent() {
             let candidate = parent.join(s.rel);
@@ -108,9 +100,7 @@ fn existing_dir(path: &Path) -> Result<PathBuf> {
     if path.is_dir() {
         Ok(path.to_path_buf())
     } else {
-        Err(Error::MissingDir {
-            path: path.to_path_buf(),
-        })
+        Err(Error::MissingDir { path: path.to_path_buf() })
     }
 }
 
@@ -118,12 +108,7 @@ fn existing_dir(path: &Path) -> Result<PathBuf> {
 mod tests {
     use super::*;
 
-    fn search<'a>(
-        flag: Option<&'a Path>,
-        env: Option<&str>,
-        cwd: Option<&Path>,
-        root: Option<&Path>,
-    ) -> Search<'a> {
+    fn search<'a>(flag: Option<&'a Path>, env: Option<&str>, cwd: Option<&Path>, root: Option<&Path>) -> Search<'a> {
         Search {
             what: "model directory",
             env_var: MODEL_ENV,
@@ -154,8 +139,7 @@ mod tests {
         let got = resolve(&search(Some(&other), Some(&env), Some(&checkout), None));
         assert_eq!(got.expect("flag"), other);
         let missing = tmp.path().join("nope");
-        let err = resolve(&search(Some(&missing), Some(&env), Some(&checkout), None))
-            .expect_err("missing flag dir");
+        let err = resolve(&search(Some(&missing), Some(&env), Some(&checkout), None)).expect_err("missing flag dir");
         assert!(err.to_string().contains("nope"), "{err}");
     }
 
@@ -165,10 +149,7 @@ mod tests {
         let other = tmp.path().join("other");
         std::fs::create_dir(&other).expect("mkdir");
         let env = other.to_string_lossy().into_owned();
-        assert_eq!(
-            resolve(&search(None, Some(&env), Some(&checkout), None)).expect("env"),
-            other
-        );
+        assert_eq!(resolve(&search(None, Some(&env), Some(&checkout), None)).expect("env"), other);
         let bad = tmp.path().join("gone").to_string_lossy().into_owned();
         assert!(resolve(&search(None, Some(&bad), Some(&checkout), None)).is_err());
         // An empty variable counts as unset.
@@ -178,10 +159,7 @@ mod tests {
     #[test]
     fn found_from_a_nested_current_dir() {
         let (_tmp, checkout, model) = tree();
-        assert_eq!(
-            resolve(&search(None, None, Some(&checkout), None)).expect("search"),
-            model
-        );
+        assert_eq!(resolve(&search(None, None, Some(&checkout), None)).expect("search"), model);
     }
 
     #[test]
@@ -189,10 +167,7 @@ mod tests {
         let (tmp, checkout, model) = tree();
         let elsewhere = tempfile::tempdir().expect("tempdir");
         let root = tmp.path().join("main");
-        assert_eq!(
-            resolve(&search(None, None, Some(elsewhere.path()), Some(&root))).expect("search"),
-            model
-        );
+        assert_eq!(resolve(&search(None, None, Some(elsewhere.path()), Some(&root))).expect("search"), model);
         drop(checkout);
     }
 
@@ -207,11 +182,7 @@ mod tests {
         let root = b.path().join("ws");
         let err = resolve(&search(None, None, Some(&cwd), Some(&root))).expect_err("nothing");
         let msg = err.to_string();
-        for c in [
-            a.path().join("x").join(MODEL_REL),
-            a.path().join(MODEL_REL),
-            b.path().join(MODEL_REL),
-        ] {
+        for c in [a.path().join("x").join(MODEL_REL), a.path().join(MODEL_REL), b.path().join(MODEL_REL)] {
             assert!(msg.contains(&c.display().to_string()), "{msg}");
         }
         assert!(msg.contains(MODEL_ENV), "{msg}");

@@ -21,8 +21,7 @@ use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::utils::truncation::truncate_encodings;
 use tokenizers::{
-    AddedToken, Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams,
-    TruncationStrategy,
+    AddedToken, Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
 use crate::error::{Error, Result};
@@ -86,9 +85,7 @@ impl TextTokenizer {
     /// Loads `dir/tokenizer.json` if present, else builds a WordPiece tokenizer from `dir/vocab.txt`.
     pub fn from_dir(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(Error::MissingDir {
-                path: dir.to_path_buf(),
-            });
+            return Err(Error::MissingDir { path: dir.to_path_buf() });
         }
         let json = dir.join(TOKENIZER_JSON);
         if json.is_file() {
@@ -97,16 +94,10 @@ impl TextTokenizer {
         let vocab = dir.join(VOCAB_TXT);
         if vocab.is_file() {
             let config = dir.join(TOKENIZER_CONFIG_JSON);
-            let lowercase = if config.is_file() {
-                read_do_lower_case(&config)?.unwrap_or(true)
-            } else {
-                true
-            };
+            let lowercase = if config.is_file() { read_do_lower_case(&config)?.unwrap_or(true) } else { true };
             return Self::from_vocab_txt(&vocab, lowercase);
         }
-        Err(Error::NoTokenizer {
-            dir: dir.to_path_buf(),
-        })
+        Err(Error::NoTokenizer { dir: dir.to_path_buf() })
     }
 
     /// Loads a HuggingFace `tokenizer.json`. Its truncation and padding settings are dropped
@@ -115,9 +106,7 @@ impl TextTokenizer {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let mut inner = Tokenizer::from_bytes(&bytes).map_err(|e| malformed(path, e))?;
         let configured_pad = inner.get_padding().map(|p| p.pad_id);
-        inner
-            .with_truncation(None)
-            .map_err(|e| malformed(path, e))?;
+        inner.with_truncation(None).map_err(|e| malformed(path, e))?;
         inner.with_padding(None);
         Self::finish(inner, TokenizerKind::TokenizerJson, path, configured_pad)
     }
@@ -128,11 +117,7 @@ impl TextTokenizer {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
         if let Err(e) = std::str::from_utf8(bytes) {
-            let line = bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1;
+            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
             return Err(Error::Tokenizer {
                 path: path.to_path_buf(),
                 message: format!("line {line} is not valid UTF-8"),
@@ -183,29 +168,18 @@ impl TextTokenizer {
         Self::finish(inner, TokenizerKind::WordPieceVocab, path, None)
     }
 
-    fn finish(
-        inner: Tokenizer,
-        kind: TokenizerKind,
-        path: &Path,
-        configured_pad: Option<u32>,
-    ) -> Result<Self> {
-        let pad_id = configured_pad
-            .or_else(|| inner.token_to_id("<pad>"))
-            .or_else(|| inner.token_to_id("[PAD]"))
-            .unwrap_or(0);
-        let (special_single, special_pair) = inner
-            .get_post_processor()
-            .map_or((0, 0), |p| (p.added_tokens(false), p.added_tokens(true)));
+    fn finish(inner: Tokenizer, kind: TokenizerKind, path: &Path, configured_pad: Option<u32>) -> Result<Self> {
+        let pad_id =
+            configured_pad.or_else(|| inner.token_to_id("<pad>")).or_else(|| inner.token_to_id("[PAD]")).unwrap_or(0);
+        let (special_single, special_pair) =
+            inner.get_post_processor().map_or((0, 0), |p| (p.added_tokens(false), p.added_tokens(true)));
         // The CLS id is whatever special token the template puts first; fall back to the usual names.
-        let from_template = inner
-            .post_process(Encoding::default(), None, true)
-            .ok()
-            .and_then(
-                |e| match (e.get_ids().first(), e.get_special_tokens_mask().first()) {
-                    (Some(&id), Some(1)) => Some(id),
-                    _ => None,
-                },
-            );
+        let from_template = inner.post_process(Encoding::default(), None, true).ok().and_then(|e| {
+            match (e.get_ids().first(), e.get_special_tokens_mask().first()) {
+                (Some(&id), Some(1)) => Some(id),
+                _ => None,
+            }
+        });
         let cls_id = from_template
             .or_else(|| inner.token_to_id("[CLS]"))
             .or_else(|| inner.token_to_id("<s>"))
@@ -215,15 +189,7 @@ impl TextTokenizer {
                           and there is no [CLS] or <s> in the vocabulary"
                     .into(),
             })?;
-        Ok(Self {
-            inner,
-            kind,
-            source: path.to_path_buf(),
-            pad_id,
-            cls_id,
-            special_single,
-            special_pair,
-        })
+        Ok(Self { inner, kind, source: path.to_path_buf(), pad_id, cls_id, special_single, special_pair })
     }
 
     /// Id written into padded positions (see the module docs for how it is chosen).
@@ -284,41 +250,23 @@ impl TextTokenizer {
             stride: 0,
         };
         let (a, b) = truncate_encodings(a, b, &params).map_err(|e| encode_error(first, e))?;
-        let enc = self
-            .inner
-            .post_process(a, b, true)
-            .map_err(|e| encode_error(first, e))?;
-        Ok(Encoded {
-            ids: enc.get_ids().to_vec(),
-            type_ids: enc.get_type_ids().to_vec(),
-        })
+        let enc = self.inner.post_process(a, b, true).map_err(|e| encode_error(first, e))?;
+        Ok(Encoded { ids: enc.get_ids().to_vec(), type_ids: enc.get_type_ids().to_vec() })
     }
 
     /// [`Self::encode`] over many inputs in parallel (rayon); output order = input order.
-    pub fn encode_batch(
-        &self,
-        inputs: &[(String, Option<String>)],
-        max_len: usize,
-    ) -> Result<Vec<Encoded>> {
-        inputs
-            .par_iter()
-            .map(|(a, b)| self.encode(a, b.as_deref(), max_len))
-            .collect()
+    pub fn encode_batch(&self, inputs: &[(String, Option<String>)], max_len: usize) -> Result<Vec<Encoded>> {
+        inputs.par_iter().map(|(a, b)| self.encode(a, b.as_deref(), max_len)).collect()
     }
 
     /// Tokens of one text without special tokens or truncation.
     fn encode_plain(&self, text: &str) -> Result<Encoding> {
-        self.inner
-            .encode(text, false)
-            .map_err(|e| encode_error(text, e))
+        self.inner.encode(text, false).map_err(|e| encode_error(text, e))
     }
 }
 
 fn malformed(path: &Path, e: impl fmt::Display) -> Error {
-    Error::Tokenizer {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
+    Error::Tokenizer { path: path.to_path_buf(), message: e.to_string() }
 }
 
 fn encode_error(text: &str, e: impl fmt::Display) -> Error {
@@ -326,10 +274,7 @@ fn encode_error(text: &str, e: impl fmt::Display) -> Error {
     if what.len() < text.len() {
         what.push('…');
     }
-    Error::Encode {
-        what: format!("{what:?}"),
-        message: e.to_string(),
-    }
+    Error::Encode { what: format!("{what:?}"), message: e.to_string() }
 }
 
 /// PaddleNLP / ERNIE 1.0 vocabularies write `token<TAB>id` lines, the id being the line number: keep the
@@ -341,16 +286,11 @@ fn strip_tab_ids(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let token = match line.iter().position(|&b| b == b'\t') {
             Some(t) => {
-                let id = std::str::from_utf8(&line[t + 1..])
-                    .ok()
-                    .and_then(|s| s.trim().parse::<usize>().ok());
+                let id = std::str::from_utf8(&line[t + 1..]).ok().and_then(|s| s.trim().parse::<usize>().ok());
                 if id != Some(i) {
                     return Err(Error::Tokenizer {
                         path: path.to_path_buf(),
-                        message: format!(
-                            "line {}: a token<TAB>id line whose id is not the line's index {i}",
-                            i + 1
-                        ),
+                        message: format!("line {}: a token<TAB>id line whose id is not the line's index {i}", i + 1),
                     });
                 }
                 &line[..t]
@@ -369,7 +309,5 @@ fn strip_tab_ids(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
 fn read_do_lower_case(path: &Path) -> Result<Option<bool>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| malformed(path, e))?;
-    Ok(value
-        .get("do_lower_case")
-        .and_then(serde_json::Value::as_bool))
+    Ok(value.get("do_lower_case").and_then(serde_json::Value::as_bool))
 }

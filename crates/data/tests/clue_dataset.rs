@@ -6,8 +6,7 @@ mod common;
 use clue_support::read_ok;
 use common::{vocab_dir, vocab_id, write};
 use ernie_data::{
-    read_examples, split_holdout, Batch, Dataset, Encoded, Error, Example, LabelSet, TaskSpec,
-    TextTokenizer,
+    read_examples, split_holdout, Batch, Dataset, Encoded, Error, Example, LabelSet, TaskSpec, TextTokenizer,
 };
 use proptest::prelude::*;
 
@@ -38,18 +37,10 @@ fn collate_pads_right_with_mask_and_type_ids() {
     assert!(ds.is_labelled());
     let b = ds.collate(&[1, 0], 99);
     let (cls, sep) = (vocab_id("[CLS]"), vocab_id("[SEP]"));
-    let (w, ai, tian, men) = (
-        vocab_id("我"),
-        vocab_id("爱"),
-        vocab_id("天"),
-        vocab_id("门"),
-    );
+    let (w, ai, tian, men) = (vocab_id("我"), vocab_id("爱"), vocab_id("天"), vocab_id("门"));
     let (bei, jing) = (vocab_id("北"), vocab_id("京"));
     assert_eq!((b.batch, b.seq), (2, 7));
-    assert_eq!(
-        b.ids,
-        vec![cls, tian, sep, men, sep, 99, 99, cls, w, ai, sep, bei, jing, sep]
-    );
+    assert_eq!(b.ids, vec![cls, tian, sep, men, sep, 99, 99, cls, w, ai, sep, bei, jing, sep]);
     assert_eq!(b.mask, vec![1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1]);
     assert_eq!(b.type_ids, vec![0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1]);
     assert_eq!(b.labels, Some(vec![0, 1]));
@@ -64,16 +55,8 @@ fn collate_pads_right_with_mask_and_type_ids() {
 
 #[test]
 fn batch_from_encoded() {
-    let rows = vec![
-        Encoded {
-            ids: vec![5, 6, 7],
-            type_ids: vec![0, 0, 1],
-        },
-        Encoded {
-            ids: vec![8],
-            type_ids: vec![0],
-        },
-    ];
+    let rows =
+        vec![Encoded { ids: vec![5, 6, 7], type_ids: vec![0, 0, 1] }, Encoded { ids: vec![8], type_ids: vec![0] }];
     let b = Batch::from_encoded(&rows, 1);
     assert_eq!((b.batch, b.seq), (2, 3));
     assert_eq!(b.ids, vec![5, 6, 7, 8, 1, 1]);
@@ -110,9 +93,7 @@ fn dataset_errors_name_file_and_line() {
         "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": \"1\"}\n{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": \"2\"}\n",
     );
     let ex = read_examples(&unknown, &TaskSpec::afqmc(), true).expect("read");
-    let msg = Dataset::build(&ex, &tok, 32, &labels)
-        .expect_err("unknown")
-        .to_string();
+    let msg = Dataset::build(&ex, &tok, 32, &labels).expect_err("unknown").to_string();
     assert!(msg.contains("dev_unknown.json:2:"), "{msg}");
     // Labelled and unlabelled lines mixed.
     let mixed = write(
@@ -121,17 +102,12 @@ fn dataset_errors_name_file_and_line() {
         "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": \"1\"}\n{\"sentence1\": \"a\", \"sentence2\": \"b\"}\n",
     );
     let ex = read_examples(&mixed, &TaskSpec::afqmc(), false).expect("read");
-    let msg = Dataset::build(&ex, &tok, 32, &labels)
-        .expect_err("mixed")
-        .to_string();
+    let msg = Dataset::build(&ex, &tok, 32, &labels).expect_err("mixed").to_string();
     assert!(msg.contains("mixed.json:2:"), "{msg}");
     // max_len too small is reported once, for the whole dataset.
     let ex = read_examples(&unknown, &TaskSpec::afqmc(), false).expect("read");
     let ex = &ex[..1];
-    assert!(matches!(
-        Dataset::build(ex, &tok, 3, &labels),
-        Err(Error::MaxLenTooSmall { .. })
-    ));
+    assert!(matches!(Dataset::build(ex, &tok, 3, &labels), Err(Error::MaxLenTooSmall { .. })));
 }
 
 fn dataset_of(n: usize) -> Dataset {
@@ -144,10 +120,7 @@ fn dataset_of(n: usize) -> Dataset {
 #[test]
 fn batches_in_order_without_seed() {
     let ds = dataset_of(10);
-    assert_eq!(
-        ds.batches(4, None),
-        vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]
-    );
+    assert_eq!(ds.batches(4, None), vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]);
     assert!(dataset_of(0).batches(4, Some(1)).is_empty());
 }
 
@@ -156,16 +129,8 @@ fn shuffle_is_deterministic_per_seed() {
     let ds = dataset_of(100);
     let a = ds.batches(8, Some(42));
     assert_eq!(a, ds.batches(8, Some(42)), "same seed, same order");
-    assert_ne!(
-        a,
-        ds.batches(8, Some(43)),
-        "different seed, different order"
-    );
-    assert_ne!(
-        a.concat(),
-        (0..100).collect::<Vec<_>>(),
-        "actually shuffled"
-    );
+    assert_ne!(a, ds.batches(8, Some(43)), "different seed, different order");
+    assert_ne!(a.concat(), (0..100).collect::<Vec<_>>(), "actually shuffled");
     let mut all = a.concat();
     all.sort_unstable();
     assert_eq!(all, (0..100).collect::<Vec<_>>());
@@ -208,14 +173,8 @@ fn split_holdout_is_deterministic_disjoint_and_ordered() {
     let (_, hold3) = split_holdout(numbered(100), 0.1, 8);
     assert_ne!(hold, hold3);
     let mut lines: Vec<usize> = train.iter().chain(&hold).map(|e| e.line).collect();
-    assert!(
-        train.windows(2).all(|w| w[0].line < w[1].line),
-        "file order kept"
-    );
-    assert!(
-        hold.windows(2).all(|w| w[0].line < w[1].line),
-        "file order kept"
-    );
+    assert!(train.windows(2).all(|w| w[0].line < w[1].line), "file order kept");
+    assert!(hold.windows(2).all(|w| w[0].line < w[1].line), "file order kept");
     lines.sort_unstable();
     assert_eq!(lines, (1..=100).collect::<Vec<_>>());
 }

@@ -30,31 +30,14 @@ fn labels_json_keeps_file_order_and_accepts_ints() {
 #[test]
 fn labels_json_errors_name_file_and_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let dup = write(
-        dir.path(),
-        "dup_labels.json",
-        "{\"label\": \"a\"}\n{\"label\": \"b\"}\n{\"label\": \"a\"}\n",
-    );
-    let msg = LabelSet::from_file(&dup, "label")
-        .expect_err("dup")
-        .to_string();
-    assert!(
-        msg.contains("dup_labels.json:3:") && msg.contains("line 1"),
-        "{msg}"
-    );
-    let missing = write(
-        dir.path(),
-        "nokey_labels.json",
-        "{\"label\": \"a\"}\n{\"name\": \"b\"}\n",
-    );
-    let msg = LabelSet::from_file(&missing, "label")
-        .expect_err("missing")
-        .to_string();
+    let dup = write(dir.path(), "dup_labels.json", "{\"label\": \"a\"}\n{\"label\": \"b\"}\n{\"label\": \"a\"}\n");
+    let msg = LabelSet::from_file(&dup, "label").expect_err("dup").to_string();
+    assert!(msg.contains("dup_labels.json:3:") && msg.contains("line 1"), "{msg}");
+    let missing = write(dir.path(), "nokey_labels.json", "{\"label\": \"a\"}\n{\"name\": \"b\"}\n");
+    let msg = LabelSet::from_file(&missing, "label").expect_err("missing").to_string();
     assert!(msg.contains("nokey_labels.json:2:"), "{msg}");
     let empty = write(dir.path(), "empty_labels.json", "");
-    let msg = LabelSet::from_file(&empty, "label")
-        .expect_err("empty")
-        .to_string();
+    let msg = LabelSet::from_file(&empty, "label").expect_err("empty").to_string();
     assert!(msg.contains("empty_labels.json:1:"), "{msg}");
 }
 
@@ -70,9 +53,7 @@ fn labels_from_examples_in_first_appearance_order() {
     // An unlabelled example cannot contribute.
     let mut ex2 = ex.clone();
     ex2[2].label = None;
-    let msg = LabelSet::from_examples(&ex2)
-        .expect_err("unlabelled")
-        .to_string();
+    let msg = LabelSet::from_examples(&ex2).expect_err("unlabelled").to_string();
     assert!(msg.contains("input.json:3:"), "{msg}");
 }
 
@@ -86,10 +67,7 @@ fn unknown_label_names_file_and_line() {
     );
     assert_eq!(set.index_of(&ex[0]).expect("known"), 1);
     let msg = set.index_of(&ex[1]).expect_err("unknown").to_string();
-    assert!(
-        msg.contains("input.json:2:") && msg.contains("\"7\""),
-        "{msg}"
-    );
+    assert!(msg.contains("input.json:2:") && msg.contains("\"7\""), "{msg}");
 }
 
 // ---------------------------------------------------------------- the labels rule (every task)
@@ -130,13 +108,8 @@ fn labels_json_beside_train_applies_to_pair_tasks_and_rejects_unknown_labels() {
         ),
     );
     let ex = read_examples(&bad, &spec, true).expect("read");
-    let msg = resolve_labels(None, &bad, &spec, &ex)
-        .expect_err("unknown label")
-        .to_string();
-    assert!(
-        msg.contains(&format!("{}:3:", bad.display())) && msg.contains("unknown label \"2\""),
-        "{msg}"
-    );
+    let msg = resolve_labels(None, &bad, &spec, &ex).expect_err("unknown label").to_string();
+    assert!(msg.contains(&format!("{}:3:", bad.display())) && msg.contains("unknown label \"2\""), "{msg}");
     assert!(msg.contains(&labels.display().to_string()), "names the label list: {msg}");
 }
 
@@ -175,8 +148,7 @@ fn custom_task_without_labels_json_uses_first_appearance_order() {
 
 #[test]
 fn label_set_serde_round_trip() {
-    let set =
-        LabelSet::from_labels(vec!["x".into(), "y".into(), "z".into()], "origin").expect("labels");
+    let set = LabelSet::from_labels(vec!["x".into(), "y".into(), "z".into()], "origin").expect("labels");
     let json = serde_json::to_string(&set).expect("serialize");
     let back: LabelSet = serde_json::from_str(&json).expect("deserialize");
     assert_eq!(back, set);

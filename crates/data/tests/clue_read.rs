@@ -36,11 +36,7 @@ fn reads_iflytek_lines_with_string_and_int_labels() {
 
 #[test]
 fn reads_afqmc_pairs() {
-    let ex = read_ok(
-        r#"{"sentence1": "借呗", "sentence2": "花呗", "label": "0"}"#,
-        &TaskSpec::afqmc(),
-        true,
-    );
+    let ex = read_ok(r#"{"sentence1": "借呗", "sentence2": "花呗", "label": "0"}"#, &TaskSpec::afqmc(), true);
     assert_eq!(ex[0].text_a, "借呗");
     assert_eq!(ex[0].text_b.as_deref(), Some("花呗"));
     assert_eq!(ex[0].label.as_deref(), Some("0"));
@@ -77,12 +73,7 @@ fn bom_crlf_and_blank_lines_are_tolerated() {
 #[test]
 fn error_malformed_json() {
     let ok = r#"{"sentence": "a", "label": "1"}"#;
-    let msg = read_err(
-        &format!("{ok}\n{ok}\n{{\"sentence\": \"b\",\n"),
-        &TaskSpec::iflytek(),
-        true,
-        3,
-    );
+    let msg = read_err(&format!("{ok}\n{ok}\n{{\"sentence\": \"b\",\n"), &TaskSpec::iflytek(), true, 3);
     assert!(msg.contains("malformed JSON"), "{msg}");
 }
 
@@ -104,69 +95,30 @@ fn error_missing_text_key() {
 
 #[test]
 fn error_missing_second_text_key() {
-    let msg = read_err(
-        r#"{"sentence1": "a", "label": "1"}"#,
-        &TaskSpec::afqmc(),
-        true,
-        1,
-    );
+    let msg = read_err(r#"{"sentence1": "a", "label": "1"}"#, &TaskSpec::afqmc(), true, 1);
     assert!(msg.contains("sentence2"), "{msg}");
 }
 
 #[test]
 fn error_missing_label_key() {
-    let msg = read_err(
-        "\n{\"sentence\": \"a\", \"label\": \"1\"}\n{\"sentence\": \"b\"}\n",
-        &TaskSpec::iflytek(),
-        true,
-        3,
-    );
+    let msg =
+        read_err("\n{\"sentence\": \"a\", \"label\": \"1\"}\n{\"sentence\": \"b\"}\n", &TaskSpec::iflytek(), true, 3);
     assert!(msg.contains("missing label"), "{msg}");
 }
 
 #[test]
 fn error_non_string_text() {
-    let msg = read_err(
-        r#"{"sentence": 12, "label": "1"}"#,
-        &TaskSpec::iflytek(),
-        true,
-        1,
-    );
+    let msg = read_err(r#"{"sentence": 12, "label": "1"}"#, &TaskSpec::iflytek(), true, 1);
     assert!(msg.contains("must be a string"), "{msg}");
-    read_err(
-        r#"{"sentence": null, "label": "1"}"#,
-        &TaskSpec::iflytek(),
-        true,
-        1,
-    );
-    read_err(
-        r#"{"sentence1": "a", "sentence2": ["b"], "label": "1"}"#,
-        &TaskSpec::afqmc(),
-        true,
-        1,
-    );
+    read_err(r#"{"sentence": null, "label": "1"}"#, &TaskSpec::iflytek(), true, 1);
+    read_err(r#"{"sentence1": "a", "sentence2": ["b"], "label": "1"}"#, &TaskSpec::afqmc(), true, 1);
 }
 
 #[test]
 fn error_bad_label_or_id_type() {
-    read_err(
-        r#"{"sentence": "a", "label": 1.5}"#,
-        &TaskSpec::iflytek(),
-        true,
-        1,
-    );
-    read_err(
-        r#"{"sentence": "a", "label": true}"#,
-        &TaskSpec::iflytek(),
-        false,
-        1,
-    );
-    read_err(
-        r#"{"sentence": "a", "id": [0]}"#,
-        &TaskSpec::iflytek(),
-        false,
-        1,
-    );
+    read_err(r#"{"sentence": "a", "label": 1.5}"#, &TaskSpec::iflytek(), true, 1);
+    read_err(r#"{"sentence": "a", "label": true}"#, &TaskSpec::iflytek(), false, 1);
+    read_err(r#"{"sentence": "a", "id": [0]}"#, &TaskSpec::iflytek(), false, 1);
 }
 
 #[test]
@@ -182,9 +134,7 @@ fn error_invalid_utf8() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("latin1.json");
     std::fs::write(&path, b"{\"sentence\": \"a\"}\n{\"sentence\": \"\xe9\"}\n").expect("write");
-    let msg = read_examples(&path, &TaskSpec::iflytek(), false)
-        .expect_err("bad utf-8")
-        .to_string();
+    let msg = read_examples(&path, &TaskSpec::iflytek(), false).expect_err("bad utf-8").to_string();
     assert!(msg.contains("latin1.json:2:"), "{msg}");
 }
 
@@ -202,16 +152,8 @@ fn requiring_labels_of_a_task_without_label_key_is_an_error() {
     let spec = TaskSpec::custom("plain", "text", None, None);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = write(dir.path(), "x.json", r#"{"text": "a"}"#);
-    assert!(matches!(
-        read_examples(&path, &spec, true),
-        Err(Error::Config(_))
-    ));
-    assert_eq!(
-        read_examples(&path, &spec, false)
-            .expect("unlabelled")
-            .len(),
-        1
-    );
+    assert!(matches!(read_examples(&path, &spec, true), Err(Error::Config(_))));
+    assert_eq!(read_examples(&path, &spec, false).expect("unlabelled").len(), 1);
 }
 
 #[test]
@@ -223,22 +165,13 @@ fn presets() {
         assert_eq!(TaskSpec::preset(name).expect("preset").name, *name);
     }
     let a = TaskSpec::afqmc();
-    assert_eq!(
-        (a.text_a_key.as_str(), a.text_b_key.as_deref()),
-        ("sentence1", Some("sentence2"))
-    );
+    assert_eq!((a.text_a_key.as_str(), a.text_b_key.as_deref()), ("sentence1", Some("sentence2")));
     assert!(a.is_pair() && a.labels_file.is_none());
     let i = TaskSpec::iflytek();
-    assert_eq!(
-        i.labels_path(Path::new("d")),
-        Some(Path::new("d/labels.json").to_path_buf())
-    );
+    assert_eq!(i.labels_path(Path::new("d")), Some(Path::new("d/labels.json").to_path_buf()));
     // Saved with a model.
     let json = serde_json::to_string(&a).expect("serialize");
-    assert_eq!(
-        serde_json::from_str::<TaskSpec>(&json).expect("deserialize"),
-        a
-    );
+    assert_eq!(serde_json::from_str::<TaskSpec>(&json).expect("deserialize"), a);
 }
 
 // ---------------------------------------------------------------- the real CLUE files
@@ -248,8 +181,7 @@ fn real_clue_files_parse() {
     let shared = require_shared!("real_clue_files_parse");
     let data = shared.join("data");
     let iflytek = TaskSpec::iflytek();
-    let labels =
-        LabelSet::from_file(&data.join("iflytek/labels.json"), "label").expect("labels.json");
+    let labels = LabelSet::from_file(&data.join("iflytek/labels.json"), "label").expect("labels.json");
     assert_eq!(labels.len(), 119);
     assert_eq!(labels.labels()[..3], ["0", "1", "2"]);
     for (file, require, n) in [
@@ -268,11 +200,9 @@ fn real_clue_files_parse() {
         }
     }
     let afqmc = TaskSpec::afqmc();
-    for (file, require, n) in [
-        ("afqmc/train.json", true, 34334),
-        ("afqmc/dev.json", true, 4316),
-        ("afqmc/test.json", false, 3861),
-    ] {
+    for (file, require, n) in
+        [("afqmc/train.json", true, 34334), ("afqmc/dev.json", true, 4316), ("afqmc/test.json", false, 3861)]
+    {
         let ex = read_examples(&data.join(file), &afqmc, require).expect(file);
         assert_eq!(ex.len(), n, "{file}");
         if require {

@@ -8,14 +8,8 @@ use ernie_data::{resolve_data_dir, resolve_model_dir, Error, TextTokenizer};
 #[test]
 fn explicit_flag_is_used_as_is() {
     let dir = tempfile::tempdir().expect("tempdir");
-    assert_eq!(
-        resolve_model_dir(Some(dir.path())).expect("model"),
-        dir.path()
-    );
-    assert_eq!(
-        resolve_data_dir(Some(dir.path())).expect("data"),
-        dir.path()
-    );
+    assert_eq!(resolve_model_dir(Some(dir.path())).expect("model"), dir.path());
+    assert_eq!(resolve_data_dir(Some(dir.path())).expect("data"), dir.path());
 }
 
 #[test]
@@ -38,10 +32,6 @@ fn defaults_find_the_shared_folder() {
     }
     if std::env::var_os("ERNIE_FT_DATA").is_none() {
         let data = resolve_data_dir(None).expect("default data dir");
-        assert!(
-            data.join("iflytek/dev.json").is_file(),
-            "{}",
-            data.display()
-        );
+        assert!(data.join("iflytek/dev.json").is_file(), "{}", data.display());
     }
 }

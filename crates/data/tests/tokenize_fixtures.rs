@@ -20,15 +20,9 @@ struct Fixture {
 }
 
 fn i64_tensor(st: &SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<i64>) {
-    let t = st
-        .tensor(name)
-        .unwrap_or_else(|e| panic!("fixture tensor {name}: {e}"));
+    let t = st.tensor(name).unwrap_or_else(|e| panic!("fixture tensor {name}: {e}"));
     assert_eq!(t.dtype(), Dtype::I64, "{name}");
-    let values = t
-        .data()
-        .chunks_exact(8)
-        .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect();
+    let values = t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
     (t.shape().to_vec(), values)
 }
 
@@ -41,14 +35,7 @@ fn load_fixture(path: &Path) -> Fixture {
     let (_, labels) = i64_tensor(&st, "labels");
     assert_eq!(shape, mshape);
     assert_eq!(shape, tshape);
-    Fixture {
-        batch: shape[0],
-        seq: shape[1],
-        input_ids,
-        attention_mask,
-        token_type_ids,
-        labels,
-    }
+    Fixture { batch: shape[0], seq: shape[1], input_ids, attention_mask, token_type_ids, labels }
 }
 
 fn widen(v: &[u32]) -> Vec<i64> {
@@ -75,17 +62,13 @@ fn check_task(shared: &Path, spec: &TaskSpec, fixture: &str) {
     let examples = read_examples(&task_dir.join("dev.json"), spec, true).expect("dev.json");
     let first4 = &examples[..4];
 
-    let inputs: Vec<(String, Option<String>)> = first4
-        .iter()
-        .map(|e| (e.text_a.clone(), e.text_b.clone()))
-        .collect();
+    let inputs: Vec<(String, Option<String>)> = first4.iter().map(|e| (e.text_a.clone(), e.text_b.clone())).collect();
     let encoded = tok.encode_batch(&inputs, MAX_LEN).expect("encode");
     assert!(encoded.iter().all(|e| e.len() <= MAX_LEN));
     assert_batch_matches(&Batch::from_encoded(&encoded, tok.pad_id()), &fx);
 
     let labels = match spec.labels_path(&task_dir) {
-        Some(p) => LabelSet::from_file(&p, spec.label_key.as_deref().expect("label key"))
-            .expect("labels.json"),
+        Some(p) => LabelSet::from_file(&p, spec.label_key.as_deref().expect("label key")).expect("labels.json"),
         None => LabelSet::from_labels(vec!["0".into(), "1".into()], "afqmc").expect("labels"),
     };
     let ds = Dataset::build(first4, &tok, MAX_LEN, &labels).expect("dataset");
@@ -122,8 +105,5 @@ fn e5_single_and_pair_templates() {
     let long = "很长的句子".repeat(50);
     let t = tok.encode(&long, Some(&long), 20).expect("truncated pair");
     assert_eq!(t.len(), 20);
-    assert!(
-        tok.encode("x", Some("y"), 4).is_err(),
-        "4 specials leave no room"
-    );
+    assert!(tok.encode("x", Some("y"), 4).is_err(), "4 specials leave no room");
 }

@@ -144,7 +144,11 @@ impl ModelConfig {
         }
         let get = |k: &str| obj.get(k).filter(|v| !v.is_null());
         let uint = |k: &str| -> Result<Option<usize>, String> {
-            get(k).map(|v| v.as_u64().map(|x| x as usize).ok_or_else(|| format!("{k:?} is {v}, not a non-negative integer"))).transpose()
+            get(k)
+                .map(|v| {
+                    v.as_u64().map(|x| x as usize).ok_or_else(|| format!("{k:?} is {v}, not a non-negative integer"))
+                })
+                .transpose()
         };
         let float = |k: &str| -> Result<Option<f64>, String> {
             get(k).map(|v| v.as_f64().ok_or_else(|| format!("{k:?} is {v}, not a number"))).transpose()
@@ -153,7 +157,9 @@ impl ModelConfig {
             get(k).map(|v| v.as_bool().ok_or_else(|| format!("{k:?} is {v}, not true or false"))).transpose()
         };
         let string = |k: &str| -> Result<Option<String>, String> {
-            get(k).map(|v| v.as_str().map(String::from).ok_or_else(|| format!("{k:?} is {v}, not a string"))).transpose()
+            get(k)
+                .map(|v| v.as_str().map(String::from).ok_or_else(|| format!("{k:?} is {v}, not a string")))
+                .transpose()
         };
         let need = |k: &str| -> Result<usize, String> { uint(k)?.ok_or_else(|| format!("missing required key {k:?}")) };
         if let Some(t) = string("model_type")? {
@@ -197,7 +203,10 @@ impl ModelConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if self.hidden_size == 0 || self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+        if self.hidden_size == 0
+            || self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Err(format!(
                 "hidden_size {} must be a positive multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
@@ -218,7 +227,10 @@ impl ModelConfig {
         if self.hidden_act != "gelu" {
             return Err(format!("hidden_act {:?} is not supported (only the exact \"gelu\")", self.hidden_act));
         }
-        for (name, p) in [("hidden_dropout_prob", self.hidden_dropout_prob), ("attention_probs_dropout_prob", self.attention_probs_dropout_prob)] {
+        for (name, p) in [
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+        ] {
             if !(0.0..1.0).contains(&p) {
                 return Err(format!("{name} {p} must be in [0, 1)"));
             }

@@ -48,7 +48,12 @@ impl Tokens {
 
     /// The batch on the device in ONE host-to-device transfer; `extra` ids (a training step's labels) ride
     /// along in the same transfer and come back as the second value.
-    pub fn upload<B: Backend>(&self, b: &B, hidden: usize, extra: Option<&[u32]>) -> (TokenBatch<B::Ids>, Option<B::Ids>) {
+    pub fn upload<B: Backend>(
+        &self,
+        b: &B,
+        hidden: usize,
+        extra: Option<&[u32]>,
+    ) -> (TokenBatch<B::Ids>, Option<B::Ids>) {
         let n = self.batch * self.seq;
         let zeros;
         let task: &[u32] = if self.task_ids.is_empty() {
@@ -61,7 +66,13 @@ impl Tokens {
         parts.extend(extra);
         let mut up = b.upload_ids_many(&parts).into_iter();
         let mut next = || up.next().expect("one array per part");
-        let tb = TokenBatch { shape: TokShape { batch: self.batch, seq: self.seq, hidden }, ids: next(), type_ids: next(), task_ids: next(), key_mask: next() };
+        let tb = TokenBatch {
+            shape: TokShape { batch: self.batch, seq: self.seq, hidden },
+            ids: next(),
+            type_ids: next(),
+            task_ids: next(),
+            key_mask: next(),
+        };
         let extra = extra.map(|_| next());
         (tb, extra)
     }
@@ -92,13 +103,28 @@ pub struct ForwardOpts<'a, B: Backend> {
 
 impl<B: Backend> ForwardOpts<'_, B> {
     pub fn eval() -> Self {
-        ForwardOpts { train: false, hidden_dropout: 0.0, attn_dropout: 0.0, rng: RngStream::new(0, 0), score_noise: None, row_offset: 0 }
+        ForwardOpts {
+            train: false,
+            hidden_dropout: 0.0,
+            attn_dropout: 0.0,
+            rng: RngStream::new(0, 0),
+            score_noise: None,
+            row_offset: 0,
+        }
     }
     fn p_hidden(&self) -> f32 {
-        if self.train { self.hidden_dropout } else { 0.0 }
+        if self.train {
+            self.hidden_dropout
+        } else {
+            0.0
+        }
     }
     fn p_attn(&self) -> f32 {
-        if self.train { self.attn_dropout } else { 0.0 }
+        if self.train {
+            self.attn_dropout
+        } else {
+            0.0
+        }
     }
 }
 
@@ -212,7 +238,13 @@ impl Pass {
             attn: enc.attn_shape(ts),
             p_hidden: opts.p_hidden(),
             p_attn: opts.p_attn(),
-            dropout: DropoutStreams { rng: opts.rng, row_offset: opts.row_offset, seq: ts.seq, hidden: cfg.hidden_size, heads: cfg.num_attention_heads },
+            dropout: DropoutStreams {
+                rng: opts.rng,
+                row_offset: opts.row_offset,
+                seq: ts.seq,
+                hidden: cfg.hidden_size,
+                heads: cfg.num_attention_heads,
+            },
         }
     }
 }
@@ -282,17 +314,29 @@ impl<B: Backend> Encoder<B> {
     }
 
     fn attn_shape(&self, t: TokShape) -> AttnShape {
-        AttnShape { batch: t.batch, seq: t.seq, heads: self.config.num_attention_heads, head_dim: self.config.head_dim() }
+        AttnShape {
+            batch: t.batch,
+            seq: t.seq,
+            heads: self.config.num_attention_heads,
+            head_dim: self.config.head_dim(),
+        }
     }
 
     /// Check a batch against the model's limits (an error, never an out-of-bounds read).
     pub fn check_tokens(&self, t: &Tokens) -> Result<(), String> {
         let n = t.batch * t.seq;
-        if t.ids.len() != n || t.type_ids.len() != n || t.mask.len() != n || !(t.task_ids.is_empty() || t.task_ids.len() == n) {
+        if t.ids.len() != n
+            || t.type_ids.len() != n
+            || t.mask.len() != n
+            || !(t.task_ids.is_empty() || t.task_ids.len() == n)
+        {
             return Err(format!("token arrays do not match batch {} x seq {}", t.batch, t.seq));
         }
         if t.seq > self.config.max_position_embeddings {
-            return Err(format!("sequence length {} exceeds max_position_embeddings {}", t.seq, self.config.max_position_embeddings));
+            return Err(format!(
+                "sequence length {} exceeds max_position_embeddings {}",
+                t.seq, self.config.max_position_embeddings
+            ));
         }
         if let Some(&id) = t.ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
             return Err(format!("token id {id} is outside the vocabulary ({} entries)", self.config.vocab_size));
@@ -300,7 +344,11 @@ impl<B: Backend> Encoder<B> {
         if let Some(&ty) = t.type_ids.iter().find(|&&x| x as usize >= self.config.type_vocab_size) {
             return Err(format!("token type id {ty} is outside type_vocab_size {}", self.config.type_vocab_size));
         }
-        if let Some(&ty) = t.task_ids.iter().find(|&&x| !self.config.use_task_id && x != 0 || x as usize >= self.config.task_type_vocab_size) {
+        if let Some(&ty) = t
+            .task_ids
+            .iter()
+            .find(|&&x| !self.config.use_task_id && x != 0 || x as usize >= self.config.task_type_vocab_size)
+        {
             return Err(format!("task type id {ty} is not valid for this model"));
         }
         for r in 0..t.batch {
@@ -334,19 +382,7 @@ impl<B: Backend> Encoder<B> {
             hidden.push(y2);
         }
         let (cls, pooled, pooled_dropped, logits) = self.head(b, hidden.last().unwrap(), &tb, &pass);
-        Forward {
-            tokens: tb,
-            hidden,
-            pooled,
-            logits,
-            emb_sum,
-            emb_mean,
-            emb_rstd,
-            layers,
-            cls,
-            pooled_dropped,
-            pass,
-        }
+        Forward { tokens: tb, hidden, pooled, logits, emb_sum, emb_mean, emb_rstd, layers, cls, pooled_dropped, pass }
     }
 
     /// Evaluation forward (no dropout) that keeps nothing for a backward: each layer's activations are
@@ -369,20 +405,44 @@ impl<B: Backend> Encoder<B> {
         let h = self.config.hidden_size;
         let task = self.index.task.map(|i| self.p(i));
         let emb = b.embed_sum(tb, self.p(idx::WORD), self.p(idx::POS), self.p(idx::TYPE), task);
-        let (_, emb_y, mean, rstd) = b.layer_norm(&emb, None, self.p(self.index.emb_ln_w), self.p(self.index.emb_ln_b), self.config.layer_norm_eps, h);
+        let (_, emb_y, mean, rstd) = b.layer_norm(
+            &emb,
+            None,
+            self.p(self.index.emb_ln_w),
+            self.p(self.index.emb_ln_b),
+            self.config.layer_norm_eps,
+            h,
+        );
         let x0 = b.dropout(&emb_y, pass.p_hidden, pass.dropout.tokens(site::EMB));
         (emb, x0, mean, rstd)
     }
 
     /// Transformer layer `l` on input `x`: returns its output and what its backward needs.
-    fn layer(&self, b: &B, l: usize, x: &B::Buf, tb: &TokenBatch<B::Ids>, pass: &Pass, noise: Option<&B::Buf>) -> (B::Buf, LayerCache<B>) {
+    fn layer(
+        &self,
+        b: &B,
+        l: usize,
+        x: &B::Buf,
+        tb: &TokenBatch<B::Ids>,
+        pass: &Pass,
+        noise: Option<&B::Buf>,
+    ) -> (B::Buf, LayerCache<B>) {
         let cfg = &self.config;
         let (h, m, eps, ph) = (cfg.hidden_size, pass.rows, cfg.layer_norm_eps, pass.p_hidden);
         let rng = &pass.dropout;
         let q = b.linear(x, self.lp(l, idx::Q_W), Some(self.lp(l, idx::Q_B)), m, h, h);
         let k = b.linear(x, self.lp(l, idx::K_W), Some(self.lp(l, idx::K_B)), m, h, h);
         let v = b.linear(x, self.lp(l, idx::V_W), Some(self.lp(l, idx::V_B)), m, h, h);
-        let (ctx, probs) = b.attention(pass.attn, &q, &k, &v, &tb.key_mask, noise, pass.p_attn, rng.attention(site::layer(l, site::ATTN_PROBS)));
+        let (ctx, probs) = b.attention(
+            pass.attn,
+            &q,
+            &k,
+            &v,
+            &tb.key_mask,
+            noise,
+            pass.p_attn,
+            rng.attention(site::layer(l, site::ATTN_PROBS)),
+        );
         let ao = b.linear(&ctx, self.lp(l, idx::AO_W), Some(self.lp(l, idx::AO_B)), m, h, h);
         let ao = b.dropout(&ao, ph, rng.tokens(site::layer(l, site::ATTN_OUT)));
         let (s1, y1, mean1, rstd1) = b.layer_norm(&ao, Some(x), self.lp(l, idx::LN1_W), self.lp(l, idx::LN1_B), eps, h);
@@ -390,7 +450,8 @@ impl<B: Backend> Encoder<B> {
         let inter = b.gelu(&inter_pre);
         let out = b.linear(&inter, self.lp(l, idx::O_W), Some(self.lp(l, idx::O_B)), m, h, cfg.intermediate_size);
         let out = b.dropout(&out, ph, rng.tokens(site::layer(l, site::FFN_OUT)));
-        let (s2, y2, mean2, rstd2) = b.layer_norm(&out, Some(&y1), self.lp(l, idx::LN2_W), self.lp(l, idx::LN2_B), eps, h);
+        let (s2, y2, mean2, rstd2) =
+            b.layer_norm(&out, Some(&y1), self.lp(l, idx::LN2_W), self.lp(l, idx::LN2_B), eps, h);
         (y2, LayerCache { q, k, v, probs, ctx, s1, mean1, rstd1, y1, inter_pre, inter, s2, mean2, rstd2 })
     }
 
@@ -400,16 +461,31 @@ impl<B: Backend> Encoder<B> {
         let (h, ts) = (self.config.hidden_size, tb.shape);
         let cls_rows: Vec<usize> = (0..ts.batch).map(|r| r * ts.seq).collect();
         let cls = b.gather_rows(last, &cls_rows, h);
-        let pooled = b.tanh(&b.linear(&cls, self.p(self.index.pooler_w), Some(self.p(self.index.pooler_b)), ts.batch, h, h));
+        let pooled =
+            b.tanh(&b.linear(&cls, self.p(self.index.pooler_w), Some(self.p(self.index.pooler_b)), ts.batch, h, h));
         let pooled_dropped = b.dropout(&pooled, pass.p_hidden, pass.dropout.rows(site::POOLER));
-        let logits = b.linear(&pooled_dropped, self.p(self.index.cls_w), Some(self.p(self.index.cls_b)), ts.batch, self.num_labels, h);
+        let logits = b.linear(
+            &pooled_dropped,
+            self.p(self.index.cls_w),
+            Some(self.p(self.index.cls_b)),
+            ts.batch,
+            self.num_labels,
+            h,
+        );
         (cls, pooled, pooled_dropped, logits)
     }
 
     /// Backward from `dlogits` through a cached forward. Adds parameter gradients into `grads` when
     /// `wants.params` (otherwise `grads` is not touched and may be empty); returns the per-layer gradient w.r.t. the attention-score noise when
     /// `wants.score_noise` (empty otherwise).
-    pub fn backward(&self, b: &B, fw: &Forward<B>, dlogits: &B::Buf, wants: BackwardWants, grads: &mut Grads<B>) -> Vec<B::Buf> {
+    pub fn backward(
+        &self,
+        b: &B,
+        fw: &Forward<B>,
+        dlogits: &B::Buf,
+        wants: BackwardWants,
+        grads: &mut Grads<B>,
+    ) -> Vec<B::Buf> {
         let cfg = &self.config;
         let h = cfg.hidden_size;
         let ts = fw.tokens.shape;
@@ -444,7 +520,11 @@ impl<B: Backend> Encoder<B> {
             let i_size = cfg.intermediate_size;
             // Output LayerNorm (residual y1 + dropout(out)).
             let ds2 = {
-                let (w, bb) = if wants.params { two_mut(g, lay.layer(l, idx::LN2_W), lay.layer(l, idx::LN2_B)) } else { (&mut scratch_w, &mut scratch_b) };
+                let (w, bb) = if wants.params {
+                    two_mut(g, lay.layer(l, idx::LN2_W), lay.layer(l, idx::LN2_B))
+                } else {
+                    (&mut scratch_w, &mut scratch_b)
+                };
                 b.layer_norm_bwd(&dx, &c.s2, self.lp(l, idx::LN2_W), &c.mean2, &c.rstd2, h, w, bb)
             };
             let dout = b.dropout(&ds2, ph, rng.tokens(site::layer(l, site::FFN_OUT)));
@@ -462,7 +542,11 @@ impl<B: Backend> Encoder<B> {
             b.axpby(&mut dy1, 1.0, &ds2, 1.0);
             // Attention LayerNorm (residual x_in + dropout(attn_out)).
             let ds1 = {
-                let (w, bb) = if wants.params { two_mut(g, lay.layer(l, idx::LN1_W), lay.layer(l, idx::LN1_B)) } else { (&mut scratch_w, &mut scratch_b) };
+                let (w, bb) = if wants.params {
+                    two_mut(g, lay.layer(l, idx::LN1_W), lay.layer(l, idx::LN1_B))
+                } else {
+                    (&mut scratch_w, &mut scratch_b)
+                };
                 b.layer_norm_bwd(&dy1, &c.s1, self.lp(l, idx::LN1_W), &c.mean1, &c.rstd1, h, w, bb)
             };
             let dao = b.dropout(&ds1, ph, rng.tokens(site::layer(l, site::ATTN_OUT)));
@@ -471,8 +555,17 @@ impl<B: Backend> Encoder<B> {
                 b.linear_bwd_params(&dao, &c.ctx, m, h, h, w, Some(bb));
             }
             let dctx = b.linear_bwd_input(&dao, self.lp(l, idx::AO_W), m, h, h);
-            let (dq, dk, dv, dscores) =
-                b.attention_bwd(a, &dctx, &c.q, &c.k, &c.v, &c.probs, pa, rng.attention(site::layer(l, site::ATTN_PROBS)), wants.score_noise);
+            let (dq, dk, dv, dscores) = b.attention_bwd(
+                a,
+                &dctx,
+                &c.q,
+                &c.k,
+                &c.v,
+                &c.probs,
+                pa,
+                rng.attention(site::layer(l, site::ATTN_PROBS)),
+                wants.score_noise,
+            );
             if let Some(ds) = dscores {
                 dnoise.push(ds);
             }
@@ -481,7 +574,9 @@ impl<B: Backend> Encoder<B> {
                 break;
             }
             let mut dx_in = ds1;
-            for (dproj, w_off, b_off) in [(&dq, idx::Q_W, idx::Q_B), (&dk, idx::K_W, idx::K_B), (&dv, idx::V_W, idx::V_B)] {
+            for (dproj, w_off, b_off) in
+                [(&dq, idx::Q_W, idx::Q_B), (&dk, idx::K_W, idx::K_B), (&dv, idx::V_W, idx::V_B)]
+            {
                 if wants.params {
                     let (w, bb) = two_mut(g, lay.layer(l, w_off), lay.layer(l, b_off));
                     b.linear_bwd_params(dproj, x_in, m, h, h, w, Some(bb));

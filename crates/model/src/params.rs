@@ -4,10 +4,10 @@
 //! (layer decay, averaging) and the checkpoint writer all walk the same thing.
 
 use crate::config::{ModelConfig, ModelType};
+use crate::formats::{self, ModelFiles, TensorTable};
 use crate::ModelError;
 use ernie_tensor::dtype::{decode_f32, DType};
 use ernie_tensor::RngStream;
-use crate::formats::{self, ModelFiles, TensorTable};
 use safetensors::tensor::{Dtype as StDtype, TensorView};
 use safetensors::SafeTensors;
 use std::path::Path;
@@ -109,9 +109,9 @@ pub fn param_specs(cfg: &ModelConfig, num_labels: usize) -> (Vec<ParamSpec>, Par
     push("embeddings.word_embeddings.weight".into(), vec![cfg.vocab_size, h], ParamGroup::Embeddings);
     push("embeddings.position_embeddings.weight".into(), vec![cfg.max_position_embeddings, h], ParamGroup::Embeddings);
     push("embeddings.token_type_embeddings.weight".into(), vec![cfg.type_vocab_size, h], ParamGroup::Embeddings);
-    let task = cfg
-        .use_task_id
-        .then(|| push("embeddings.task_type_embeddings.weight".into(), vec![cfg.task_type_vocab_size, h], ParamGroup::Embeddings));
+    let task = cfg.use_task_id.then(|| {
+        push("embeddings.task_type_embeddings.weight".into(), vec![cfg.task_type_vocab_size, h], ParamGroup::Embeddings)
+    });
     let emb_ln_w = push("embeddings.LayerNorm.weight".into(), vec![h], ParamGroup::Embeddings);
     let emb_ln_b = push("embeddings.LayerNorm.bias".into(), vec![h], ParamGroup::Embeddings);
     let layer0 = emb_ln_b + 1;
@@ -219,14 +219,24 @@ impl HostParams {
     }
 
     /// Load the weights of `files` for `config`.
-    pub fn load_files(config: ModelConfig, files: &ModelFiles, num_labels: usize, head: HeadInit) -> Result<Self, ModelError> {
+    pub fn load_files(
+        config: ModelConfig,
+        files: &ModelFiles,
+        num_labels: usize,
+        head: HeadInit,
+    ) -> Result<Self, ModelError> {
         let path = &files.weights;
         let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
         let table = formats::read_tensors(files, &bytes)?;
         Self::from_table(config, path, &table, num_labels, head)
     }
 
-    pub fn load_safetensors(config: ModelConfig, path: &Path, num_labels: usize, head: HeadInit) -> Result<Self, ModelError> {
+    pub fn load_safetensors(
+        config: ModelConfig,
+        path: &Path,
+        num_labels: usize,
+        head: HeadInit,
+    ) -> Result<Self, ModelError> {
         let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
         let table = formats::read_safetensors(path, &bytes)?;
         Self::from_table(config, path, &table, num_labels, head)
@@ -235,7 +245,13 @@ impl HostParams {
     /// Every parameter of `config` from `table` (read from `path`): shapes and dtypes checked, Paddle's
     /// transposed weights turned back, head parameters the table lacks initialised from the head seed,
     /// and a tensor that is no parameter of this model an error.
-    pub fn from_table(config: ModelConfig, path: &Path, table: &TensorTable<'_>, num_labels: usize, head: HeadInit) -> Result<Self, ModelError> {
+    pub fn from_table(
+        config: ModelConfig,
+        path: &Path,
+        table: &TensorTable<'_>,
+        num_labels: usize,
+        head: HeadInit,
+    ) -> Result<Self, ModelError> {
         let (specs, _) = param_specs(&config, num_labels);
         let mut values = Vec::with_capacity(specs.len());
         let mut initialised = Vec::new();
@@ -246,20 +262,41 @@ impl HostParams {
             let found = names.iter().find_map(|n| table.tensors.get(n));
             used.extend(names.iter().filter(|n| table.tensors.contains_key(*n)).cloned());
             match found {
-                Some(t) if head.replace_mismatched_classifier && spec.name.starts_with("classifier.") && t.hf_shape() != spec.shape => {
+                Some(t)
+                    if head.replace_mismatched_classifier
+                        && spec.name.starts_with("classifier.")
+                        && t.hf_shape() != spec.shape =>
+                {
                     values.push(init_head_param(spec, head.seed, config.initializer_range));
                     initialised.push(format!("{} (checkpoint has {:?})", spec.name, t.hf_shape()));
                 }
                 Some(t) => {
                     if t.hf_shape() != spec.shape {
-                        let expected = if t.transposed { spec.shape.iter().rev().copied().collect() } else { spec.shape.clone() };
-                        let tensor = if t.transposed { format!("{} (stored [in, out], as Paddle's Linear)", t.name) } else { t.name.clone() };
-                        return Err(ModelError::Shape { path: path.to_path_buf(), tensor, expected, found: t.shape.clone() });
+                        let expected =
+                            if t.transposed { spec.shape.iter().rev().copied().collect() } else { spec.shape.clone() };
+                        let tensor = if t.transposed {
+                            format!("{} (stored [in, out], as Paddle's Linear)", t.name)
+                        } else {
+                            t.name.clone()
+                        };
+                        return Err(ModelError::Shape {
+                            path: path.to_path_buf(),
+                            tensor,
+                            expected,
+                            found: t.shape.clone(),
+                        });
                     }
-                    let dtype = t.dtype.as_ref().map_err(|d| checkpoint(format!("tensor {}: dtype {d} is not supported (F32, F16, BF16, F64)", t.name)))?;
+                    let dtype = t.dtype.as_ref().map_err(|d| {
+                        checkpoint(format!("tensor {}: dtype {d} is not supported (F32, F16, BF16, F64)", t.name))
+                    })?;
                     let v = decode_f32(*dtype, &t.bytes).map_err(|e| checkpoint(format!("tensor {}: {e}", t.name)))?;
                     if v.len() != spec.numel() {
-                        return Err(checkpoint(format!("tensor {}: {} values for shape {:?}", t.name, v.len(), t.shape)));
+                        return Err(checkpoint(format!(
+                            "tensor {}: {} values for shape {:?}",
+                            t.name,
+                            v.len(),
+                            t.shape
+                        )));
                     }
                     values.push(if t.transposed { transpose(&v, spec.shape[1], spec.shape[0]) } else { v });
                 }
@@ -276,7 +313,12 @@ impl HostParams {
                 }
             }
         }
-        if let Some(t) = table.tensors.iter().find(|(n, _)| !(used.contains(*n) || table.hf_named && formats::ignorable_hf_name(n))).map(|(_, t)| t) {
+        if let Some(t) = table
+            .tensors
+            .iter()
+            .find(|(n, _)| !(used.contains(*n) || table.hf_named && formats::ignorable_hf_name(n)))
+            .map(|(_, t)| t)
+        {
             return Err(ModelError::UnknownTensor {
                 path: path.to_path_buf(),
                 tensor: t.name.clone(),
@@ -322,10 +364,19 @@ impl HostParams {
             for name in candidates(spec) {
                 if let Ok(t) = st.tensor(&name) {
                     if t.shape() != spec.shape.as_slice() {
-                        return Err(ModelError::Shape { path: path.to_path_buf(), tensor: name, expected: spec.shape.clone(), found: t.shape().to_vec() });
+                        return Err(ModelError::Shape {
+                            path: path.to_path_buf(),
+                            tensor: name,
+                            expected: spec.shape.clone(),
+                            found: t.shape().to_vec(),
+                        });
                     }
-                    let dtype = st_dtype(t.dtype()).ok_or_else(|| ModelError::Checkpoint { path: path.to_path_buf(), msg: format!("tensor {name}: unsupported dtype") })?;
-                    self.values[i] = decode_f32(dtype, t.data()).map_err(|e| ModelError::Checkpoint { path: path.to_path_buf(), msg: e.to_string() })?;
+                    let dtype = st_dtype(t.dtype()).ok_or_else(|| ModelError::Checkpoint {
+                        path: path.to_path_buf(),
+                        msg: format!("tensor {name}: unsupported dtype"),
+                    })?;
+                    self.values[i] = decode_f32(dtype, t.data())
+                        .map_err(|e| ModelError::Checkpoint { path: path.to_path_buf(), msg: e.to_string() })?;
                     self.initialised.retain(|x| x != &spec.name);
                     n += 1;
                     break;
@@ -336,26 +387,34 @@ impl HostParams {
     }
 
     /// Write every parameter as F32 under its HF name (loadable by HF transformers), atomically.
-    pub fn save_safetensors(&self, path: &Path, metadata: Option<std::collections::HashMap<String, String>>) -> Result<(), ModelError> {
-        let bytes = self.safetensors_bytes(metadata).map_err(|msg| ModelError::Checkpoint { path: path.to_path_buf(), msg })?;
+    pub fn save_safetensors(
+        &self,
+        path: &Path,
+        metadata: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<(), ModelError> {
+        let bytes =
+            self.safetensors_bytes(metadata).map_err(|msg| ModelError::Checkpoint { path: path.to_path_buf(), msg })?;
         crate::write_atomic(path, &bytes)
     }
 
     /// The safetensors file [`save_safetensors`](Self::save_safetensors) writes, in memory.
-    pub fn safetensors_bytes(&self, metadata: Option<std::collections::HashMap<String, String>>) -> Result<Vec<u8>, String> {
+    pub fn safetensors_bytes(
+        &self,
+        metadata: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Vec<u8>, String> {
         let views: Vec<(String, TensorView)> = self
             .specs
             .iter()
             .zip(&self.values)
             .map(|(s, v)| {
-                let view = TensorView::new(StDtype::F32, s.shape.clone(), bytemuck::cast_slice(v)).expect("shape matches data");
+                let view = TensorView::new(StDtype::F32, s.shape.clone(), bytemuck::cast_slice(v))
+                    .expect("shape matches data");
                 (s.hf_name(self.config.model_type), view)
             })
             .collect();
         safetensors::serialize(views, metadata).map_err(|e| e.to_string())
     }
 }
-
 
 /// `[rows, cols]` row-major into `[cols, rows]` (a stored `[in, out]` Paddle weight into HF's `[out, in]`).
 fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -375,7 +434,8 @@ pub fn init_head_param(spec: &ParamSpec, seed: u64, std: f32) -> Vec<f32> {
     if spec.shape.len() == 1 {
         return vec![0.0; spec.numel()];
     }
-    let name_hash = spec.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let name_hash =
+        spec.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
     let rng = RngStream::new(seed, name_hash);
     (0..spec.numel()).map(|j| std * rng.normal(j as u64)).collect()
 }

@@ -103,20 +103,47 @@ impl<B: Backend> AdamW<B> {
     /// the update is skipped on the device and parameters and moments stay as they were; `steps_done`
     /// counts it all the same, so the caller that finds the loss non-finite after its read takes it back.
     #[allow(clippy::too_many_arguments)]
-    pub fn step(&mut self, b: &B, params: &mut [B::Buf], grads: &[B::Buf], lr: f64, stats: &mut B::Stats, at: usize, guard: Option<usize>) {
+    pub fn step(
+        &mut self,
+        b: &B,
+        params: &mut [B::Buf],
+        grads: &[B::Buf],
+        lr: f64,
+        stats: &mut B::Stats,
+        at: usize,
+        guard: Option<usize>,
+    ) {
         assert_eq!(params.len(), grads.len());
         b.sum_squares(&grads.iter().collect::<Vec<_>>(), stats, at);
         // torch.nn.utils.clip_grad_norm_: scale = max_norm / (norm + 1e-6), applied only when < 1.
-        b.clip_scale(stats, &Clip { sumsq: at, norm: at + 1, scale: at + 2, max_norm: self.config.max_grad_norm, guard });
+        b.clip_scale(
+            stats,
+            &Clip { sumsq: at, norm: at + 1, scale: at + 2, max_norm: self.config.max_grad_norm, guard },
+        );
         self.steps_done += 1;
         let c = &self.config;
-        let st = AdamWStep { lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weight_decay: c.weight_decay, step: self.steps_done, scale_slot: at + 2 };
+        let st = AdamWStep {
+            lr,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+            step: self.steps_done,
+            scale_slot: at + 2,
+        };
         let mut slots: Vec<ParamSlot<'_, B::Buf>> = params
             .iter_mut()
             .zip(grads)
             .zip(self.m.iter_mut().zip(self.v.iter_mut()))
             .enumerate()
-            .map(|(i, ((param, grad), (m, v)))| ParamSlot { param, grad, m, v, lr_mult: self.lr_mult[i], decay: self.decay[i] })
+            .map(|(i, ((param, grad), (m, v)))| ParamSlot {
+                param,
+                grad,
+                m,
+                v,
+                lr_mult: self.lr_mult[i],
+                decay: self.decay[i],
+            })
             .collect();
         b.adamw(&mut slots, &st, stats);
     }
@@ -170,7 +197,9 @@ mod tests {
         let (p0, m0, v0) = hand(1.0, 3.0 * k, 0.0, 0.0, 1, 0.05, 0.01);
         let (p1, m1, v1) = hand(-2.0, 0.0, 0.0, 0.0, 1, 0.05, 0.01);
         let (p2, m2, v2) = hand(0.5, 4.0 * k, 0.0, 0.0, 1, 0.1, 0.0);
-        assert!((params[0][0] - p0).abs() < 1e-12 && (params[0][1] - p1).abs() < 1e-12 && (params[1][0] - p2).abs() < 1e-12);
+        assert!(
+            (params[0][0] - p0).abs() < 1e-12 && (params[0][1] - p1).abs() < 1e-12 && (params[1][0] - p2).abs() < 1e-12
+        );
         // Step 2: small grads, no clipping.
         let g2 = vec![vec![0.1, -0.2], vec![0.3]];
         let st = step(&mut opt, &mut params, &g2, 0.05);

@@ -50,7 +50,13 @@ pub const DEFAULT_INIT_SIGMA: f32 = 3.162_277_7e-3;
 
 impl Default for AdvConfig {
     fn default() -> Self {
-        AdvConfig { epsilon: DEFAULT_EPSILON, alpha: DEFAULT_ALPHA, init_sigma: DEFAULT_INIT_SIGMA, norm: NoiseNorm::L2, objective: AdvObjective::Kl }
+        AdvConfig {
+            epsilon: DEFAULT_EPSILON,
+            alpha: DEFAULT_ALPHA,
+            init_sigma: DEFAULT_INIT_SIGMA,
+            norm: NoiseNorm::L2,
+            objective: AdvObjective::Kl,
+        }
     }
 }
 
@@ -94,9 +100,15 @@ pub fn adversarial_noise<B: Backend>(
 ) -> (Vec<B::Buf>, B::Buf) {
     let rows = tokens.shape.batch;
     let classes = enc.num_labels;
-    let shape = AttnShape { batch: rows, seq: tokens.shape.seq, heads: enc.config.num_attention_heads, head_dim: enc.config.head_dim() };
-    let delta0: Vec<B::Buf> =
-        (0..enc.config.num_hidden_layers).map(|l| b.randn_key_masked(shape, &tokens.key_mask, cfg.init_sigma, rng.derive(l as u64))).collect();
+    let shape = AttnShape {
+        batch: rows,
+        seq: tokens.shape.seq,
+        heads: enc.config.num_attention_heads,
+        head_dim: enc.config.head_dim(),
+    };
+    let delta0: Vec<B::Buf> = (0..enc.config.num_hidden_layers)
+        .map(|l| b.randn_key_masked(shape, &tokens.key_mask, cfg.init_sigma, rng.derive(l as u64)))
+        .collect();
     let probe_opts = ForwardOpts { score_noise: Some(&delta0), ..*opts };
     let probe = enc.forward_on(b, tokens, &probe_opts);
     let (kl, dprobe) = b.kl_detached(clean_logits, &probe.logits, classes, 1.0 / rows as f64);

@@ -28,15 +28,32 @@ pub fn check_compatible(models: &[(String, &HostParams)]) -> Result<(), AverageE
         }
         for (i, s) in first.specs.iter().enumerate() {
             match m.specs.iter().find(|t| t.name == s.name) {
-                None => return Err(AverageError::Missing { name: name.clone(), first: first_name.clone(), tensor: s.name.clone() }),
+                None => {
+                    return Err(AverageError::Missing {
+                        name: name.clone(),
+                        first: first_name.clone(),
+                        tensor: s.name.clone(),
+                    })
+                }
                 Some(t) if t.shape != s.shape => {
-                    return Err(AverageError::Shape { name: name.clone(), first: first_name.clone(), tensor: s.hf_name(first.config.model_type), expected: s.shape.clone(), found: t.shape.clone() })
+                    return Err(AverageError::Shape {
+                        name: name.clone(),
+                        first: first_name.clone(),
+                        tensor: s.hf_name(first.config.model_type),
+                        expected: s.shape.clone(),
+                        found: t.shape.clone(),
+                    })
                 }
                 Some(_) => debug_assert_eq!(m.specs[i].name, s.name),
             }
         }
         if m.specs.len() != first.specs.len() {
-            let extra = m.specs.iter().find(|t| !first.specs.iter().any(|s| s.name == t.name)).map(|t| t.name.clone()).unwrap_or_default();
+            let extra = m
+                .specs
+                .iter()
+                .find(|t| !first.specs.iter().any(|s| s.name == t.name))
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
             return Err(AverageError::Missing { name: first_name.clone(), first: name.clone(), tensor: extra });
         }
     }
@@ -83,7 +100,8 @@ pub fn greedy_soup(
     let mut best = scores[order[0]];
     let mut soup = models[order[0]].1.clone();
     for &i in &order[1..] {
-        let trial: Vec<(String, &HostParams)> = kept.iter().chain(std::iter::once(&i)).map(|&k| models[k].clone()).collect();
+        let trial: Vec<(String, &HostParams)> =
+            kept.iter().chain(std::iter::once(&i)).map(|&k| models[k].clone()).collect();
         let cand = average(&trial, None)?;
         let s = evaluate(&cand);
         if s >= best {

@@ -2,7 +2,7 @@
 //! the embeddings (tables and their LayerNorm), `i + 1` for encoder layer `i`, and `n_layers + 2` for the
 //! pooler and classifier (multiplier 1). Lower layers hold more general features and move less.
 
-use ernie_model::{ParamSpec, ParamGroup};
+use ernie_model::{ParamGroup, ParamSpec};
 
 pub const DEFAULT_DECAY_RATE: f64 = 0.8;
 

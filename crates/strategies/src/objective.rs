@@ -131,8 +131,16 @@ pub fn compute_gradients<B: Backend>(
     let classes = enc.num_labels;
     let batch = tokens.batch;
     let hidden = enc.config.hidden_size;
-    let opts = ForwardOpts { train: true, hidden_dropout: dropout.hidden, attn_dropout: dropout.attention, rng: rng.derive(1), score_noise: None, row_offset: 0 };
-    let mut report = PendingReport { rdrop: recipe.rdrop.is_some(), adv: recipe.adv.is_some(), forwards: 0, backwards: 0 };
+    let opts = ForwardOpts {
+        train: true,
+        hidden_dropout: dropout.hidden,
+        attn_dropout: dropout.attention,
+        rng: rng.derive(1),
+        score_noise: None,
+        row_offset: 0,
+    };
+    let mut report =
+        PendingReport { rdrop: recipe.rdrop.is_some(), adv: recipe.adv.is_some(), forwards: 0, backwards: 0 };
     // The step's one upload. The clean pass runs B rows, or 2B under R-Drop (the batch twice).
     let (tb, label_ids) = match recipe.rdrop {
         Some(_) => tokens.doubled().upload(b, hidden, Some(&[labels, labels].concat())),

@@ -21,7 +21,15 @@ impl Default for RDropConfig {
 /// R-Drop loss and its gradient on logits of the doubled batch `[2B, classes]` (labels doubled too): returns
 /// the gradient, and leaves the mean CE over both copies and the mean KL in `stats` ([`stat::CE`],
 /// [`stat::RDROP_KL`]); the loss is `CE + alpha * KL`.
-pub fn loss<B: Backend>(b: &B, logits: &B::Buf, labels_doubled: &B::Ids, batch: usize, classes: usize, cfg: &RDropConfig, stats: &mut B::Stats) -> B::Buf {
+pub fn loss<B: Backend>(
+    b: &B,
+    logits: &B::Buf,
+    labels_doubled: &B::Ids,
+    batch: usize,
+    classes: usize,
+    cfg: &RDropConfig,
+    stats: &mut B::Stats,
+) -> B::Buf {
     let (ce, mut dl) = b.softmax_ce(logits, labels_doubled, classes, 1.0 / (2 * batch) as f64);
     let l1 = b.slice_rows(logits, 0, batch, classes);
     let l2 = b.slice_rows(logits, batch, batch, classes);

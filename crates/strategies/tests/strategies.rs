@@ -1,7 +1,10 @@
 //! Each strategy against an independent computation.
 
 use ernie_model::{BackwardWants, Encoder, ForwardOpts, Grads, HostParams, ModelConfig, ModelType, Tokens};
-use ernie_strategies::{adv, fma, layer_decay, objective, rdrop, AdvConfig, AdvObjective, Dropout, LabelledBatch, RDropConfig, Recipe, StepReport};
+use ernie_strategies::{
+    adv, fma, layer_decay, objective, rdrop, AdvConfig, AdvObjective, Dropout, LabelledBatch, RDropConfig, Recipe,
+    StepReport,
+};
 use ernie_tensor::{Backend, Cpu, NoiseNorm, RngStream};
 
 type B = Cpu<f64>;
@@ -28,13 +31,24 @@ fn config(layers: usize) -> ModelConfig {
 }
 
 fn batch() -> (Tokens, Vec<u32>) {
-    let rows = vec![(vec![1, 4, 5, 6, 2], vec![0, 0, 0, 1, 1]), (vec![1, 7, 2], vec![0, 0, 0]), (vec![1, 9, 10, 2], vec![0, 0, 1, 1])];
+    let rows = vec![
+        (vec![1, 4, 5, 6, 2], vec![0, 0, 0, 1, 1]),
+        (vec![1, 7, 2], vec![0, 0, 0]),
+        (vec![1, 9, 10, 2], vec![0, 0, 1, 1]),
+    ];
     (Tokens::from_rows(&rows, 0), vec![2, 0, 1])
 }
 
 #[test]
 fn layer_decay_multipliers_follow_the_formula() {
-    let cfg = ModelConfig { hidden_size: 384, num_attention_heads: 12, intermediate_size: 1536, vocab_size: 100, num_hidden_layers: 12, ..config(12) };
+    let cfg = ModelConfig {
+        hidden_size: 384,
+        num_attention_heads: 12,
+        intermediate_size: 1536,
+        vocab_size: 100,
+        num_hidden_layers: 12,
+        ..config(12)
+    };
     let host = HostParams::random(cfg, 2, 0);
     let m = layer_decay::multipliers(&host.specs, 12, 0.8);
     for (s, &mult) in host.specs.iter().zip(&m) {
@@ -59,7 +73,14 @@ fn rdrop_one_doubled_forward_equals_two_forwards_with_the_same_masks() {
     let b = B::new();
     let enc = Encoder::from_host(&b, &HostParams::random(config(2), 3, 1));
     let (t, _) = batch();
-    let opts = |row_offset| ForwardOpts::<B> { train: true, hidden_dropout: 0.3, attn_dropout: 0.3, rng: RngStream::new(5, 9), score_noise: None, row_offset };
+    let opts = |row_offset| ForwardOpts::<B> {
+        train: true,
+        hidden_dropout: 0.3,
+        attn_dropout: 0.3,
+        rng: RngStream::new(5, 9),
+        score_noise: None,
+        row_offset,
+    };
     let both = enc.forward(&b, &t.doubled(), &opts(0));
     let first = enc.forward(&b, &t, &opts(0));
     let second = enc.forward(&b, &t, &opts(t.batch));
@@ -114,7 +135,15 @@ fn rdrop_loss_and_gradient() {
 }
 
 /// `compute_gradients` and the one read of its statistics.
-fn step<Be: Backend>(b: &Be, enc: &Encoder<Be>, grads: &mut Grads<Be>, batch: LabelledBatch<'_>, recipe: &Recipe, drop: Dropout, rng: RngStream) -> StepReport {
+fn step<Be: Backend>(
+    b: &Be,
+    enc: &Encoder<Be>,
+    grads: &mut Grads<Be>,
+    batch: LabelledBatch<'_>,
+    recipe: &Recipe,
+    drop: Dropout,
+    rng: RngStream,
+) -> StepReport {
     let mut stats = b.stats_zeros(objective::stat::LEN);
     let pending = objective::compute_gradients(b, enc, grads, batch, recipe, drop, rng, &mut stats);
     pending.read(&b.stats_download(&stats))
@@ -130,7 +159,14 @@ fn adv_setup() -> (B, Encoder<B>, Tokens, Vec<u32>) {
 #[test]
 fn adv_noise_gradient_matches_finite_differences_and_is_normalised() {
     let (b, enc, t, _) = adv_setup();
-    let opts = ForwardOpts::<B> { train: true, hidden_dropout: 0.1, attn_dropout: 0.1, rng: RngStream::new(3, 3), score_noise: None, row_offset: 0 };
+    let opts = ForwardOpts::<B> {
+        train: true,
+        hidden_dropout: 0.1,
+        attn_dropout: 0.1,
+        rng: RngStream::new(3, 3),
+        score_noise: None,
+        row_offset: 0,
+    };
     let clean = enc.forward(&b, &t, &opts);
     // The probe gradient g: recompute it here as the backward of KL(clean || probe) w.r.t. the noise and
     // compare with finite differences of that KL.
@@ -142,7 +178,13 @@ fn adv_noise_gradient_matches_finite_differences_and_is_normalised() {
     };
     let probe = enc.forward(&b, &t, &ForwardOpts { score_noise: Some(&delta0), ..opts });
     let (_, d) = b.kl_detached(&clean.logits, &probe.logits, 3, 1.0 / t.batch as f64);
-    let g = enc.backward(&b, &probe, &d, BackwardWants { params: false, score_noise: true }, &mut ernie_model::Grads { bufs: vec![] });
+    let g = enc.backward(
+        &b,
+        &probe,
+        &d,
+        BackwardWants { params: false, score_noise: true },
+        &mut ernie_model::Grads { bufs: vec![] },
+    );
     let scale = g.iter().flatten().map(|v| v.abs()).fold(0.0, f64::max);
     for l in 0..2 {
         for i in (0..shape.score_len()).step_by(7) {
@@ -157,12 +199,17 @@ fn adv_noise_gradient_matches_finite_differences_and_is_normalised() {
     // adversarial_noise: per example and per layer, ||delta|| = epsilon, zero on padded keys.
     for (norm, measure) in [(NoiseNorm::L2, 0), (NoiseNorm::Max, 1)] {
         let cfg = AdvConfig { epsilon: 0.5, norm, init_sigma: 0.3, ..AdvConfig::default() };
-        let (delta, kl) = adv::adversarial_noise(&b, &enc, &t.to_device(&b, 8), &clean.logits, &opts, &cfg, RngStream::new(4, 4));
+        let (delta, kl) =
+            adv::adversarial_noise(&b, &enc, &t.to_device(&b, 8), &clean.logits, &opts, &cfg, RngStream::new(4, 4));
         assert!(kl.iter().sum::<f64>() > 0.0);
         let per = shape.score_len() / t.batch;
         for dl in &delta {
             for (e, blk) in dl.chunks(per).enumerate() {
-                let n = if measure == 0 { blk.iter().map(|v| v * v).sum::<f64>().sqrt() } else { blk.iter().map(|v| v.abs()).fold(0.0, f64::max) };
+                let n = if measure == 0 {
+                    blk.iter().map(|v| v * v).sum::<f64>().sqrt()
+                } else {
+                    blk.iter().map(|v| v.abs()).fold(0.0, f64::max)
+                };
                 assert!((n - 0.5).abs() < 1e-9, "example {e}: norm {n}");
                 for (k, &v) in blk.iter().enumerate() {
                     let key = k % t.seq;
@@ -187,9 +234,17 @@ fn adv_step_gradient_is_that_of_its_objective_with_the_noise_fixed() {
         let report = step(&b, &enc, &mut grads, LabelledBatch { tokens: &t, labels: &y }, &recipe, drop, rng);
         assert_eq!((report.forwards, report.backwards), (3, 2), "3 forwards, 2 backwards");
         // Rebuild the objective with the same (fixed) noise and differentiate it numerically.
-        let opts = ForwardOpts::<B> { train: true, hidden_dropout: 0.1, attn_dropout: 0.1, rng: rng.derive(1), score_noise: None, row_offset: 0 };
+        let opts = ForwardOpts::<B> {
+            train: true,
+            hidden_dropout: 0.1,
+            attn_dropout: 0.1,
+            rng: rng.derive(1),
+            score_noise: None,
+            row_offset: 0,
+        };
         let clean = enc.forward(&b, &t, &opts);
-        let (delta, _) = adv::adversarial_noise(&b, &enc, &t.to_device(&b, 8), &clean.logits, &opts, &cfg, rng.derive(2));
+        let (delta, _) =
+            adv::adversarial_noise(&b, &enc, &t.to_device(&b, 8), &clean.logits, &opts, &cfg, rng.derive(2));
         let labels = y.clone();
         let objective_at = |e: &Encoder<B>| {
             let c = e.forward(&b, &t, &opts);
@@ -211,7 +266,12 @@ fn adv_step_gradient_is_that_of_its_objective_with_the_noise_fixed() {
                 let fp = objective_at(&e2);
                 e2.params[pi][j] -= 2e-6;
                 let num = (fp - objective_at(&e2)) / 2e-6;
-                assert!((num - grads.bufs[pi][j]).abs() < 1e-6 * scale + 1e-9, "{objective:?} {}[{j}]: {num:e} vs {:e}", enc.specs[pi].name, grads.bufs[pi][j]);
+                assert!(
+                    (num - grads.bufs[pi][j]).abs() < 1e-6 * scale + 1e-9,
+                    "{objective:?} {}[{j}]: {num:e} vs {:e}",
+                    enc.specs[pi].name,
+                    grads.bufs[pi][j]
+                );
             }
         }
     }
@@ -222,7 +282,15 @@ fn strategies_compose() {
     let (b, enc, t, y) = adv_setup();
     let recipe = Recipe { rdrop: Some(RDropConfig { alpha: 1.0 }), adv: Some(AdvConfig::default()), layer_decay: None };
     let mut grads = enc.zero_grads(&b);
-    let r = step(&b, &enc, &mut grads, LabelledBatch { tokens: &t, labels: &y }, &recipe, Dropout { hidden: 0.1, attention: 0.1 }, RngStream::new(1, 2));
+    let r = step(
+        &b,
+        &enc,
+        &mut grads,
+        LabelledBatch { tokens: &t, labels: &y },
+        &recipe,
+        Dropout { hidden: 0.1, attention: 0.1 },
+        RngStream::new(1, 2),
+    );
     assert!(r.rdrop_kl.unwrap() > 0.0 && r.adv_kl.unwrap() >= 0.0 && r.loss.is_finite());
     assert!(grads.bufs.iter().all(|g| g.iter().all(|v| v.is_finite())));
 }
@@ -252,8 +320,19 @@ fn step_report_is_the_host_arithmetic_bit_for_bit() {
         let got = step(&b, &enc, &mut grads, LabelledBatch { tokens: &t, labels: &y }, &recipe, drop, rng);
         // Before: per-row losses downloaded as f64, summed and combined on the host.
         let mean = |rows: Vec<f32>, n: usize| b.download_f64(&rows).iter().sum::<f64>() / n as f64;
-        let opts = ForwardOpts::<F> { train: true, hidden_dropout: 0.1, attn_dropout: 0.1, rng: rng.derive(1), score_noise: None, row_offset: 0 };
-        let (tt, yy) = if recipe.rdrop.is_some() { (t.doubled(), [y.clone(), y.clone()].concat()) } else { (t.clone(), y.clone()) };
+        let opts = ForwardOpts::<F> {
+            train: true,
+            hidden_dropout: 0.1,
+            attn_dropout: 0.1,
+            rng: rng.derive(1),
+            score_noise: None,
+            row_offset: 0,
+        };
+        let (tt, yy) = if recipe.rdrop.is_some() {
+            (t.doubled(), [y.clone(), y.clone()].concat())
+        } else {
+            (t.clone(), y.clone())
+        };
         let fw = enc.forward(&b, &tt, &opts);
         let n = t.batch;
         let (want_ce, mut want_loss, want_rkl) = match recipe.rdrop {
@@ -270,13 +349,20 @@ fn step_report_is_the_host_arithmetic_bit_for_bit() {
         };
         let mut want_akl = None;
         if let Some(cfg) = recipe.adv {
-            let (delta, _) = adv::adversarial_noise(&b, &enc, &tt.to_device(&b, 8), &fw.logits, &opts, &cfg, rng.derive(2));
+            let (delta, _) =
+                adv::adversarial_noise(&b, &enc, &tt.to_device(&b, 8), &fw.logits, &opts, &cfg, rng.derive(2));
             let a = enc.forward(&b, &tt, &ForwardOpts { score_noise: Some(&delta), ..opts });
             let rows = tt.batch;
             let kl = mean(b.sym_kl(&fw.logits, &a.logits, 3, cfg.alpha / rows as f64).0, rows);
             let extra = match cfg.objective {
                 AdvObjective::Kl => cfg.alpha * kl,
-                AdvObjective::Ce => cfg.alpha * b.download_f64(&b.softmax_ce(&a.logits, &yy, 3, cfg.alpha / rows as f64).0).iter().sum::<f64>() / rows as f64,
+                AdvObjective::Ce => {
+                    cfg.alpha
+                        * b.download_f64(&b.softmax_ce(&a.logits, &yy, 3, cfg.alpha / rows as f64).0)
+                            .iter()
+                            .sum::<f64>()
+                        / rows as f64
+                }
             };
             want_loss += extra;
             want_akl = Some(kl);
@@ -323,7 +409,14 @@ fn averaging() {
     assert!(e.contains("four") && e.contains("classifier.weight") && e.contains("[4, 8]"), "{e}");
     // Greedy soup keeps a model only if the held-out score does not drop.
     let models = [("a".to_string(), &a), ("c".to_string(), &c), ("a2".to_string(), &a)];
-    let (kept, _, best) = fma::greedy_soup(&models, &[0.5, 0.9, 0.4], |m| if (m.values[0][0] - c.values[0][0]).abs() < 1e-9 { 0.9 } else { 0.1 }).unwrap();
+    let (kept, _, best) = fma::greedy_soup(&models, &[0.5, 0.9, 0.4], |m| {
+        if (m.values[0][0] - c.values[0][0]).abs() < 1e-9 {
+            0.9
+        } else {
+            0.1
+        }
+    })
+    .unwrap();
     assert_eq!(kept, vec![1]);
     assert_eq!(best, 0.9);
 }

@@ -256,9 +256,21 @@ pub trait Backend: Send + Sync {
     // The per-row losses stay on the device (fp32 there, `T` on the CPU); [`Backend::stats_mean`] reduces
     // them into a step's statistics, `download_f64` brings them to the host where a caller wants them.
     /// Fused softmax cross-entropy: `(loss per row, (softmax - onehot) * grad_scale)`.
-    fn softmax_ce(&self, logits: &Self::Buf, labels: &Self::Ids, classes: usize, grad_scale: f64) -> (Self::Buf, Self::Buf);
+    fn softmax_ce(
+        &self,
+        logits: &Self::Buf,
+        labels: &Self::Ids,
+        classes: usize,
+        grad_scale: f64,
+    ) -> (Self::Buf, Self::Buf);
     /// Fused symmetric KL `0.5 (KL(p||q) + KL(q||p))` per row with both gradients (scaled).
-    fn sym_kl(&self, a: &Self::Buf, b: &Self::Buf, classes: usize, grad_scale: f64) -> (Self::Buf, Self::Buf, Self::Buf);
+    fn sym_kl(
+        &self,
+        a: &Self::Buf,
+        b: &Self::Buf,
+        classes: usize,
+        grad_scale: f64,
+    ) -> (Self::Buf, Self::Buf, Self::Buf);
     /// `KL(softmax(a) || softmax(b))` per row with `a` detached, and its gradient w.r.t. `b` (scaled).
     fn kl_detached(&self, a: &Self::Buf, b: &Self::Buf, classes: usize, grad_scale: f64) -> (Self::Buf, Self::Buf);
 
@@ -288,7 +300,15 @@ pub trait Backend: Send + Sync {
     fn stats_mean(&self, stats: &mut Self::Stats, slot: usize, rows: &Self::Buf, scale: f64, divisor: f64);
     /// `stats[slot]` = how many of the first `rows` rows of `[*, classes]` logits have their first largest
     /// entry (compared in f32) at `labels[r]`.
-    fn stats_correct(&self, stats: &mut Self::Stats, slot: usize, logits: &Self::Buf, labels: &Self::Ids, rows: usize, classes: usize);
+    fn stats_correct(
+        &self,
+        stats: &mut Self::Stats,
+        slot: usize,
+        logits: &Self::Buf,
+        labels: &Self::Ids,
+        rows: usize,
+        classes: usize,
+    );
     /// `stats[dst] = w0 * stats[k0] + w1 * stats[k1] + ...`, left to right, for `terms = [(w0, k0), ...]`
     /// (at most [`MAX_COMBINE_TERMS`]; none gives 0): a step's loss from its parts.
     fn stats_combine(&self, stats: &mut Self::Stats, dst: usize, terms: &[(f64, usize)]);

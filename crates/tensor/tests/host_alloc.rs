@@ -35,7 +35,10 @@ fn main() {
     let later: i64 = (0..3).map(|_| step_cycle()).sum();
     // The buffers are ~25,000 pages: the first cycle faults them in, later cycles reuse them.
     assert!(first > 5_000, "first cycle took only {first} faults: the probe does not measure allocation");
-    assert!(later < first / 10, "later cycles took {later} page faults (first: {first}): freed buffers went back to the kernel");
+    assert!(
+        later < first / 10,
+        "later cycles took {later} page faults (first: {first}): freed buffers went back to the kernel"
+    );
     println!("test {name} ... ok (page faults: first cycle {first}, next three {later})");
 }
 

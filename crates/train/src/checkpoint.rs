@@ -5,9 +5,9 @@
 //! and blake3: [`load`] accepts only a directory whose files match it, so a save killed half-way is
 //! refused (naming the file) instead of pairing new weights with old metadata.
 
+use crate::files::{verify_manifest, DirWriter};
 use anyhow::{bail, Context, Result};
 use ernie_data::{LabelSet, TaskSpec};
-use crate::files::{verify_manifest, DirWriter};
 use ernie_model::{HeadInit, HostParams};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -36,7 +36,12 @@ pub struct CheckpointMeta {
 /// Write a checkpoint of `params` into `dir` (created if needed), copying the tokenizer from `tokenizer_dir`.
 pub fn save(dir: &Path, params: &HostParams, meta: &CheckpointMeta, tokenizer_dir: &Path) -> Result<()> {
     let mut w = DirWriter::begin(dir)?;
-    w.write("model.safetensors", &params.safetensors_bytes(None).map_err(|e| anyhow::anyhow!("{}: {e}", dir.join("model.safetensors").display()))?)?;
+    w.write(
+        "model.safetensors",
+        &params
+            .safetensors_bytes(None)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join("model.safetensors").display()))?,
+    )?;
     crate::state::kill_point("final");
     let cfg = hf_config(params, &meta.labels, tokenizer_dir)?;
     w.write("config.json", serde_json::to_string_pretty(&cfg)?.as_bytes())?;
@@ -64,7 +69,8 @@ pub fn hf_config(params: &HostParams, labels: &LabelSet, source_dir: &Path) -> R
     use serde_json::{Map, Value};
     let src = source_dir.join("config.json");
     // A PaddleNLP directory's config.json is PaddleNLP's (num_classes, fuse, paddlenlp_version, ...): not kept.
-    let paddle = ernie_model::formats::ModelFiles::detect(source_dir).is_ok_and(|f| f.config_style == ernie_model::formats::ConfigStyle::PaddleNlp);
+    let paddle = ernie_model::formats::ModelFiles::detect(source_dir)
+        .is_ok_and(|f| f.config_style == ernie_model::formats::ConfigStyle::PaddleNlp);
     let mut cfg: Map<String, Value> = match std::fs::read_to_string(&src) {
         Ok(_) if paddle => Map::new(),
         Ok(text) => match serde_json::from_str(&text).with_context(|| format!("{}: malformed JSON", src.display()))? {
@@ -74,7 +80,9 @@ pub fn hf_config(params: &HostParams, labels: &LabelSet, source_dir: &Path) -> R
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Map::new(),
         Err(e) => return Err(e).with_context(|| format!("{}: cannot read", src.display())),
     };
-    let Value::Object(ours) = params.config.to_hf_json(params.num_labels) else { unreachable!("to_hf_json is an object") };
+    let Value::Object(ours) = params.config.to_hf_json(params.num_labels) else {
+        unreachable!("to_hf_json is an object")
+    };
     cfg.extend(ours);
     for k in ["torch_dtype", "dtype"] {
         if cfg.contains_key(k) {
@@ -82,8 +90,14 @@ pub fn hf_config(params: &HostParams, labels: &LabelSet, source_dir: &Path) -> R
         }
     }
     let names = labels.labels();
-    cfg.insert("id2label".into(), names.iter().enumerate().map(|(i, l)| (i.to_string(), Value::from(l.clone()))).collect::<Map<_, _>>().into());
-    cfg.insert("label2id".into(), names.iter().enumerate().map(|(i, l)| (l.clone(), Value::from(i))).collect::<Map<_, _>>().into());
+    cfg.insert(
+        "id2label".into(),
+        names.iter().enumerate().map(|(i, l)| (i.to_string(), Value::from(l.clone()))).collect::<Map<_, _>>().into(),
+    );
+    cfg.insert(
+        "label2id".into(),
+        names.iter().enumerate().map(|(i, l)| (l.clone(), Value::from(i))).collect::<Map<_, _>>().into(),
+    );
     Ok(Value::Object(cfg))
 }
 
@@ -102,10 +116,15 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
     }
     verify_manifest(dir)?;
     let text = std::fs::read_to_string(&meta_path).with_context(|| format!("{}: cannot read", meta_path.display()))?;
-    let meta: CheckpointMeta = serde_json::from_str(&text).with_context(|| format!("{}: malformed checkpoint metadata", meta_path.display()))?;
+    let meta: CheckpointMeta = serde_json::from_str(&text)
+        .with_context(|| format!("{}: malformed checkpoint metadata", meta_path.display()))?;
     let params = HostParams::load_dir(dir, meta.labels.len(), HeadInit::seed(0))?;
     if !params.initialised.is_empty() {
-        bail!("{}: the checkpoint lacks its head tensors {:?}", dir.join("model.safetensors").display(), params.initialised);
+        bail!(
+            "{}: the checkpoint lacks its head tensors {:?}",
+            dir.join("model.safetensors").display(),
+            params.initialised
+        );
     }
     Ok(Checkpoint { dir: dir.to_path_buf(), params, meta })
 }

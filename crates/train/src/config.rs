@@ -20,9 +20,30 @@ impl TaskDefaults {
     /// IFLYTEK and AFQMC as in PaddleNLP's CLUE scripts; other tasks get AFQMC-like settings.
     pub fn for_task(name: &str) -> Self {
         match name.to_ascii_lowercase().as_str() {
-            "iflytek" => TaskDefaults { lr: 5e-5, batch_size: 32, epochs: 3, max_len: 128, warmup_ratio: 0.1, hidden_dropout: 0.0 },
-            "afqmc" => TaskDefaults { lr: 3e-5, batch_size: 16, epochs: 3, max_len: 128, warmup_ratio: 0.1, hidden_dropout: 0.1 },
-            _ => TaskDefaults { lr: 3e-5, batch_size: 32, epochs: 3, max_len: 128, warmup_ratio: 0.1, hidden_dropout: 0.1 },
+            "iflytek" => TaskDefaults {
+                lr: 5e-5,
+                batch_size: 32,
+                epochs: 3,
+                max_len: 128,
+                warmup_ratio: 0.1,
+                hidden_dropout: 0.0,
+            },
+            "afqmc" => TaskDefaults {
+                lr: 3e-5,
+                batch_size: 16,
+                epochs: 3,
+                max_len: 128,
+                warmup_ratio: 0.1,
+                hidden_dropout: 0.1,
+            },
+            _ => TaskDefaults {
+                lr: 3e-5,
+                batch_size: 32,
+                epochs: 3,
+                max_len: 128,
+                warmup_ratio: 0.1,
+                hidden_dropout: 0.1,
+            },
         }
     }
 
@@ -89,8 +110,17 @@ impl TrainConfig {
     /// Fields that may differ between a run and its resumption without changing any number it computes
     /// (where files go, how often it evaluates or saves). The files' paths may differ too: they are compared
     /// by contents instead.
-    pub const RESUMABLE_CHANGES: &'static [&'static str] =
-        &["output_dir", "eval_every", "save", "save_every", "save_total_limit", "train_file", "dev_file", "labels_file", "model_dir"];
+    pub const RESUMABLE_CHANGES: &'static [&'static str] = &[
+        "output_dir",
+        "eval_every",
+        "save",
+        "save_every",
+        "save_total_limit",
+        "train_file",
+        "dev_file",
+        "labels_file",
+        "model_dir",
+    ];
 
     /// The first field (as a dotted path) whose value differs between `self` and `recorded`, among those a
     /// resumption must keep, with both values.

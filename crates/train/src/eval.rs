@@ -6,11 +6,25 @@ use ernie_model::{Encoder, Tokens};
 use ernie_tensor::Backend;
 
 pub fn tokens_of(b: &Batch) -> Tokens {
-    Tokens { batch: b.batch, seq: b.seq, ids: b.ids.clone(), type_ids: b.type_ids.clone(), task_ids: vec![], mask: b.mask.clone() }
+    Tokens {
+        batch: b.batch,
+        seq: b.seq,
+        ids: b.ids.clone(),
+        type_ids: b.type_ids.clone(),
+        task_ids: vec![],
+        mask: b.mask.clone(),
+    }
 }
 
 /// Predicted class of every example, in dataset order, and the mean CE when labelled.
-pub fn predict<B: Backend>(b: &B, enc: &Encoder<B>, data: &Dataset, batch_size: usize, pad_id: u32, on_batch: impl FnMut(usize)) -> (Vec<u32>, Option<f64>) {
+pub fn predict<B: Backend>(
+    b: &B,
+    enc: &Encoder<B>,
+    data: &Dataset,
+    batch_size: usize,
+    pad_id: u32,
+    on_batch: impl FnMut(usize),
+) -> (Vec<u32>, Option<f64>) {
     let (preds, loss, _) = predict_inner(b, enc, data, batch_size, pad_id, on_batch, false);
     (preds, loss)
 }
@@ -66,8 +80,20 @@ fn predict_inner<B: Backend>(
 }
 
 /// Accuracy, macro-F1 and loss on a labelled dataset.
-pub fn evaluate<B: Backend>(b: &B, enc: &Encoder<B>, data: &Dataset, batch_size: usize, pad_id: u32, on_batch: impl FnMut(usize)) -> Metrics {
+pub fn evaluate<B: Backend>(
+    b: &B,
+    enc: &Encoder<B>,
+    data: &Dataset,
+    batch_size: usize,
+    pad_id: u32,
+    on_batch: impl FnMut(usize),
+) -> Metrics {
     let (pred, loss) = predict(b, enc, data, batch_size, pad_id, on_batch);
     let gold: Vec<u32> = data.items().iter().map(|it| it.label.unwrap_or(u32::MAX)).collect();
-    Metrics { accuracy: accuracy(&pred, &gold), macro_f1: macro_f1(&pred, &gold, enc.num_labels), loss: loss.unwrap_or(f64::NAN), examples: data.len() }
+    Metrics {
+        accuracy: accuracy(&pred, &gold),
+        macro_f1: macro_f1(&pred, &gold, enc.num_labels),
+        loss: loss.unwrap_or(f64::NAN),
+        examples: data.len(),
+    }
 }

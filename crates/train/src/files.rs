@@ -29,7 +29,9 @@ impl FileIdentity {
     pub fn of(path: &Path) -> Result<Self> {
         let mut hasher = blake3::Hasher::new();
         let file = std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        hasher.update_reader(std::io::BufReader::with_capacity(1 << 20, file)).with_context(|| format!("{}: cannot read", path.display()))?;
+        hasher
+            .update_reader(std::io::BufReader::with_capacity(1 << 20, file))
+            .with_context(|| format!("{}: cannot read", path.display()))?;
         let size = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?.len();
         Ok(FileIdentity { path: path.to_path_buf(), size, blake3: hasher.finalize().to_hex().to_string() })
     }
@@ -81,7 +83,11 @@ impl DirWriter {
     pub fn write(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         write_atomic(&self.dir.join(name), bytes)?;
         self.entries.retain(|e| e.name != name);
-        self.entries.push(ManifestEntry { name: name.into(), size: bytes.len() as u64, blake3: blake3::hash(bytes).to_hex().to_string() });
+        self.entries.push(ManifestEntry {
+            name: name.into(),
+            size: bytes.len() as u64,
+            blake3: blake3::hash(bytes).to_hex().to_string(),
+        });
         Ok(())
     }
 
@@ -104,9 +110,15 @@ pub fn verify_manifest(dir: &Path) -> Result<Manifest> {
     let m: Manifest = serde_json::from_str(&text).with_context(|| format!("{}: malformed manifest", path.display()))?;
     for e in &m.files {
         let f = dir.join(&e.name);
-        let id = FileIdentity::of(&f).with_context(|| format!("{}: listed in {} but unreadable", f.display(), path.display()))?;
+        let id = FileIdentity::of(&f)
+            .with_context(|| format!("{}: listed in {} but unreadable", f.display(), path.display()))?;
         if id.size != e.size {
-            bail!("{}: {} bytes, but the manifest lists {} (a damaged or partly written checkpoint)", f.display(), id.size, e.size);
+            bail!(
+                "{}: {} bytes, but the manifest lists {} (a damaged or partly written checkpoint)",
+                f.display(),
+                id.size,
+                e.size
+            );
         }
         if id.blake3 != e.blake3 {
             bail!("{}: its contents differ from what the manifest lists (blake3 {} vs {}): a damaged or modified checkpoint", f.display(), id.blake3, e.blake3);
@@ -120,7 +132,11 @@ pub fn verify_manifest(dir: &Path) -> Result<Manifest> {
 pub fn publish_dir(tmp: &Path, dest: &Path) -> Result<()> {
     if dest.exists() {
         let parent = dest.parent().unwrap_or(Path::new("."));
-        let trash = parent.join(format!(".trash-{}-{}", dest.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+        let trash = parent.join(format!(
+            ".trash-{}-{}",
+            dest.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id()
+        ));
         std::fs::rename(dest, &trash).with_context(|| format!("{}: cannot move aside", dest.display()))?;
         std::fs::rename(tmp, dest).with_context(|| format!("{}: cannot publish {}", dest.display(), tmp.display()))?;
         let _ = std::fs::remove_dir_all(&trash);

@@ -21,6 +21,6 @@ pub mod validate;
 pub use checkpoint::{Checkpoint, CheckpointMeta};
 pub use config::{TaskDefaults, TrainConfig};
 pub use metrics::Metrics;
-pub use trainer::{train, train_with, EvalRecord, Interrupted, Resume, RunOptions, TrainReport};
 pub use step::{NonFiniteLoss, TrainStep};
+pub use trainer::{train, train_with, EvalRecord, Interrupted, Resume, RunOptions, TrainReport};
 pub use validate::validate;

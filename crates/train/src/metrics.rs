@@ -37,7 +37,11 @@ pub fn macro_f1(pred: &[u32], gold: &[u32], classes: usize) -> f64 {
         .iter()
         .map(|&c| {
             let denom = 2 * tp[c] + fp[c] + fneg[c];
-            if denom == 0 { 0.0 } else { 2.0 * tp[c] as f64 / denom as f64 }
+            if denom == 0 {
+                0.0
+            } else {
+                2.0 * tp[c] as f64 / denom as f64
+            }
         })
         .sum::<f64>()
         / present.len() as f64

@@ -105,7 +105,15 @@ fn step_of(name: &str) -> Option<u64> {
 
 /// Write the state of `meta.progress.step` under `run_dir/checkpoints/`, keep the newest `keep`, and return
 /// the directory written.
-pub fn save(run_dir: &Path, specs: &[ParamSpec], params: &[Vec<f32>], m: &[Vec<f32>], v: &[Vec<f32>], meta: &StateMeta, keep: usize) -> Result<PathBuf> {
+pub fn save(
+    run_dir: &Path,
+    specs: &[ParamSpec],
+    params: &[Vec<f32>],
+    m: &[Vec<f32>],
+    v: &[Vec<f32>],
+    meta: &StateMeta,
+    keep: usize,
+) -> Result<PathBuf> {
     let root = run_dir.join(CHECKPOINTS_DIR);
     std::fs::create_dir_all(&root).with_context(|| format!("{}: cannot create", root.display()))?;
     let step = meta.progress.step;
@@ -150,7 +158,8 @@ fn prune(root: &Path, keep: usize, just_written: u64) -> Result<()> {
     let excess = all.len().saturating_sub(keep);
     for (step, dir) in all.into_iter().take(excess) {
         if step != just_written {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("{}: cannot remove an old checkpoint", dir.display()))?;
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("{}: cannot remove an old checkpoint", dir.display()))?;
         }
     }
     Ok(())
@@ -163,7 +172,11 @@ pub fn is_state_dir(dir: &Path) -> bool {
 
 /// The run directory a training state belongs to.
 pub fn run_dir_of(state_dir: &Path) -> Option<PathBuf> {
-    state_dir.parent().filter(|p| p.file_name().is_some_and(|n| n == CHECKPOINTS_DIR)).and_then(|p| p.parent()).map(Path::to_path_buf)
+    state_dir
+        .parent()
+        .filter(|p| p.file_name().is_some_and(|n| n == CHECKPOINTS_DIR))
+        .and_then(|p| p.parent())
+        .map(Path::to_path_buf)
 }
 
 /// The newest training state of a run that passes its manifest check; damaged ones are reported on stderr
@@ -183,25 +196,40 @@ pub fn load(dir: &Path, specs: &[ParamSpec]) -> Result<TrainingState> {
     verify_manifest(dir)?;
     let meta_path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&meta_path).with_context(|| format!("{}: cannot read", meta_path.display()))?;
-    let meta: StateMeta = serde_json::from_str(&text).with_context(|| format!("{}: malformed training state", meta_path.display()))?;
+    let meta: StateMeta =
+        serde_json::from_str(&text).with_context(|| format!("{}: malformed training state", meta_path.display()))?;
     if meta.format != 1 {
         bail!("{}: training-state format {} is not supported (1)", meta_path.display(), meta.format);
     }
     let path = dir.join(TENSORS_FILE);
     let bytes = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let st = SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not a valid safetensors file", path.display()))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .with_context(|| format!("{}: not a valid safetensors file", path.display()))?;
     let read = |prefix: &str| -> Result<Vec<Vec<f32>>> {
         specs
             .iter()
             .map(|s| {
                 let name = format!("{prefix}.{}", s.name);
-                let t = st.tensor(&name).map_err(|_| anyhow::anyhow!("{}: tensor {name} is missing", path.display()))?;
+                let t =
+                    st.tensor(&name).map_err(|_| anyhow::anyhow!("{}: tensor {name} is missing", path.display()))?;
                 if t.dtype() != Dtype::F32 || t.shape() != s.shape.as_slice() {
-                    bail!("{}: tensor {name} is {:?} {:?}, expected F32 {:?}", path.display(), t.dtype(), t.shape(), s.shape);
+                    bail!(
+                        "{}: tensor {name} is {:?} {:?}, expected F32 {:?}",
+                        path.display(),
+                        t.dtype(),
+                        t.shape(),
+                        s.shape
+                    );
                 }
                 Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
             })
             .collect()
     };
-    Ok(TrainingState { dir: dir.to_path_buf(), params: read("param")?, adam_m: read("adam_m")?, adam_v: read("adam_v")?, meta })
+    Ok(TrainingState {
+        dir: dir.to_path_buf(),
+        params: read("param")?,
+        adam_m: read("adam_m")?,
+        adam_v: read("adam_v")?,
+        meta,
+    })
 }

@@ -49,12 +49,26 @@ impl<B: Backend> TrainStep<B> {
     /// Update number `update` (0-based) on one batch, with base learning rate `lr` (the schedule's value
     /// for this update). A non-finite loss is an error and leaves the parameters and the optimizer state as
     /// they were.
-    pub fn run(&mut self, b: &B, enc: &mut Encoder<B>, batch: LabelledBatch<'_>, update: u64, lr: f64) -> Result<StepReport, NonFiniteLoss> {
+    pub fn run(
+        &mut self,
+        b: &B,
+        enc: &mut Encoder<B>,
+        batch: LabelledBatch<'_>,
+        update: u64,
+        lr: f64,
+    ) -> Result<StepReport, NonFiniteLoss> {
         self.run_with_stats(b, enc, batch, update, lr).map(|(rep, _)| rep)
     }
 
     /// [`TrainStep::run`], also returning what the optimizer did (gradient norm, clip factor).
-    pub fn run_with_stats(&mut self, b: &B, enc: &mut Encoder<B>, batch: LabelledBatch<'_>, update: u64, lr: f64) -> Result<(StepReport, StepStats), NonFiniteLoss> {
+    pub fn run_with_stats(
+        &mut self,
+        b: &B,
+        enc: &mut Encoder<B>,
+        batch: LabelledBatch<'_>,
+        update: u64,
+        lr: f64,
+    ) -> Result<(StepReport, StepStats), NonFiniteLoss> {
         self.grads.zero(b);
         let rng = RngStream::new(self.seed, update);
         let mut stats = b.stats_zeros(stat::LEN + STAT_SLOTS);

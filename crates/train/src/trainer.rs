@@ -7,10 +7,10 @@ use crate::files::{self, FileIdentity};
 use crate::memory::peak_rss_bytes;
 use crate::metrics::Metrics;
 use crate::state::{self, Progress, RunFiles, StateMeta};
+use crate::step::TrainStep;
 use anyhow::{bail, Context, Result};
 use ernie_data::{read_examples, resolve_labels, split_holdout, Dataset, LabelSet, LabelSource, TextTokenizer};
 use ernie_model::{write_atomic, Encoder, HeadInit, HostParams};
-use crate::step::TrainStep;
 use ernie_optim::{AdamW, AdamWConfig, LinearSchedule};
 use ernie_strategies::{layer_decay, Dropout, LabelledBatch, Strategy};
 use ernie_tensor::{simd_class, Backend};
@@ -73,7 +73,12 @@ pub struct TrainReport {
 
 fn progress(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
-    pb.set_style(ProgressStyle::with_template(&format!("{what} {{bar:30}} {{pos}}/{{len}} [{{elapsed_precise}}<{{eta_precise}}] {{msg}}")).unwrap());
+    pb.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what} {{bar:30}} {{pos}}/{{len}} [{{elapsed_precise}}<{{eta_precise}}] {{msg}}"
+        ))
+        .unwrap(),
+    );
     pb
 }
 
@@ -111,7 +116,13 @@ pub struct Interrupted {
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "stopped by signal {} after update {}; training state written to {}", self.signal, self.step, self.checkpoint.display())
+        write!(
+            f,
+            "stopped by signal {} after update {}; training state written to {}",
+            self.signal,
+            self.step,
+            self.checkpoint.display()
+        )
     }
 }
 
@@ -125,13 +136,21 @@ fn model_files(dir: &Path) -> Vec<PathBuf> {
         Ok(f) => vec![f.config, f.weights],
         Err(_) => ["config.json", "model.safetensors"].iter().map(|f| dir.join(f)).collect(),
     };
-    defining.into_iter().chain(["tokenizer.json", "vocab.txt"].iter().map(|f| dir.join(f))).filter(|p| p.is_file()).collect()
+    defining
+        .into_iter()
+        .chain(["tokenizer.json", "vocab.txt"].iter().map(|f| dir.join(f)))
+        .filter(|p| p.is_file())
+        .collect()
 }
 
 /// What of a previous run the output directory holds.
 fn previous_run(dir: &Path) -> Vec<&'static str> {
     let mut v = vec![];
-    for (f, what) in [(METRICS_FILE, METRICS_FILE), (checkpoint::META_FILE, "a checkpoint"), (state::CHECKPOINTS_DIR, "training states")] {
+    for (f, what) in [
+        (METRICS_FILE, METRICS_FILE),
+        (checkpoint::META_FILE, "a checkpoint"),
+        (state::CHECKPOINTS_DIR, "training states"),
+    ] {
         if dir.join(f).exists() {
             v.push(what);
         }
@@ -174,7 +193,11 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
             if tr.is_empty() || ho.is_empty() {
                 bail!("--holdout {frac} of the {n} examples of {} leaves {} to train on and {} held out: both must be at least 1", cfg.train_file.display(), tr.len(), ho.len());
             }
-            eprintln!("holdout: {} train / {} held-out examples of the training file (dev untouched)", tr.len(), ho.len());
+            eprintln!(
+                "holdout: {} train / {} held-out examples of the training file (dev untouched)",
+                tr.len(),
+                ho.len()
+            );
             (tr, Some(ho))
         }
         None => {
@@ -198,9 +221,17 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
         }
         None => None,
     };
-    let host = HostParams::load_dir(&cfg.model_dir, labels.len(), HeadInit { seed: cfg.head_seed, replace_mismatched_classifier: true })?;
+    let host = HostParams::load_dir(
+        &cfg.model_dir,
+        labels.len(),
+        HeadInit { seed: cfg.head_seed, replace_mismatched_classifier: true },
+    )?;
     if cfg.max_len > host.config.max_position_embeddings {
-        bail!("--max-len {} exceeds the model's max_position_embeddings {}", cfg.max_len, host.config.max_position_embeddings);
+        bail!(
+            "--max-len {} exceeds the model's max_position_embeddings {}",
+            cfg.max_len,
+            host.config.max_position_embeddings
+        );
     }
     let label_file = match &label_source {
         LabelSource::Explicit(p) | LabelSource::BesideTrain(p) => Some(FileIdentity::of(p)?),
@@ -248,7 +279,11 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
             } else {
                 match state::latest(d) {
                     Some(s) => Some(s),
-                    None => bail!("--resume {}: no training state found (expected {}/step-N/ with a valid manifest)", d.display(), d.join(state::CHECKPOINTS_DIR).display()),
+                    None => bail!(
+                        "--resume {}: no training state found (expected {}/step-N/ with a valid manifest)",
+                        d.display(),
+                        d.join(state::CHECKPOINTS_DIR).display()
+                    ),
                 }
             }
         }
@@ -265,8 +300,15 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
     eprintln!("labels: {} ({})", labels.len(), label_source);
     let mut enc = Encoder::from_host(b, &host);
     let n_layers = host.config.num_hidden_layers;
-    let dropout = Dropout { hidden: cfg.hidden_dropout, attention: cfg.attention_dropout.unwrap_or(host.config.attention_probs_dropout_prob) };
-    let optim = AdamWConfig { weight_decay: cfg.weight_decay, max_grad_norm: Some(cfg.max_grad_norm), ..AdamWConfig::default() };
+    let dropout = Dropout {
+        hidden: cfg.hidden_dropout,
+        attention: cfg.attention_dropout.unwrap_or(host.config.attention_probs_dropout_prob),
+    };
+    let optim = AdamWConfig {
+        weight_decay: cfg.weight_decay,
+        max_grad_norm: Some(cfg.max_grad_norm),
+        ..AdamWConfig::default()
+    };
     let mut stepper = TrainStep::new(b, &enc, cfg.recipe, dropout, optim, cfg.seed);
     if let Some(rate) = cfg.recipe.layer_decay {
         eprint!("{}", layer_decay::table(n_layers, rate));
@@ -314,7 +356,10 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
             pb.finish_and_clear();
             p.eval_seconds += t.elapsed().as_secs_f64();
             let epoch = p.step as f64 / steps_per_epoch as f64;
-            eprintln!("step {} epoch {epoch:.2}: dev accuracy {:.4} macro-F1 {:.4} loss {:.4}", p.step, m.accuracy, m.macro_f1, m.loss);
+            eprintln!(
+                "step {} epoch {epoch:.2}: dev accuracy {:.4} macro-F1 {:.4} loss {:.4}",
+                p.step, m.accuracy, m.macro_f1, m.loss
+            );
             p.history.push(EvalRecord { step: p.step, epoch, dev: m });
         }
     };
@@ -346,7 +391,10 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
         let epoch = p.step / steps_per_epoch;
         let pos = (p.step % steps_per_epoch) as usize;
         if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            order = Some((epoch, train_ds.batches(cfg.batch_size, Some(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch)))));
+            order = Some((
+                epoch,
+                train_ds.batches(cfg.batch_size, Some(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch))),
+            ));
             pb = progress(steps_per_epoch, &format!("epoch {}", epoch + 1));
             pb.set_position(pos as u64);
         }
@@ -369,7 +417,13 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
         p.epoch_correct += rep.correct;
         state::kill_point(&format!("step:{}", p.step));
         pb.inc(1);
-        let line = format!("loss {:.4} acc {:.3} lr {:.2e} {:.1} ex/s", p.epoch_loss_sum / p.epoch_examples as f64, p.epoch_correct as f64 / p.epoch_examples as f64, lr, p.samples as f64 / p.train_seconds);
+        let line = format!(
+            "loss {:.4} acc {:.3} lr {:.2e} {:.1} ex/s",
+            p.epoch_loss_sum / p.epoch_examples as f64,
+            p.epoch_correct as f64 / p.epoch_examples as f64,
+            lr,
+            p.samples as f64 / p.train_seconds
+        );
         if p.step % log_every == 0 {
             eprintln!("step {}/{} epoch {}: {line}", p.step, total_steps, epoch + 1);
         }
@@ -383,7 +437,13 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
         if epoch_end {
             pb.finish_and_clear();
             p.last_epoch_loss = p.epoch_loss_sum / p.epoch_examples.max(1) as f64;
-            eprintln!("epoch {}: train loss {:.4} accuracy {:.4} ({:.1} examples/s)", epoch + 1, p.last_epoch_loss, p.epoch_correct as f64 / p.epoch_examples.max(1) as f64, p.samples as f64 / p.train_seconds.max(1e-9));
+            eprintln!(
+                "epoch {}: train loss {:.4} accuracy {:.4} ({:.1} examples/s)",
+                epoch + 1,
+                p.last_epoch_loss,
+                p.epoch_correct as f64 / p.epoch_examples.max(1) as f64,
+                p.samples as f64 / p.train_seconds.max(1e-9)
+            );
             run_eval(&enc, &mut p);
         }
         let due = match cfg.save_every {
@@ -481,17 +541,34 @@ fn check_resumable(cfg: &TrainConfig, files: &RunFiles, labels: &LabelSet, st: &
             (a, b) => bail!(
                 "--resume {}: the {what} differs from the one the run started from ({} vs recorded {})",
                 dir.display(),
-                a.map_or("none".into(), |f| format!("{}, {} bytes, blake3 {}", f.path.display(), f.size, &f.blake3[..16])),
-                b.map_or("none".into(), |f| format!("{}, {} bytes, blake3 {}", f.path.display(), f.size, &f.blake3[..16]))
+                a.map_or("none".into(), |f| format!(
+                    "{}, {} bytes, blake3 {}",
+                    f.path.display(),
+                    f.size,
+                    &f.blake3[..16]
+                )),
+                b.map_or("none".into(), |f| format!(
+                    "{}, {} bytes, blake3 {}",
+                    f.path.display(),
+                    f.size,
+                    &f.blake3[..16]
+                ))
             ),
         }
     };
     same("training file", Some(&files.train), Some(&st.files.train))?;
     same("dev file", files.dev.as_ref(), st.files.dev.as_ref())?;
     same("label file", files.labels.as_ref(), st.files.labels.as_ref())?;
-    let names = |v: &[FileIdentity]| v.iter().map(|f| f.path.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect::<Vec<_>>();
+    let names = |v: &[FileIdentity]| {
+        v.iter().map(|f| f.path.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect::<Vec<_>>()
+    };
     if names(&files.model) != names(&st.files.model) {
-        bail!("--resume {}: the model directory's files differ ({:?} vs recorded {:?})", dir.display(), names(&files.model), names(&st.files.model));
+        bail!(
+            "--resume {}: the model directory's files differ ({:?} vs recorded {:?})",
+            dir.display(),
+            names(&files.model),
+            names(&st.files.model)
+        );
     }
     for (a, b) in files.model.iter().zip(&st.files.model) {
         same(&format!("model file {}", a.path.file_name().unwrap_or_default().to_string_lossy()), Some(a), Some(b))?;
@@ -506,12 +583,16 @@ fn check_resumable(cfg: &TrainConfig, files: &RunFiles, labels: &LabelSet, st: &
 fn finished_report(dir: &Path, cfg: &TrainConfig, files: &RunFiles) -> Result<TrainReport> {
     let path = dir.join(METRICS_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let report: TrainReport = serde_json::from_str(&text).with_context(|| format!("{}: not the metrics of a finished ernie-ft run", path.display()))?;
+    let report: TrainReport = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not the metrics of a finished ernie-ft run", path.display()))?;
     if let Some((field, now, then)) = cfg.resume_mismatch(&report.config) {
         bail!("{}: holds a finished run trained with {} = {then}, not {now} (field `{field}`); use another --output-dir, or --overwrite", dir.display(), crate::config::flag_of(&field));
     }
     if !files.train.same_content(&report.files.train) {
-        bail!("{}: holds a finished run trained on another training file; use another --output-dir, or --overwrite", dir.display());
+        bail!(
+            "{}: holds a finished run trained on another training file; use another --output-dir, or --overwrite",
+            dir.display()
+        );
     }
     eprintln!("{}: the run is already finished ({} updates); nothing to do", dir.display(), report.steps);
     Ok(report)
@@ -519,14 +600,28 @@ fn finished_report(dir: &Path, cfg: &TrainConfig, files: &RunFiles) -> Result<Tr
 
 /// What a run directory holds (for the final message): only files that exist.
 pub fn describe_output(dir: &Path) -> String {
-    let mut what: Vec<String> = ["model.safetensors", "config.json", "tokenizer.json", "vocab.txt", checkpoint::META_FILE, files::MANIFEST_FILE, METRICS_FILE]
-        .iter()
-        .filter(|f| dir.join(f).is_file())
-        .map(|f| f.to_string())
-        .collect();
-    let states = std::fs::read_dir(dir.join(state::CHECKPOINTS_DIR)).map(|r| r.flatten().filter(|e| !files::is_temporary(&e.file_name().to_string_lossy())).count()).unwrap_or(0);
+    let mut what: Vec<String> = [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "vocab.txt",
+        checkpoint::META_FILE,
+        files::MANIFEST_FILE,
+        METRICS_FILE,
+    ]
+    .iter()
+    .filter(|f| dir.join(f).is_file())
+    .map(|f| f.to_string())
+    .collect();
+    let states = std::fs::read_dir(dir.join(state::CHECKPOINTS_DIR))
+        .map(|r| r.flatten().filter(|e| !files::is_temporary(&e.file_name().to_string_lossy())).count())
+        .unwrap_or(0);
     if states > 0 {
-        what.push(format!("{}/ ({states} training state{})", state::CHECKPOINTS_DIR, if states == 1 { "" } else { "s" }));
+        what.push(format!(
+            "{}/ ({states} training state{})",
+            state::CHECKPOINTS_DIR,
+            if states == 1 { "" } else { "s" }
+        ));
     }
     format!("{} ({})", dir.display(), what.join(", "))
 }

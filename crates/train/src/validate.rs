@@ -20,10 +20,7 @@ pub fn validate(cfg: &TrainConfig) -> Result<()> {
     at_least_1("--batch-size", "the batch size", cfg.batch_size as u64)?;
     at_least_1("--epochs", "the number of epochs", cfg.epochs as u64)?;
     if cfg.max_len < 3 {
-        bail!(
-            "--max-len {}: the maximum length must be at least 3 ([CLS], one text token, [SEP])",
-            cfg.max_len
-        );
+        bail!("--max-len {}: the maximum length must be at least 3 ([CLS], one text token, [SEP])", cfg.max_len);
     }
     let w = finite("--warmup-ratio", cfg.warmup_ratio)?;
     if !(0.0..=1.0).contains(&w) {
@@ -137,7 +134,11 @@ mod tests {
             head_seed: 0,
             hidden_dropout: 0.1,
             attention_dropout: Some(0.1),
-            recipe: Recipe { rdrop: Some(RDropConfig::default()), adv: Some(AdvConfig::default()), layer_decay: Some(0.8) },
+            recipe: Recipe {
+                rdrop: Some(RDropConfig::default()),
+                adv: Some(AdvConfig::default()),
+                layer_decay: Some(0.8),
+            },
             eval_every: Some(100),
             max_steps: Some(1000),
             train_limit: Some(512),

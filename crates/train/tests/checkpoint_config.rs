@@ -34,7 +34,9 @@ fn read(p: &Path) -> Value {
 fn saved_config_keeps_the_base_models_other_keys_and_overwrites_ours() {
     let tmp = tempfile::tempdir().unwrap();
     let labels = LabelSet::from_labels(vec!["甲".into(), "乙".into(), "丙".into()], "test").unwrap();
-    let params = HostParams::load_dir(&tiny_dir(), labels.len(), HeadInit { seed: 0, replace_mismatched_classifier: true }).unwrap();
+    let params =
+        HostParams::load_dir(&tiny_dir(), labels.len(), HeadInit { seed: 0, replace_mismatched_classifier: true })
+            .unwrap();
 
     // A base model directory whose config.json has keys of its own and stale values of ours.
     let base = tmp.path().join("base");
@@ -82,7 +84,9 @@ fn saved_config_keeps_the_base_models_other_keys_and_overwrites_ours() {
 fn without_a_source_config_ours_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let labels = LabelSet::from_labels(vec!["a".into(), "b".into()], "test").unwrap();
-    let params = HostParams::load_dir(&tiny_dir(), labels.len(), HeadInit { seed: 0, replace_mismatched_classifier: true }).unwrap();
+    let params =
+        HostParams::load_dir(&tiny_dir(), labels.len(), HeadInit { seed: 0, replace_mismatched_classifier: true })
+            .unwrap();
     let tok = tmp.path().join("tok");
     std::fs::create_dir(&tok).unwrap();
     std::fs::write(tok.join("vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\n").unwrap();

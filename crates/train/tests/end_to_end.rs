@@ -17,7 +17,11 @@ fn tiny_model(dir: &Path) -> PathBuf {
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(src.join(f), m.join(f)).unwrap();
     }
-    let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|s| s.to_string()).chain(CHARS.chars().map(String::from)).collect();
+    let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(CHARS.chars().map(String::from))
+        .collect();
     assert!(vocab.len() <= 97);
     std::fs::write(m.join("vocab.txt"), vocab.join("\n")).unwrap();
     m
@@ -40,7 +44,11 @@ fn write_task(dir: &Path, name: &str, n: usize, seed: u64) -> PathBuf {
             let mut text: Vec<char> = (0..len).map(|_| filler[next() % filler.len()]).collect();
             let at = next() % (len + 1);
             text.insert(at, markers[label]);
-            format!("{{\"sentence\": \"{}\", \"label\": \"{}\"}}", text.iter().collect::<String>(), ["甲", "乙", "丙"][label])
+            format!(
+                "{{\"sentence\": \"{}\", \"label\": \"{}\"}}",
+                text.iter().collect::<String>(),
+                ["甲", "乙", "丙"][label]
+            )
         })
         .collect();
     let p = dir.join(name);
@@ -83,7 +91,11 @@ fn config(dir: &Path, model: PathBuf, recipe: Recipe) -> TrainConfig {
 fn tiny_model_learns_with_every_strategy_on() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
-    let recipe = Recipe { rdrop: Some(RDropConfig { alpha: 1.0 }), adv: Some(AdvConfig { epsilon: 0.5, ..AdvConfig::default() }), layer_decay: Some(0.9) };
+    let recipe = Recipe {
+        rdrop: Some(RDropConfig { alpha: 1.0 }),
+        adv: Some(AdvConfig { epsilon: 0.5, ..AdvConfig::default() }),
+        layer_decay: Some(0.9),
+    };
     let cfg = config(dir.path(), model, recipe);
     let b = Cpu::<f32>::new();
     let report = ernie_train::train(&b, &cfg).unwrap();

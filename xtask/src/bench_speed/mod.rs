@@ -87,7 +87,11 @@ mod tests {
             rec("pytorch", Some("eager"), "base", 1.6, 100.0),
         ];
         std::fs::write(raw.join("a.jsonl"), lines.iter().map(|v| v.to_string() + "\n").collect::<String>()).unwrap();
-        let args: Vec<String> = ["--device", "cpu", "--quick", "--sizes", "32x4", "--report-only", "--out", dir.to_str().unwrap()].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> =
+            ["--device", "cpu", "--quick", "--sizes", "32x4", "--report-only", "--out", dir.to_str().unwrap()]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         run(&args).unwrap();
         let out: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("speed.json")).unwrap()).unwrap();
         let base = out["rows"].as_array().unwrap().iter().find(|r| r["strategy"] == "base").unwrap();

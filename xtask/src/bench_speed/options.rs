@@ -57,7 +57,12 @@ fn list(v: &str) -> Vec<String> {
 fn parse_sizes(v: &str) -> Result<Vec<(usize, usize)>> {
     v.split(',')
         .map(|s| {
-            let (a, b) = s.trim().to_ascii_lowercase().split_once('x').map(|(a, b)| (a.to_string(), b.to_string())).with_context(|| format!("size {s}: SEQxBATCH"))?;
+            let (a, b) = s
+                .trim()
+                .to_ascii_lowercase()
+                .split_once('x')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .with_context(|| format!("size {s}: SEQxBATCH"))?;
             Ok((a.parse().with_context(|| format!("size {s}"))?, b.parse().with_context(|| format!("size {s}"))?))
         })
         .collect()
@@ -160,9 +165,10 @@ pub fn parse(args: &[String]) -> Result<Opts> {
 
 /// A `--strategies` name: one of [`STRATEGIES`], spelled as [`strategy_name`] does.
 fn parse_strategy(s: &str) -> Result<Option<Strategy>> {
-    STRATEGIES.into_iter().find(|k| strategy_name(*k) == s).with_context(|| {
-        format!("--strategies: unknown strategy {s} ({})", STRATEGIES.map(strategy_name).join(", "))
-    })
+    STRATEGIES
+        .into_iter()
+        .find(|k| strategy_name(*k) == s)
+        .with_context(|| format!("--strategies: unknown strategy {s} ({})", STRATEGIES.map(strategy_name).join(", ")))
 }
 
 #[cfg(test)]

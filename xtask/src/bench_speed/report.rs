@@ -34,14 +34,21 @@ fn key_of(v: &Value) -> Option<Key> {
         "pytorch" => format!("torch-{}", v["torch_mode"].as_str()?),
         _ => return None,
     };
-    Some((engine, v["shape"].as_str()?.to_string(), v["seq"].as_u64()?, v["batch"].as_u64()?, v["strategy"].as_str()?.to_string()))
+    Some((
+        engine,
+        v["shape"].as_str()?.to_string(),
+        v["seq"].as_u64()?,
+        v["batch"].as_u64()?,
+        v["strategy"].as_str()?.to_string(),
+    ))
 }
 
 /// The latest record of each configuration in `<raw>/*.jsonl`, training mode on `device` only.
 pub fn load_records(raw: &Path, device: &str) -> Result<BTreeMap<Key, Value>> {
     let mut recs = BTreeMap::new();
     let Ok(dir) = std::fs::read_dir(raw) else { return Ok(recs) };
-    let mut files: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "jsonl")).collect();
+    let mut files: Vec<PathBuf> =
+        dir.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "jsonl")).collect();
     files.sort();
     for f in files {
         let text = std::fs::read_to_string(&f).with_context(|| format!("{}: cannot read", f.display()))?;
@@ -58,7 +65,14 @@ pub fn load_records(raw: &Path, device: &str) -> Result<BTreeMap<Key, Value>> {
     Ok(recs)
 }
 
-fn num(recs: &BTreeMap<Key, Value>, engine: &str, shape: &str, (seq, batch): (usize, usize), strategy: &str, field: &str) -> Option<f64> {
+fn num(
+    recs: &BTreeMap<Key, Value>,
+    engine: &str,
+    shape: &str,
+    (seq, batch): (usize, usize),
+    strategy: &str,
+    field: &str,
+) -> Option<f64> {
     let v = recs.get(&(engine.to_string(), shape.to_string(), seq as u64, batch as u64, strategy.to_string()))?;
     if v.get("error").is_some_and(|e| !e.is_null()) {
         return None;
@@ -110,10 +124,17 @@ fn device_line(o: &Opts) -> String {
 }
 
 pub fn report(o: &Opts, recs: &BTreeMap<Key, Value>) -> Result<()> {
-    let first = |engine: &str| recs.iter().find(|(k, v)| k.0.starts_with(engine) && v.get("error").is_none()).map(|(_, v)| v.clone());
+    let first = |engine: &str| {
+        recs.iter().find(|(k, v)| k.0.starts_with(engine) && v.get("error").is_none()).map(|(_, v)| v.clone())
+    };
     let ernie_dev = first("ernie-ft").map(|v| v["device"].clone()).unwrap_or(Value::Null);
     let torch_any = first("torch-");
-    let commit = Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
     let settings = json!({
         "device": o.device, "ernie_ft_device": ernie_dev, "nvidia_smi": device_line(o),
         "torch_device": torch_any.as_ref().map(|v| v["device"].clone()), "torch": torch_any.as_ref().map(|v| v["torch"].clone()),
@@ -142,7 +163,11 @@ ernie-ft's device high-water mark (host RSS on the CPU), PyTorch's torch.cuda.ma
             for &st in &o.strategies {
                 let strategy = strategy_name(st);
                 let g = |e: &str, f: &str| num(recs, e, shape, size, strategy, f);
-                let (se, st, sc) = (g("ernie-ft", "samples_per_s"), g("torch-eager", "samples_per_s"), g("torch-compile", "samples_per_s"));
+                let (se, st, sc) = (
+                    g("ernie-ft", "samples_per_s"),
+                    g("torch-eager", "samples_per_s"),
+                    g("torch-compile", "samples_per_s"),
+                );
                 let (re, rc) = (ratio(se, st), ratio(se, sc));
                 md += &format!(
                     "| {shape} | {}x{} | {strategy} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
@@ -178,7 +203,14 @@ ernie-ft's device high-water mark (host RSS on the CPU), PyTorch's torch.cuda.ma
             for &st in &o.strategies {
                 let strategy = strategy_name(st);
                 let g = |e: &str| num(recs, e, shape, size, strategy, "peak_memory_bytes");
-                md += &format!("| {shape} | {}x{} | {strategy} | {} | {} | {} |\n", size.0, size.1, mib(g("ernie-ft")), mib(g("torch-eager")), mib(g("torch-compile")));
+                md += &format!(
+                    "| {shape} | {}x{} | {strategy} | {} | {} | {} |\n",
+                    size.0,
+                    size.1,
+                    mib(g("ernie-ft")),
+                    mib(g("torch-eager")),
+                    mib(g("torch-compile"))
+                );
             }
         }
     }
@@ -191,12 +223,34 @@ ernie-ft's device high-water mark (host RSS on the CPU), PyTorch's torch.cuda.ma
     let mut worst: BTreeMap<&str, (f64, String)> = BTreeMap::new();
     for shape in &o.shapes {
         for &size in &o.sizes {
-            let r = |e: &str, s: Strategy, f: &str| ratio(num(recs, e, shape, size, s.name(), f), num(recs, e, shape, size, BASE, f));
+            let r = |e: &str, s: Strategy, f: &str| {
+                ratio(num(recs, e, shape, size, s.name(), f), num(recs, e, shape, size, BASE, f))
+            };
             let cells = [
-                ("adv_time", r("ernie-ft", Strategy::Adv, "median_step_s"), r("torch-eager", Strategy::Adv, "median_step_s"), MAX_ADV_TIME),
-                ("rdrop_time", r("ernie-ft", Strategy::Rdrop, "median_step_s"), r("torch-eager", Strategy::Rdrop, "median_step_s"), MAX_RDROP_TIME),
-                ("adv_memory", r("ernie-ft", Strategy::Adv, "peak_memory_bytes"), r("torch-eager", Strategy::Adv, "peak_memory_bytes"), MAX_ADV_MEM),
-                ("rdrop_memory", r("ernie-ft", Strategy::Rdrop, "peak_memory_bytes"), r("torch-eager", Strategy::Rdrop, "peak_memory_bytes"), MAX_RDROP_MEM),
+                (
+                    "adv_time",
+                    r("ernie-ft", Strategy::Adv, "median_step_s"),
+                    r("torch-eager", Strategy::Adv, "median_step_s"),
+                    MAX_ADV_TIME,
+                ),
+                (
+                    "rdrop_time",
+                    r("ernie-ft", Strategy::Rdrop, "median_step_s"),
+                    r("torch-eager", Strategy::Rdrop, "median_step_s"),
+                    MAX_RDROP_TIME,
+                ),
+                (
+                    "adv_memory",
+                    r("ernie-ft", Strategy::Adv, "peak_memory_bytes"),
+                    r("torch-eager", Strategy::Adv, "peak_memory_bytes"),
+                    MAX_ADV_MEM,
+                ),
+                (
+                    "rdrop_memory",
+                    r("ernie-ft", Strategy::Rdrop, "peak_memory_bytes"),
+                    r("torch-eager", Strategy::Rdrop, "peak_memory_bytes"),
+                    MAX_RDROP_MEM,
+                ),
             ];
             let mut line = format!("| {shape} | {}x{} |", size.0, size.1);
             let mut o_json = json!({"shape": shape, "seq": size.0, "batch": size.1});
@@ -220,21 +274,51 @@ ernie-ft's device high-water mark (host RSS on the CPU), PyTorch's torch.cuda.ma
     let tshape = if o.quick { "tiny" } else { TARGET_SHAPE };
     md += &format!("\n## Targets\n\nSpeed-up and MFU targets on the {tshape} shape, seq 128, base strategy.\n\n| target | where | value | met |\n|---|---|---|---|\n");
     let mut targets = vec![];
-    let mut push = |md: &mut String, what: String, place: String, v: Option<f64>, bound: f64, upper: bool, unit: &str| {
-        let ok = v.map(|v| if upper { v <= bound } else { v >= bound });
-        let value = v.map_or("-".to_string(), |v| if unit == "%" { format!("{:.1}%", 100.0 * v) } else { format!("{v:.2}x") });
-        *md += &format!("| {what} | {place} | {value} | {} |\n", ok.map_or("n/a", |k| if k { "yes" } else { "NO" }));
-        targets.push(json!({"target": what, "where": place, "value": v, "bound": bound, "met": ok}));
-    };
+    let mut push =
+        |md: &mut String, what: String, place: String, v: Option<f64>, bound: f64, upper: bool, unit: &str| {
+            let ok = v.map(|v| if upper { v <= bound } else { v >= bound });
+            let value =
+                v.map_or(
+                    "-".to_string(),
+                    |v| if unit == "%" { format!("{:.1}%", 100.0 * v) } else { format!("{v:.2}x") },
+                );
+            *md +=
+                &format!("| {what} | {place} | {value} | {} |\n", ok.map_or("n/a", |k| if k { "yes" } else { "NO" }));
+            targets.push(json!({"target": what, "where": place, "value": v, "bound": bound, "met": ok}));
+        };
     let seq128: Vec<(usize, usize)> = o.sizes.iter().copied().filter(|s| s.0 == 128).collect();
     for &size in &seq128 {
         let se = num(recs, "ernie-ft", tshape, size, BASE, "samples_per_s");
         let place = format!("{tshape} {}x{} base", size.0, size.1);
-        push(&mut md, format!(">= {MIN_VS_EAGER}x PyTorch eager"), place.clone(), ratio(se, num(recs, "torch-eager", tshape, size, BASE, "samples_per_s")), MIN_VS_EAGER, false, "x");
-        push(&mut md, format!(">= {MIN_VS_COMPILE}x PyTorch compile"), place, ratio(se, num(recs, "torch-compile", tshape, size, BASE, "samples_per_s")), MIN_VS_COMPILE, false, "x");
+        push(
+            &mut md,
+            format!(">= {MIN_VS_EAGER}x PyTorch eager"),
+            place.clone(),
+            ratio(se, num(recs, "torch-eager", tshape, size, BASE, "samples_per_s")),
+            MIN_VS_EAGER,
+            false,
+            "x",
+        );
+        push(
+            &mut md,
+            format!(">= {MIN_VS_COMPILE}x PyTorch compile"),
+            place,
+            ratio(se, num(recs, "torch-compile", tshape, size, BASE, "samples_per_s")),
+            MIN_VS_COMPILE,
+            false,
+            "x",
+        );
     }
     let mfu_size = seq128.iter().copied().max_by_key(|s| s.1).unwrap_or((128, 64));
-    push(&mut md, format!("MFU >= {:.0}%", MIN_MFU * 100.0), format!("{tshape} {}x{} base", mfu_size.0, mfu_size.1), num(recs, "ernie-ft", tshape, mfu_size, BASE, "mfu"), MIN_MFU, false, "%");
+    push(
+        &mut md,
+        format!("MFU >= {:.0}%", MIN_MFU * 100.0),
+        format!("{tshape} {}x{} base", mfu_size.0, mfu_size.1),
+        num(recs, "ernie-ft", tshape, mfu_size, BASE, "mfu"),
+        MIN_MFU,
+        false,
+        "%",
+    );
     for (name, what, bound) in [
         ("adv_time", format!("adv step time <= {MAX_ADV_TIME}x base"), MAX_ADV_TIME),
         ("rdrop_time", format!("rdrop step time <= {MAX_RDROP_TIME}x base"), MAX_RDROP_TIME),
@@ -251,7 +335,12 @@ ernie-ft's device high-water mark (host RSS on the CPU), PyTorch's torch.cuda.ma
     std::fs::create_dir_all(&o.out)?;
     let records: Vec<&Value> = recs.values().collect();
     std::fs::write(o.out.join("speed.md"), &md)?;
-    std::fs::write(o.out.join("speed.json"), serde_json::to_string_pretty(&json!({"settings": settings, "rows": rows, "overhead": overhead, "targets": targets, "records": records}))?)?;
+    std::fs::write(
+        o.out.join("speed.json"),
+        serde_json::to_string_pretty(
+            &json!({"settings": settings, "rows": rows, "overhead": overhead, "targets": targets, "records": records}),
+        )?,
+    )?;
     println!("{md}\nwritten: {}/speed.{{md,json}} (raw records in {}/raw/)", o.out.display(), o.out.display());
     Ok(())
 }

@@ -35,7 +35,11 @@ pub fn ernie_ft_bin(o: &Opts) -> Result<PathBuf> {
         return Ok(bin);
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo).args(["build", "--release", "--quiet", "--bin", "ernie-ft"]).current_dir(&root).status().context("running cargo build")?;
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--bin", "ernie-ft"])
+        .current_dir(&root)
+        .status()
+        .context("running cargo build")?;
     if !status.success() {
         bail!("building ernie-ft failed");
     }
@@ -43,13 +47,22 @@ pub fn ernie_ft_bin(o: &Opts) -> Result<PathBuf> {
 }
 
 fn shell_line(prog: &str, args: &[String]) -> String {
-    let q = |s: &str| if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:".contains(c)) { s.to_string() } else { format!("'{}'", s.replace('\'', "'\\''")) };
+    let q = |s: &str| {
+        if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:".contains(c)) {
+            s.to_string()
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
     std::iter::once(q(prog)).chain(args.iter().map(|a| q(a))).collect::<Vec<_>>().join(" ")
 }
 
 /// The last line of `text` that parses as a JSON object.
 fn last_json(text: &str) -> Option<Value> {
-    text.lines().rev().filter(|l| l.trim_start().starts_with('{')).find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| v.is_object()))
+    text.lines()
+        .rev()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| v.is_object()))
 }
 
 /// Runs a command with a deadline; returns (success, stdout, stderr tail).
@@ -79,7 +92,8 @@ fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<(bool, Strin
         std::thread::sleep(Duration::from_millis(50));
     };
     let (stdout, stderr) = (t_out.join().unwrap_or_default(), t_err.join().unwrap_or_default());
-    let tail: String = stderr.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    let tail: String =
+        stderr.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
     match status {
         Some(st) => Ok((st.success(), stdout, tail)),
         None => Ok((false, stdout, format!("killed after {} s\n{tail}", timeout.as_secs()))),
@@ -87,7 +101,11 @@ fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<(bool, Strin
 }
 
 fn append_jsonl(path: &Path, v: &Value) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?;
     writeln!(f, "{v}")?;
     Ok(())
 }
@@ -97,10 +115,28 @@ pub fn run_ernie(o: &Opts, bin: &Path, raw: &Path) -> Result<()> {
         for &(seq, batch) in &o.sizes {
             for &s in &o.strategies {
                 let strategy = strategy_name(s);
-                let mut a: Vec<String> = ["bench", "--shape", shape, "--batch", &batch.to_string(), "--seq", &seq.to_string(), "--strategy", strategy, "--mode", "train", "--device", &o.device, "--warmup", &o.warmup.to_string(), "--steps", &o.steps.to_string()]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
+                let mut a: Vec<String> = [
+                    "bench",
+                    "--shape",
+                    shape,
+                    "--batch",
+                    &batch.to_string(),
+                    "--seq",
+                    &seq.to_string(),
+                    "--strategy",
+                    strategy,
+                    "--mode",
+                    "train",
+                    "--device",
+                    &o.device,
+                    "--warmup",
+                    &o.warmup.to_string(),
+                    "--steps",
+                    &o.steps.to_string(),
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
                 if let Some(p) = o.peak_tflops {
                     a.extend(["--peak-tflops".into(), p.to_string()]);
                 }
@@ -108,7 +144,8 @@ pub fn run_ernie(o: &Opts, bin: &Path, raw: &Path) -> Result<()> {
                 if o.dry_run {
                     continue;
                 }
-                let (ok, stdout, tail) = run_with_timeout(Command::new(bin).args(&a), Duration::from_secs(o.timeout_s))?;
+                let (ok, stdout, tail) =
+                    run_with_timeout(Command::new(bin).args(&a), Duration::from_secs(o.timeout_s))?;
                 let rec = match (ok, last_json(&stdout)) {
                     (true, Some(v)) => v,
                     _ => {
@@ -117,7 +154,12 @@ pub fn run_ernie(o: &Opts, bin: &Path, raw: &Path) -> Result<()> {
                     }
                 };
                 if rec.get("error").is_none() {
-                    println!("  {:.1} samples/s, {:.4} s/step, peak {:.0} MiB", rec["samples_per_s"].as_f64().unwrap_or(f64::NAN), rec["median_step_s"].as_f64().unwrap_or(f64::NAN), rec["peak_memory_bytes"].as_f64().unwrap_or(f64::NAN) / 1048576.0);
+                    println!(
+                        "  {:.1} samples/s, {:.4} s/step, peak {:.0} MiB",
+                        rec["samples_per_s"].as_f64().unwrap_or(f64::NAN),
+                        rec["median_step_s"].as_f64().unwrap_or(f64::NAN),
+                        rec["peak_memory_bytes"].as_f64().unwrap_or(f64::NAN) / 1048576.0
+                    );
                 }
                 append_jsonl(&raw.join("ernie-ft.jsonl"), &rec)?;
             }
@@ -162,11 +204,18 @@ pub fn run_torch(o: &Opts, root: &Path, raw: &Path) -> Result<()> {
             continue;
         }
         // The script prints one JSON line per configuration (and appends it to the raw file itself).
-        let mut child = Command::new(&o.python).args(&a).env("PYTHONUNBUFFERED", "1").stdout(Stdio::piped()).spawn().with_context(|| format!("running {}", o.python))?;
+        let mut child = Command::new(&o.python)
+            .args(&a)
+            .env("PYTHONUNBUFFERED", "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {}", o.python))?;
         for line in BufReader::new(child.stdout.take().unwrap()).lines() {
             let line = line?;
             match serde_json::from_str::<Value>(&line) {
-                Ok(v) if v.get("error").is_some() => println!("  {} {} {}x{} {}: {}", mode, v["shape"], v["seq"], v["batch"], v["strategy"], v["error"]),
+                Ok(v) if v.get("error").is_some() => {
+                    println!("  {} {} {}x{} {}: {}", mode, v["shape"], v["seq"], v["batch"], v["strategy"], v["error"])
+                }
                 Ok(v) => println!(
                     "  {} {} {}x{} {}: {:.1} samples/s, {:.4} s/step, peak {:.0} MiB",
                     mode,

@@ -49,11 +49,7 @@ impl CellSpec {
     }
 
     pub fn fma_id(row: &Row, members: &[u64]) -> String {
-        format!(
-            "{}-seeds{}",
-            row.key(),
-            members.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("+")
-        )
+        format!("{}-seeds{}", row.key(), members.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("+"))
     }
 
     /// The training cells an FMA cell averages (none for a training cell).
@@ -147,20 +143,14 @@ pub fn scan(cell_dir: &Path) -> Result<OnDisk> {
         let text =
             std::fs::read_to_string(&rec_path).with_context(|| format!("{}: cannot read", rec_path.display()))?;
         Some(serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{}: malformed cell record (delete the cell directory to recompute it)",
-                rec_path.display()
-            )
+            format!("{}: malformed cell record (delete the cell directory to recompute it)", rec_path.display())
         })?)
     } else {
         None
     };
     let run = cell_dir.join(RUN_DIR);
     let checkpoint = std::fs::read_dir(run.join("checkpoints"))
-        .map(|rd| {
-            rd.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("step-"))
-        })
+        .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with("step-")))
         .unwrap_or(false);
     Ok(OnDisk {
         record,
@@ -172,9 +162,7 @@ pub fn scan(cell_dir: &Path) -> Result<OnDisk> {
 }
 
 pub fn read_record(cell_dir: &Path) -> Result<CellRecord> {
-    scan(cell_dir)?
-        .record
-        .with_context(|| format!("{}: no {RECORD}", cell_dir.display()))
+    scan(cell_dir)?.record.with_context(|| format!("{}: no {RECORD}", cell_dir.display()))
 }
 
 pub fn write_record(cell_dir: &Path, rec: &CellRecord) -> Result<()> {
@@ -210,12 +198,7 @@ fn diff_into(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
         (Value::Object(x), Value::Object(y)) => {
             let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             for k in keys {
-                diff_into(
-                    &sub(k),
-                    x.get(k).unwrap_or(&Value::Null),
-                    y.get(k).unwrap_or(&Value::Null),
-                    out,
-                );
+                diff_into(&sub(k), x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), out);
             }
         }
         (Value::Array(x), Value::Array(y)) if is_flag_list(x) && is_flag_list(y) => {
@@ -230,13 +213,7 @@ fn diff_into(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
                             "absent".to_string()
                         } else {
                             v.iter()
-                                .map(|s| {
-                                    if s.is_empty() {
-                                        "(set)".to_string()
-                                    } else {
-                                        s.to_string()
-                                    }
-                                })
+                                .map(|s| if s.is_empty() { "(set)".to_string() } else { s.to_string() })
                                 .collect::<Vec<_>>()
                                 .join(" ")
                         }
@@ -319,14 +296,8 @@ mod tests {
         assert!(d.contains(&"--lr: recorded 3e-5, now 5e-5".to_string()), "{d:?}");
         assert!(d.contains(&"--epochs: recorded absent, now 1".to_string()), "{d:?}");
         assert!(d.contains(&"--no-x: recorded (set), now absent".to_string()), "{d:?}");
-        assert!(
-            d.contains(&"inputs.train.lines: recorded 10, now 12".to_string()),
-            "{d:?}"
-        );
-        assert!(
-            d.contains(&"inputs.train.blake3: recorded \"aa\", now \"bb\"".to_string()),
-            "{d:?}"
-        );
+        assert!(d.contains(&"inputs.train.lines: recorded 10, now 12".to_string()), "{d:?}");
+        assert!(d.contains(&"inputs.train.blake3: recorded \"aa\", now \"bb\"".to_string()), "{d:?}");
         assert!(diff(&a, &a).is_empty());
     }
 

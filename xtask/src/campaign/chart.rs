@@ -53,9 +53,8 @@ pub fn write(dir: &Path, title: &str, subtitle: &str, rows: &[ChartRow]) -> Resu
 
 /// A range around `values` with some margin, at least `min_span` wide.
 fn range(values: impl Iterator<Item = f64>, min_span: f64) -> (f64, f64) {
-    let (mut lo, mut hi) = values
-        .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+    let (mut lo, mut hi) =
+        values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
     if !lo.is_finite() {
         return (-1.0, 1.0);
     }
@@ -77,12 +76,8 @@ where
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing the chart: {e:?}");
     root.fill(&WHITE).map_err(e)?;
     let root = root.titled(title, (FONT, 26)).map_err(e)?;
-    root.draw(&Text::new(
-        subtitle.to_string(),
-        (14, 0),
-        (FONT, 15).into_font().color(&RGBColor(90, 90, 90)),
-    ))
-    .map_err(e)?;
+    root.draw(&Text::new(subtitle.to_string(), (14, 0), (FONT, 15).into_font().color(&RGBColor(90, 90, 90))))
+        .map_err(e)?;
     let (top, bottom) = root.split_vertically(440);
     let n = rows.len().max(1) as i32 - 1; // segments 0..=n: one per row
     let label = |v: &SegmentValue<i32>| match v {
@@ -96,11 +91,7 @@ where
     let (lo, hi) = range(
         rows.iter().flat_map(|r| {
             let (m, sd) = r.accuracy.unwrap_or((f64::NAN, None));
-            [
-                m - sd.unwrap_or(0.0),
-                m + sd.unwrap_or(0.0),
-                r.published.unwrap_or(f64::NAN),
-            ]
+            [m - sd.unwrap_or(0.0), m + sd.unwrap_or(0.0), r.published.unwrap_or(f64::NAN)]
         }),
         2.0,
     );
@@ -110,10 +101,7 @@ where
         .margin_right(24)
         .x_label_area_size(34)
         .y_label_area_size(64)
-        .caption(
-            "dev accuracy (%): mean ± std over seeds; red tick: published ERNIE 3.0 base",
-            (FONT, 18),
-        )
+        .caption("dev accuracy (%): mean ± std over seeds; red tick: published ERNIE 3.0 base", (FONT, 18))
         .build_cartesian_2d((0..n).into_segmented(), lo..hi)
         .map_err(e)?;
     chart
@@ -132,18 +120,9 @@ where
         if let Some((m, sd)) = r.accuracy {
             match sd {
                 Some(sd) => chart
-                    .draw_series([ErrorBar::new_vertical(
-                        x.clone(),
-                        m - sd,
-                        m,
-                        m + sd,
-                        blue.stroke_width(2),
-                        16,
-                    )])
+                    .draw_series([ErrorBar::new_vertical(x.clone(), m - sd, m, m + sd, blue.stroke_width(2), 16)])
                     .map_err(e)?,
-                None => chart
-                    .draw_series([Circle::new((x.clone(), m), 5, blue.filled())])
-                    .map_err(e)?,
+                None => chart.draw_series([Circle::new((x.clone(), m), 5, blue.filled())]).map_err(e)?,
             };
             chart
                 .draw_series([EmptyElement::at((x.clone(), m))
@@ -193,33 +172,20 @@ where
         .draw()
         .map_err(e)?;
     chart
-        .draw_series(LineSeries::new(
-            [(SegmentValue::Exact(0), 0.0), (SegmentValue::Last, 0.0)],
-            BLACK.stroke_width(1),
-        ))
+        .draw_series(LineSeries::new([(SegmentValue::Exact(0), 0.0), (SegmentValue::Last, 0.0)], BLACK.stroke_width(1)))
         .map_err(e)?;
     for (i, r) in rows.iter().enumerate() {
         let x = SegmentValue::CenterOf(i as i32);
         let Some((m, ci)) = r.delta else { continue };
         let excludes = ci.is_some_and(|(a, b)| a > 0.0 || b < 0.0);
-        let color = if excludes {
-            RGBColor(20, 130, 60)
-        } else {
-            RGBColor(110, 110, 110)
-        };
+        let color = if excludes { RGBColor(20, 130, 60) } else { RGBColor(110, 110, 110) };
         match ci {
-            Some((a, b)) => chart
-                .draw_series([ErrorBar::new_vertical(x.clone(), a, m, b, color.stroke_width(2), 16)])
-                .map_err(e)?,
-            None => chart
-                .draw_series([Circle::new((x.clone(), m), 5, color.filled())])
-                .map_err(e)?,
+            Some((a, b)) => {
+                chart.draw_series([ErrorBar::new_vertical(x.clone(), a, m, b, color.stroke_width(2), 16)]).map_err(e)?
+            }
+            None => chart.draw_series([Circle::new((x.clone(), m), 5, color.filled())]).map_err(e)?,
         };
-        let text = if ci.is_some() {
-            format!("{m:+.2}")
-        } else {
-            format!("{m:+.2} (n=1)")
-        };
+        let text = if ci.is_some() { format!("{m:+.2}") } else { format!("{m:+.2} (n=1)") };
         chart
             .draw_series([
                 EmptyElement::at((x.clone(), m)) + Text::new(text, (10, -8), (FONT, 13).into_font().color(&color))
@@ -237,30 +203,15 @@ mod tests {
     fn writes_png_and_svg_with_text() {
         let dir = tempfile::tempdir().unwrap();
         let rows = vec![
-            ChartRow {
-                label: "base".into(),
-                accuracy: Some((69.5, Some(0.4))),
-                published: Some(76.11),
-                delta: None,
-            },
+            ChartRow { label: "base".into(), accuracy: Some((69.5, Some(0.4))), published: Some(76.11), delta: None },
             ChartRow {
                 label: "+adv".into(),
                 accuracy: Some((70.1, Some(0.3))),
                 published: Some(76.39),
                 delta: Some((0.6, Some((0.1, 1.1)))),
             },
-            ChartRow {
-                label: "+fma".into(),
-                accuracy: Some((69.9, None)),
-                published: None,
-                delta: Some((0.4, None)),
-            },
-            ChartRow {
-                label: "+rdrop".into(),
-                accuracy: None,
-                published: Some(76.3),
-                delta: None,
-            },
+            ChartRow { label: "+fma".into(), accuracy: Some((69.9, None)), published: None, delta: Some((0.4, None)) },
+            ChartRow { label: "+rdrop".into(), accuracy: None, published: Some(76.3), delta: None },
         ];
         write(dir.path(), "TEST strategy table", "4 of 6 cells", &rows).unwrap();
         let png = std::fs::read(dir.path().join("chart.png")).unwrap();

@@ -71,11 +71,7 @@ impl Host {
 
     /// What decides the numerics of the CPU backend: the CPU model and whether it has AVX-512.
     pub fn class(&self) -> String {
-        format!(
-            "{} ({})",
-            self.cpu_model,
-            if self.avx512f { "avx512f" } else { "no avx512f" }
-        )
+        format!("{} ({})", self.cpu_model, if self.avx512f { "avx512f" } else { "no avx512f" })
     }
 
     /// One line for the table's settings.
@@ -111,11 +107,7 @@ pub struct Identity {
 
 impl Identity {
     pub fn commit_short(&self) -> String {
-        format!(
-            "{}{}",
-            &self.commit[..self.commit.len().min(10)],
-            if self.dirty { "+dirty" } else { "" }
-        )
+        format!("{}{}", &self.commit[..self.commit.len().min(10)], if self.dirty { "+dirty" } else { "" })
     }
 }
 
@@ -133,15 +125,8 @@ pub fn commit(root: &Path) -> (String, bool) {
     };
     match git(&["rev-parse", "HEAD"]) {
         Some(c) if !c.is_empty() => {
-            let dirty = git(&[
-                "status",
-                "--porcelain",
-                "--untracked-files=no",
-                "--",
-                ".",
-                ":(exclude)results",
-            ])
-            .is_some_and(|s| !s.is_empty());
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"])
+                .is_some_and(|s| !s.is_empty());
             (c, dirty)
         }
         _ => ("unknown".into(), false),
@@ -218,9 +203,8 @@ pub fn fingerprint(bin: &Path, dev: &DeviceSpec, gpu: Option<usize>, host: &Host
         .to_hex()[..16]
         .to_string();
     let cache_file = cache.join(format!("fingerprint-{key}.json"));
-    if let Some(fp) = std::fs::read_to_string(&cache_file)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Fingerprint>(&t).ok())
+    if let Some(fp) =
+        std::fs::read_to_string(&cache_file).ok().and_then(|t| serde_json::from_str::<Fingerprint>(&t).ok())
     {
         return Ok(fp);
     }
@@ -231,11 +215,7 @@ pub fn fingerprint(bin: &Path, dev: &DeviceSpec, gpu: Option<usize>, host: &Host
     let (train, dev_file) = (work.join("train.json"), work.join("dev.json"));
     tiny::write_task(&train, 48, 11)?;
     tiny::write_task(&dev_file, 24, 12)?;
-    eprintln!(
-        "numerics fingerprint: {} tiny runs of 3 steps on {}",
-        FINGERPRINT_RUNS.len(),
-        dev.name()
-    );
+    eprintln!("numerics fingerprint: {} tiny runs of 3 steps on {}", FINGERPRINT_RUNS.len(), dev.name());
     let mut runs = BTreeMap::new();
     let mut sources = vec![];
     let mut simd = vec![];
@@ -262,12 +242,7 @@ pub fn fingerprint(bin: &Path, dev: &DeviceSpec, gpu: Option<usize>, host: &Host
             ]
             .map(String::from),
         );
-        args.extend([
-            "--train".into(),
-            train.display().to_string(),
-            "--dev".into(),
-            dev_file.display().to_string(),
-        ]);
+        args.extend(["--train".into(), train.display().to_string(), "--dev".into(), dev_file.display().to_string()]);
         args.extend(["--output-dir".into(), out.display().to_string()]);
         args.extend(dev.flags());
         if let Some(g) = gpu {
@@ -276,10 +251,7 @@ pub fn fingerprint(bin: &Path, dev: &DeviceSpec, gpu: Option<usize>, host: &Host
         if !strategies.is_empty() {
             args.extend(["--strategy".into(), strategy_arg(strategies)]);
         }
-        let o = Command::new(bin)
-            .args(&args)
-            .output()
-            .with_context(|| format!("running {}", bin.display()))?;
+        let o = Command::new(bin).args(&args).output().with_context(|| format!("running {}", bin.display()))?;
         if !o.status.success() {
             bail!(
                 "numerics fingerprint: `ernie-ft {}` failed ({}):\n{}",
@@ -295,9 +267,7 @@ pub fn fingerprint(bin: &Path, dev: &DeviceSpec, gpu: Option<usize>, host: &Host
             Some(h) => (h.to_string(), "final_weights_blake3"),
             None => (hash_file(&out.join("model.safetensors"))?, "model.safetensors"),
         };
-        let loss = m["final_dev"]["loss"]
-            .as_f64()
-            .map_or("none".to_string(), |l| format!("{l:e}"));
+        let loss = m["final_dev"]["loss"].as_f64().map_or("none".to_string(), |l| format!("{l:e}"));
         sources.push(source);
         if let Some(c) = m["simd_class"].as_str() {
             simd.push(c.to_string());
@@ -334,10 +304,7 @@ pub fn fingerprint(bin: &Path, dev: &DeviceSpec, gpu: Option<usize>, host: &Host
 
 /// Where fingerprints are cached: `<target dir>/campaign/`.
 pub fn cache_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("campaign")
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("campaign")
 }
 
 #[cfg(test)]

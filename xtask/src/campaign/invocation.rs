@@ -54,11 +54,7 @@ impl Campaign {
     /// With CUDA: the GPU with the fewest running cells (`busy` lists theirs).
     pub fn pick_gpu(&self, busy: &[usize]) -> Option<usize> {
         (self.device.device == "cuda").then(|| {
-            *self
-                .gpus
-                .iter()
-                .min_by_key(|g| busy.iter().filter(|b| b == g).count())
-                .expect("--gpus is not empty")
+            *self.gpus.iter().min_by_key(|g| busy.iter().filter(|b| b == g).count()).expect("--gpus is not empty")
         })
     }
 
@@ -117,11 +113,7 @@ impl Campaign {
 
     pub fn average_args(&self, spec: &CellSpec, avg: &Path) -> Vec<String> {
         let mut v = vec!["average".to_string(), "--out".into(), avg.display().to_string()];
-        v.extend(
-            spec.member_ids()
-                .iter()
-                .map(|m| self.cell_dir(m).join(cells::RUN_DIR).display().to_string()),
-        );
+        v.extend(spec.member_ids().iter().map(|m| self.cell_dir(m).join(cells::RUN_DIR).display().to_string()));
         v.extend(["--threads".into(), self.threads_per_job.to_string()]);
         v
     }
@@ -185,11 +177,7 @@ impl Campaign {
             let sets: Vec<Vec<u64>> = match self.seeds.len() {
                 0 | 1 => vec![],
                 2 => vec![self.seeds.clone()],
-                _ => self
-                    .seeds
-                    .iter()
-                    .map(|&k| self.seeds.iter().copied().filter(|&s| s != k).collect())
-                    .collect(),
+                _ => self.seeds.iter().map(|&k| self.seeds.iter().copied().filter(|&s| s != k).collect()).collect(),
             };
             for members in sets {
                 let parent = row.parent();
@@ -201,12 +189,7 @@ impl Campaign {
                     "eval_flags": self.eval_flags(),
                     "inputs": {"dev": self.dev.identity()},
                 });
-                specs.push(CellSpec {
-                    id: CellSpec::fma_id(row, &members),
-                    row,
-                    kind: Kind::Fma { members },
-                    config,
-                });
+                specs.push(CellSpec { id: CellSpec::fma_id(row, &members), row, kind: Kind::Fma { members }, config });
             }
         }
         self.spec_index = specs.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();

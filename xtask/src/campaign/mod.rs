@@ -41,10 +41,7 @@ pub struct Interrupted;
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "stopped by a signal; rerun the same command to continue where it stopped"
-        )
+        write!(f, "stopped by a signal; rerun the same command to continue where it stopped")
     }
 }
 
@@ -59,17 +56,11 @@ pub fn write_atomic(p: &Path, bytes: &[u8]) -> Result<()> {
 
 /// The workspace root (xtask lives in `<root>/xtask`).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent").to_path_buf()
 }
 
 fn scan_cells(c: &Campaign) -> Result<BTreeMap<String, cells::OnDisk>> {
-    c.specs
-        .iter()
-        .map(|s| Ok((s.id.clone(), cells::scan(&c.cell_dir(&s.id))?)))
-        .collect()
+    c.specs.iter().map(|s| Ok((s.id.clone(), cells::scan(&c.cell_dir(&s.id))?))).collect()
 }
 
 /// `cargo xtask bench-<task>` (task given) or `bench-task` (task from --task).
@@ -108,10 +99,7 @@ pub fn run_command(command: &str, task: Option<&str>, args: &[String]) -> Result
             let _ = std::fs::remove_file(p);
         }
     }
-    let help = Command::new(&c.bin)
-        .args(["train", "--help"])
-        .output()
-        .context("running ernie-ft train --help")?;
+    let help = Command::new(&c.bin).args(["train", "--help"]).output().context("running ernie-ft train --help")?;
     let help = String::from_utf8_lossy(&help.stdout);
     c.resume_supported = help.contains("--resume");
     c.save_every_supported = help.contains("--save-every");
@@ -173,10 +161,7 @@ pub fn run_command(command: &str, task: Option<&str>, args: &[String]) -> Result
             msg += &format!("{id}: interrupted from outside (resumable)\n");
         }
         if !outcome.blocked.is_empty() {
-            msg += &format!(
-                "not run (their members did not finish): {}\n",
-                outcome.blocked.join(", ")
-            );
+            msg += &format!("not run (their members did not finish): {}\n", outcome.blocked.join(", "));
         }
         bail!(
             "{} cell(s) did not finish; rerun the same command to retry them:\n{msg}",
@@ -185,4 +170,3 @@ pub fn run_command(command: &str, task: Option<&str>, args: &[String]) -> Result
     }
     Ok(())
 }
-

@@ -6,16 +6,7 @@ use anyhow::{bail, Context, Result};
 use ernie_strategies::Strategy;
 use std::path::PathBuf;
 
-pub const QUICK_FLAGS: [&str; 8] = [
-    "--train-limit",
-    "256",
-    "--dev-limit",
-    "256",
-    "--epochs",
-    "1",
-    "--max-len",
-    "64",
-];
+pub const QUICK_FLAGS: [&str; 8] = ["--train-limit", "256", "--dev-limit", "256", "--epochs", "1", "--max-len", "64"];
 
 /// Flags the campaign sets itself (per cell or from its own options).
 const CAMPAIGN_FLAGS: &[(&str, &str)] = &[
@@ -38,16 +29,8 @@ const CAMPAIGN_FLAGS: &[(&str, &str)] = &[
 const PATH_FLAGS: &[&str] = &["--model", "--data", "--train", "--dev", "--labels"];
 
 pub fn help(command: &str, custom: bool) -> String {
-    let task = if custom {
-        "NAME"
-    } else {
-        command.trim_start_matches("bench-")
-    };
-    let task_flag = if custom {
-        " --task NAME --train FILE --dev FILE"
-    } else {
-        ""
-    };
+    let task = if custom { "NAME" } else { command.trim_start_matches("bench-") };
+    let task_flag = if custom { " --task NAME --train FILE --dev FILE" } else { "" };
     format!(
         "cargo xtask {command}{task_flag} [options] [-- ernie-ft train flags]
 
@@ -159,10 +142,7 @@ pub fn parse(command: &str, task: Option<&str>, args: &[String]) -> Result<Optio
             _ => (a.clone(), None),
         };
         let mut val = || -> Result<String> {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .with_context(|| format!("{flag} needs a value"))
+            inline.clone().or_else(|| it.next().cloned()).with_context(|| format!("{flag} needs a value"))
         };
         let num = |v: String, what: &str| -> Result<u64> {
             v.parse::<u64>()
@@ -187,17 +167,18 @@ pub fn parse(command: &str, task: Option<&str>, args: &[String]) -> Result<Optio
             "--gpus" => {
                 o.gpus = val()?
                     .split(',')
-                    .map(|g| {
-                        g.trim()
-                            .parse::<usize>()
-                            .with_context(|| format!("--gpus: `{g}` is not a GPU ordinal"))
-                    })
+                    .map(|g| g.trim().parse::<usize>().with_context(|| format!("--gpus: `{g}` is not a GPU ordinal")))
                     .collect::<Result<_>>()?
             }
             "--save-every" => o.save_every = Some(val()?.parse().context("--save-every N")?),
             "--lr" => {
                 let v = val()?;
-                o.lr = Some(v.parse::<f64>().ok().filter(|x| x.is_finite() && *x > 0.0).with_context(|| format!("--lr wants a positive number, not {v}"))?);
+                o.lr = Some(
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|x| x.is_finite() && *x > 0.0)
+                        .with_context(|| format!("--lr wants a positive number, not {v}"))?,
+                );
             }
             "--report-only" => o.report_only = true,
             "--fresh" => o.fresh = true,
@@ -283,18 +264,7 @@ mod tests {
         let o = parse(
             "bench-afqmc",
             Some("afqmc"),
-            &args(&[
-                "--jobs",
-                "2",
-                "--seeds=4",
-                "--quick",
-                "--",
-                "--model",
-                "/m",
-                "--lr",
-                "1e-5",
-                "--data=/d",
-            ]),
+            &args(&["--jobs", "2", "--seeds=4", "--quick", "--", "--model", "/m", "--lr", "1e-5", "--data=/d"]),
         )
         .unwrap()
         .unwrap();
@@ -302,30 +272,18 @@ mod tests {
         assert_eq!(o.model, Some(PathBuf::from("/m")));
         assert_eq!(o.data, Some(PathBuf::from("/d")));
         assert_eq!(o.extra, ["--lr", "1e-5"]);
-        let err = parse("bench-afqmc", Some("afqmc"), &args(&["--", "--seed", "3"]))
-            .unwrap_err()
-            .to_string();
+        let err = parse("bench-afqmc", Some("afqmc"), &args(&["--", "--seed", "3"])).unwrap_err().to_string();
         assert!(err.contains("--seed after `--` is set by the campaign"), "{err}");
         assert!(parse("bench-afqmc", Some("afqmc"), &args(&["--jobs", "0"])).is_err());
         assert!(parse("bench-afqmc", Some("afqmc"), &args(&["--device", "tpu"])).is_err());
-        assert!(
-            parse("bench-task", None, &args(&[])).is_err(),
-            "bench-task needs --task"
-        );
-        let o = parse(
-            "bench-afqmc",
-            Some("afqmc"),
-            &args(&["--device", "cuda", "--gpus", "0,1", "--precision", "f32"]),
-        )
-        .unwrap()
-        .unwrap();
+        assert!(parse("bench-task", None, &args(&[])).is_err(), "bench-task needs --task");
+        let o =
+            parse("bench-afqmc", Some("afqmc"), &args(&["--device", "cuda", "--gpus", "0,1", "--precision", "f32"]))
+                .unwrap()
+                .unwrap();
         assert_eq!(o.gpus, [0, 1]);
         assert_eq!(
-            DeviceSpec {
-                device: o.device,
-                precision: o.precision
-            }
-            .flags(),
+            DeviceSpec { device: o.device, precision: o.precision }.flags(),
             ["--device", "cuda", "--precision", "f32"]
         );
     }

@@ -92,10 +92,7 @@ pub fn plan(
                 if fresh {
                     discard = true;
                 } else {
-                    config_errors.push((
-                        spec.id.clone(),
-                        vec!["no cell.json: cannot tell how it was computed".into()],
-                    ));
+                    config_errors.push((spec.id.clone(), vec!["no cell.json: cannot tell how it was computed".into()]));
                 }
             }
             None => {}
@@ -168,11 +165,7 @@ pub fn plan(
     }
     let mut order: Vec<&CellSpec> = specs.iter().collect();
     order.sort_by_key(|s| (s.order(), s.is_fma()));
-    Ok(Plan {
-        decisions,
-        order: order.into_iter().map(|s| s.id.clone()).collect(),
-        needed_by,
-    })
+    Ok(Plan { decisions, order: order.into_iter().map(|s| s.id.clone()).collect(), needed_by })
 }
 
 /// ` --rows a,b` for the rows of these cells (FMA cells name their row; the parent comes along).
@@ -195,10 +188,7 @@ fn identity_message(specs: &[CellSpec], cells: &[(String, Identity)], current: O
     }
     let describe = |g: &[&(String, Identity)]| {
         let commits: BTreeSet<String> = g.iter().map(|(_, i)| i.commit_short()).collect();
-        let hosts: BTreeSet<String> = g
-            .iter()
-            .map(|(_, i)| format!("{} on {}", i.host.class(), i.device))
-            .collect();
+        let hosts: BTreeSet<String> = g.iter().map(|(_, i)| format!("{} on {}", i.host.class(), i.device)).collect();
         format!(
             "commit {}; {}",
             commits.into_iter().collect::<Vec<_>>().join(", "),
@@ -233,16 +223,9 @@ fn identity_message(specs: &[CellSpec], cells: &[(String, Identity)], current: O
         }
         None => {
             // Suggest recomputing the smaller groups.
-            let largest = groups
-                .iter()
-                .max_by_key(|(_, g)| g.len())
-                .map(|(fp, _)| *fp)
-                .unwrap_or_default();
-            let others: Vec<&String> = groups
-                .iter()
-                .filter(|(fp, _)| **fp != largest)
-                .flat_map(|(_, g)| g.iter().map(|(id, _)| id))
-                .collect();
+            let largest = groups.iter().max_by_key(|(_, g)| g.len()).map(|(fp, _)| *fp).unwrap_or_default();
+            let others: Vec<&String> =
+                groups.iter().filter(|(fp, _)| **fp != largest).flat_map(|(_, g)| g.iter().map(|(id, _)| id)).collect();
             msg += &format!(
                 "Recompute the cells of the other fingerprints with a build of fingerprint {largest} on its host class (run the campaign with --fresh{}), or delete them.",
                 rows_hint(specs, others.into_iter())
@@ -267,13 +250,7 @@ mod tests {
             fingerprint: fp.into(),
             fingerprint_source: "final_weights_blake3".into(),
             device: "cpu".into(),
-            host: Host {
-                hostname: "h".into(),
-                cpu_model: "AMD EPYC".into(),
-                avx512f: true,
-                cores: 2,
-                gpus: vec![],
-            },
+            host: Host { hostname: "h".into(), cpu_model: "AMD EPYC".into(), avx512f: true, cores: 2, gpus: vec![] },
             binary: "b".into(),
         }
     }
@@ -291,9 +268,7 @@ mod tests {
         CellSpec {
             id: CellSpec::fma_id(row, members),
             row,
-            kind: Kind::Fma {
-                members: members.to_vec(),
-            },
+            kind: Kind::Fma { members: members.to_vec() },
             config: json!({"members": members}),
         }
     }
@@ -334,11 +309,7 @@ mod tests {
     }
 
     fn finished(spec: &CellSpec, id: &Identity) -> OnDisk {
-        OnDisk {
-            record: Some(record(spec, id, "finished")),
-            finished: true,
-            ..Default::default()
-        }
+        OnDisk { record: Some(record(spec, id, "finished")), finished: true, ..Default::default() }
     }
 
     #[test]
@@ -361,10 +332,7 @@ mod tests {
                 "adv-seed3"
             ]
         );
-        assert_eq!(
-            p.needed_by["base-seed1"],
-            BTreeSet::from(["fma-seeds1+2".to_string(), "fma-seeds1+3".to_string()])
-        );
+        assert_eq!(p.needed_by["base-seed1"], BTreeSet::from(["fma-seeds1+2".to_string(), "fma-seeds1+3".to_string()]));
         assert!(!p.needed_by.contains_key("adv-seed1"));
     }
 
@@ -374,20 +342,10 @@ mod tests {
         let cur = ident("f1", "c2");
         let old_commit = ident("f1", "c1"); // another commit, same numerics: fine
         let mut disk = BTreeMap::new();
-        disk.insert(
-            "base-seed1".to_string(),
-            OnDisk {
-                weights: true,
-                ..finished(&s[0], &old_commit)
-            },
-        );
+        disk.insert("base-seed1".to_string(), OnDisk { weights: true, ..finished(&s[0], &old_commit) });
         disk.insert(
             "adv-seed1".to_string(),
-            OnDisk {
-                record: Some(record(&s[1], &cur, "interrupted")),
-                checkpoint: true,
-                ..Default::default()
-            },
+            OnDisk { record: Some(record(&s[1], &cur, "interrupted")), checkpoint: true, ..Default::default() },
         );
         disk.insert(
             "base-seed2".to_string(),
@@ -415,13 +373,7 @@ mod tests {
         let mut changed = s[1].clone();
         changed.config = json!({"flags": ["--seed", "1", "--lr", "5e-5"]});
         let mut disk = BTreeMap::new();
-        disk.insert(
-            "base-seed1".to_string(),
-            OnDisk {
-                weights: true,
-                ..finished(&s[0], &cur)
-            },
-        );
+        disk.insert("base-seed1".to_string(), OnDisk { weights: true, ..finished(&s[0], &cur) });
         disk.insert("adv-seed1".to_string(), finished(&changed, &cur));
         let err = plan(&s, &disk, Some(&cur), false).unwrap_err().to_string();
         assert!(err.contains("adv-seed1: --lr: recorded 5e-5, now 3e-5"), "{err}");
@@ -430,11 +382,7 @@ mod tests {
         let p = plan(&s, &disk, Some(&cur), true).unwrap();
         assert_eq!(
             p.decisions["adv-seed1"],
-            Decision {
-                action: Action::Run,
-                discard: true,
-                note: p.decisions["adv-seed1"].note.clone()
-            }
+            Decision { action: Action::Run, discard: true, note: p.decisions["adv-seed1"].note.clone() }
         );
         assert_eq!(p.decisions["base-seed1"].action, Action::Reuse);
     }
@@ -450,19 +398,12 @@ mod tests {
         // An interrupted cell of the old numerics with a checkpoint would mix numerics if resumed.
         disk.insert(
             "base-seed2".to_string(),
-            OnDisk {
-                record: Some(record(&s[2], &old, "interrupted")),
-                checkpoint: true,
-                ..Default::default()
-            },
+            OnDisk { record: Some(record(&s[2], &old, "interrupted")), checkpoint: true, ..Default::default() },
         );
         // One with nothing to resume is restarted silently.
         disk.insert(
             "adv-seed2".to_string(),
-            OnDisk {
-                record: Some(record(&s[3], &old, "interrupted")),
-                ..Default::default()
-            },
+            OnDisk { record: Some(record(&s[3], &old, "interrupted")), ..Default::default() },
         );
         let err = plan(&s, &disk, Some(&cur), false).unwrap_err().to_string();
         assert!(
@@ -485,17 +426,11 @@ mod tests {
         let mut disk = BTreeMap::new();
         disk.insert("base-seed1".to_string(), finished(&s[0], &ident("a", "c1")));
         disk.insert("adv-seed1".to_string(), finished(&s[1], &ident("a", "c2")));
-        assert!(
-            plan(&s, &disk, None, false).is_ok(),
-            "commits may differ when the numerics agree"
-        );
+        assert!(plan(&s, &disk, None, false).is_ok(), "commits may differ when the numerics agree");
         disk.insert("base-seed2".to_string(), finished(&s[2], &ident("b", "c3")));
         let err = plan(&s, &disk, None, false).unwrap_err().to_string();
         assert!(err.contains("fingerprint a") && err.contains("fingerprint b"), "{err}");
-        assert!(
-            err.contains("base-seed2") && err.contains("--fresh --rows base"),
-            "{err}"
-        );
+        assert!(err.contains("base-seed2") && err.contains("--fresh --rows base"), "{err}");
     }
 
     #[test]
@@ -504,13 +439,7 @@ mod tests {
         let cur = ident("f", "c");
         let mut disk = BTreeMap::new();
         disk.insert("base-seed1".to_string(), finished(&s[0], &cur)); // model deleted
-        disk.insert(
-            "base-seed2".to_string(),
-            OnDisk {
-                weights: true,
-                ..finished(&s[2], &cur)
-            },
-        );
+        disk.insert("base-seed2".to_string(), OnDisk { weights: true, ..finished(&s[2], &cur) });
         let p = plan(&s, &disk, Some(&cur), false).unwrap();
         assert_eq!(p.decisions["base-seed1"].action, Action::Regenerate);
         assert_eq!(p.decisions["base-seed2"].action, Action::Reuse);

@@ -24,42 +24,12 @@ pub struct Row {
 }
 
 pub const ROWS: &[Row] = &[
-    Row {
-        strategies: &[],
-        fma: false,
-        short: "base",
-        published: (Some(61.14), Some(76.11)),
-    },
-    Row {
-        strategies: &[],
-        fma: true,
-        short: "+fma",
-        published: (Some(61.52), Some(76.90)),
-    },
-    Row {
-        strategies: &[Strategy::Adv],
-        fma: false,
-        short: "+adv",
-        published: (Some(61.83), Some(76.39)),
-    },
-    Row {
-        strategies: &[Strategy::Rdrop],
-        fma: false,
-        short: "+rdrop",
-        published: (Some(61.37), Some(76.30)),
-    },
-    Row {
-        strategies: &[Strategy::LayerDecay],
-        fma: false,
-        short: "+ld",
-        published: (Some(61.56), Some(76.44)),
-    },
-    Row {
-        strategies: &[Strategy::Adv, Strategy::LayerDecay],
-        fma: false,
-        short: "adv+ld",
-        published: (None, None),
-    },
+    Row { strategies: &[], fma: false, short: "base", published: (Some(61.14), Some(76.11)) },
+    Row { strategies: &[], fma: true, short: "+fma", published: (Some(61.52), Some(76.90)) },
+    Row { strategies: &[Strategy::Adv], fma: false, short: "+adv", published: (Some(61.83), Some(76.39)) },
+    Row { strategies: &[Strategy::Rdrop], fma: false, short: "+rdrop", published: (Some(61.37), Some(76.30)) },
+    Row { strategies: &[Strategy::LayerDecay], fma: false, short: "+ld", published: (Some(61.56), Some(76.44)) },
+    Row { strategies: &[Strategy::Adv, Strategy::LayerDecay], fma: false, short: "adv+ld", published: (None, None) },
     Row {
         strategies: &[Strategy::Adv, Strategy::LayerDecay],
         fma: true,
@@ -83,11 +53,7 @@ pub const ROWS: &[Row] = &[
 impl Row {
     /// The names of its strategies in key order, FMA last: `["adv", "layer-decay", "fma"]`.
     fn names(&self) -> impl Iterator<Item = &'static str> {
-        self.strategies
-            .iter()
-            .copied()
-            .chain(self.fma.then_some(Strategy::Fma))
-            .map(Strategy::name)
+        self.strategies.iter().copied().chain(self.fma.then_some(Strategy::Fma)).map(Strategy::name)
     }
 
     /// `base`, `adv`, `layer-decay`, `adv+layer-decay+fma`, ...: the names joined by `+` (`base` for none).
@@ -120,9 +86,7 @@ impl Row {
 
     /// The training row whose models an FMA row averages (itself for a training row).
     pub fn parent(&self) -> &'static Row {
-        ROWS.iter()
-            .find(|r| !r.fma && r.strategies == self.strategies)
-            .expect("every FMA row has a parent")
+        ROWS.iter().find(|r| !r.fma && r.strategies == self.strategies).expect("every FMA row has a parent")
     }
 
     pub fn published_for(&self, task: &str) -> Option<f64> {
@@ -134,9 +98,7 @@ impl Row {
     }
 
     pub fn index(&self) -> usize {
-        ROWS.iter()
-            .position(|r| r.strategies == self.strategies && r.fma == self.fma)
-            .expect("a row of ROWS")
+        ROWS.iter().position(|r| r.strategies == self.strategies && r.fma == self.fma).expect("a row of ROWS")
     }
 }
 
@@ -147,10 +109,7 @@ pub fn base() -> &'static Row {
 /// `+layer-decay`, `adv+layer_decay+fma` (the labels before the one spelling), `Layer-Decay` ... -> the key
 /// spelling (`layer-decay`, ...).
 pub fn normalize(name: &str) -> String {
-    name.trim()
-        .trim_start_matches('+')
-        .replace('_', "-")
-        .to_ascii_lowercase()
+    name.trim().trim_start_matches('+').replace('_', "-").to_ascii_lowercase()
 }
 
 pub fn by_key(name: &str) -> Option<&'static Row> {
@@ -168,10 +127,7 @@ pub fn select(wanted: Option<&[String]>) -> Result<Vec<&'static Row>> {
     keep[0] = true;
     for w in wanted.iter().filter(|w| !w.trim().is_empty()) {
         let Some(r) = by_key(w) else {
-            bail!(
-                "--rows: no row `{w}`; rows are {}",
-                ROWS.iter().map(Row::key).collect::<Vec<_>>().join(", ")
-            )
+            bail!("--rows: no row `{w}`; rows are {}", ROWS.iter().map(Row::key).collect::<Vec<_>>().join(", "))
         };
         keep[r.index()] = true;
         keep[r.parent().index()] = true;
@@ -256,16 +212,10 @@ mod tests {
             keys(select(Some(&["adv+layer-decay+fma".into()])).unwrap()),
             ["base", "adv+layer-decay", "adv+layer-decay+fma"]
         );
-        assert_eq!(
-            keys(select(Some(&["+fma".into(), "adv".into()])).unwrap()),
-            ["base", "fma", "adv"]
-        );
+        assert_eq!(keys(select(Some(&["+fma".into(), "adv".into()])).unwrap()), ["base", "fma", "adv"]);
         assert_eq!(select(None).unwrap().len(), ROWS.len());
         assert!(select(Some(&["x".into()])).is_err());
-        assert_eq!(
-            by_key("rdrop+layer-decay+fma").unwrap().parent().key(),
-            "rdrop+layer-decay"
-        );
+        assert_eq!(by_key("rdrop+layer-decay+fma").unwrap().parent().key(), "rdrop+layer-decay");
         assert_eq!(by_key("fma").unwrap().parent().key(), "base");
     }
 }

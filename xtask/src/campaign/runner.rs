@@ -43,9 +43,7 @@ fn install_signal_handlers() {
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// An exclusive lock on `path` (flock), held while the returned file lives and by the children that
@@ -155,10 +153,8 @@ pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
     install_signal_handlers();
     let mut forwarded = SIGNALS.load(Ordering::SeqCst);
     let mut running: Vec<Running> = vec![];
-    let (kill_after, sigint_after) = (
-        test_hook("XTASK_CAMPAIGN_TEST_KILL_AFTER"),
-        test_hook("XTASK_CAMPAIGN_TEST_SIGINT_AFTER"),
-    );
+    let (kill_after, sigint_after) =
+        (test_hook("XTASK_CAMPAIGN_TEST_KILL_AFTER"), test_hook("XTASK_CAMPAIGN_TEST_SIGINT_AFTER"));
     let mut closed_now = 0usize;
     let mut hook_due = false;
     loop {
@@ -261,20 +257,8 @@ pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
             let _ = cells::trim_log(&r.log);
             match result {
                 Ok(()) => {
-                    eprintln!(
-                        "{}: {}",
-                        r.id,
-                        if r.regenerate { "model regenerated" } else { "finished" }
-                    );
-                    end_segment(
-                        c,
-                        &r.id,
-                        if r.regenerate {
-                            "regenerated the model"
-                        } else {
-                            "finished"
-                        },
-                    )?;
+                    eprintln!("{}: {}", r.id, if r.regenerate { "model regenerated" } else { "finished" });
+                    end_segment(c, &r.id, if r.regenerate { "regenerated the model" } else { "finished" })?;
                     if (r.regenerate || !spec(&r.id).is_fma())
                         && c.cell_dir(&r.id).join(RUN_DIR).join("model.safetensors").is_file()
                     {
@@ -318,10 +302,7 @@ pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
         }
     }
     if !out.stopped {
-        out.blocked = pending
-            .into_iter()
-            .filter(|id| !out.failed.iter().any(|(f, _)| f == id))
-            .collect();
+        out.blocked = pending.into_iter().filter(|id| !out.failed.iter().any(|(f, _)| f == id)).collect();
     }
     Ok(out)
 }
@@ -474,21 +455,9 @@ fn start_cell(
         (_, _) if disk.checkpoint && c.resume_supported => "resuming",
         _ => "training",
     };
-    eprintln!(
-        "{id}: {what}{} (log: {})",
-        gpu.map_or(String::new(), |g| format!(" on GPU {g}")),
-        log.display()
-    );
+    eprintln!("{id}: {what}{} (log: {})", gpu.map_or(String::new(), |g| format!(" on GPU {g}")), log.display());
     let child = spawn(c, &commands[0], &log, lock_file)?;
-    Ok(Running {
-        id: id.to_string(),
-        child,
-        commands,
-        step: 0,
-        gpu,
-        log,
-        regenerate,
-    })
+    Ok(Running { id: id.to_string(), child, commands, step: 0, gpu, log, regenerate })
 }
 
 fn update_record(c: &Campaign, id: &str, f: impl FnOnce(&mut CellRecord)) -> Result<()> {

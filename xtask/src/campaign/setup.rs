@@ -51,9 +51,7 @@ pub fn ernie_ft_bin() -> Result<PathBuf> {
     if !status.success() {
         bail!("building ernie-ft failed");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
     Ok(target.join("release/ernie-ft"))
 }
 
@@ -79,10 +77,7 @@ fn model_blake3(dir: &Path) -> Result<String> {
         }
     }
     if !any {
-        bail!(
-            "{}: no config.json, model_config.json or weights file: not a model directory",
-            dir.display()
-        );
+        bail!("{}: no config.json, model_config.json or weights file: not a model directory", dir.display());
     }
     Ok(h.finalize().to_hex().to_string())
 }
@@ -91,11 +86,10 @@ pub fn setup(o: Opts) -> Result<Campaign> {
     let task = o.task.to_ascii_lowercase();
     let seeds: Vec<u64> = (1..=o.n_seeds.unwrap_or(if o.quick { 2 } else { 3 })).collect();
     let rows = rows::select(o.rows.as_deref())?;
-    let out = o.out.clone().unwrap_or_else(|| {
-        root()
-            .join("results")
-            .join(if o.quick { format!("{task}-quick") } else { task.clone() })
-    });
+    let out = o
+        .out
+        .clone()
+        .unwrap_or_else(|| root().join("results").join(if o.quick { format!("{task}-quick") } else { task.clone() }));
     // The files, resolved as ernie-ft resolves them, then passed explicitly to every cell.
     let model = ernie_data::resolve_model_dir(o.model.as_deref())
         .context("cannot find the model (--model DIR or $ERNIE_FT_MODEL)")?;
@@ -126,23 +120,13 @@ pub fn setup(o: Opts) -> Result<Campaign> {
         Some(p) => Some(Input::read(p)?),
         // As ernie-ft resolves them: the task's labels file (labels.json) beside the train file, if any.
         None => {
-            let name = ernie_data::TaskSpec::preset(&task)
-                .and_then(|s| s.labels_file)
-                .unwrap_or_else(|| "labels.json".into());
-            train
-                .path
-                .parent()
-                .map(|d| d.join(name))
-                .filter(|p| p.is_file())
-                .map(|p| Input::read(&p))
-                .transpose()?
+            let name =
+                ernie_data::TaskSpec::preset(&task).and_then(|s| s.labels_file).unwrap_or_else(|| "labels.json".into());
+            train.path.parent().map(|d| d.join(name)).filter(|p| p.is_file()).map(|p| Input::read(&p)).transpose()?
         }
     };
     let model_blake3 = model_blake3(&model)?;
-    let device = DeviceSpec {
-        device: o.device.clone(),
-        precision: o.precision.clone(),
-    };
+    let device = DeviceSpec { device: o.device.clone(), precision: o.precision.clone() };
     let mut common: Vec<String> = vec!["--task".into(), task.clone(), "--head-seed".into(), "0".into()];
     common.extend(device.flags());
     if o.quick {

@@ -65,9 +65,7 @@ pub fn interval(v: &[f64], level: f64) -> Option<Interval> {
 
 /// `a[k] - b[k]` for every key both hold, in key order.
 pub fn paired<K: Ord + Clone>(a: &BTreeMap<K, f64>, b: &BTreeMap<K, f64>) -> Vec<(K, f64)> {
-    a.iter()
-        .filter_map(|(k, x)| b.get(k).map(|y| (k.clone(), x - y)))
-        .collect()
+    a.iter().filter_map(|(k, x)| b.get(k).map(|y| (k.clone(), x - y))).collect()
 }
 
 #[cfg(test)]
@@ -81,17 +79,10 @@ mod tests {
     #[test]
     fn t_quantiles_match_the_table() {
         // Two-sided 95%: the familiar table values.
-        for (df, t) in [
-            (1, 12.706204736174707),
-            (2, 4.302652729911275),
-            (4, 2.7764451051977987),
-            (29, 2.045229642132703),
-        ] {
-            assert!(
-                close(t_quantile(df, 0.95), t, 1e-6),
-                "df {df}: {} vs {t}",
-                t_quantile(df, 0.95)
-            );
+        for (df, t) in
+            [(1, 12.706204736174707), (2, 4.302652729911275), (4, 2.7764451051977987), (29, 2.045229642132703)]
+        {
+            assert!(close(t_quantile(df, 0.95), t, 1e-6), "df {df}: {} vs {t}", t_quantile(df, 0.95));
         }
     }
 
@@ -100,10 +91,7 @@ mod tests {
         let s = summary(&[67.5]).unwrap();
         assert_eq!((s.n, s.mean, s.std), (1, 67.5, None));
         let i = interval(&[0.7], LEVEL).unwrap();
-        assert_eq!(
-            (i.n, i.mean, i.half_width, i.lo, i.hi, i.excludes_zero),
-            (1, 0.7, None, None, None, None)
-        );
+        assert_eq!((i.n, i.mean, i.half_width, i.lo, i.hi, i.excludes_zero), (1, 0.7, None, None, None, None));
         assert!(summary(&[]).is_none() && interval(&[], LEVEL).is_none());
     }
 

@@ -53,11 +53,4 @@ pub fn write_task(path: &Path, n: usize, seed: u64) -> std::io::Result<()> {
 }
 
 /// The ernie-ft flags that read the synthetic task.
-pub const TASK_FLAGS: [&str; 6] = [
-    "--task",
-    "synthetic",
-    "--text-a-key",
-    "sentence",
-    "--label-key",
-    "label",
-];
+pub const TASK_FLAGS: [&str; 6] = ["--task", "synthetic", "--text-a-key", "sentence", "--label-key", "label"];

@@ -35,23 +35,16 @@ impl Tiny {
         let model = tmp.path().join("model");
         std::fs::create_dir(&model).unwrap();
         for f in ["config.json", "model.safetensors"] {
-            std::fs::copy(fixture_model().join(f), model.join(f))
-                .unwrap_or_else(|e| panic!("copy {f}: {e}"));
+            std::fs::copy(fixture_model().join(f), model.join(f)).unwrap_or_else(|e| panic!("copy {f}: {e}"));
         }
-        let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut vocab: Vec<String> =
+            ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|s| s.to_string()).collect();
         for c in CHARS.chars() {
             let c = c.to_string();
             assert!(!vocab.contains(&c), "duplicate {c}");
             vocab.push(c);
         }
-        assert!(
-            vocab.len() < 97,
-            "vocab {} must fit the tiny model's 97 ids",
-            vocab.len()
-        );
+        assert!(vocab.len() < 97, "vocab {} must fit the tiny model's 97 ids", vocab.len());
         std::fs::write(model.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
         Tiny { tmp }
     }
@@ -73,12 +66,7 @@ impl Tiny {
     pub fn encode(&self, input: &Path, output: &Path, extra: &[&str]) -> Output {
         let model = self.model();
         let mut args: Vec<&OsStr> = vec!["encode".as_ref(), "--model".as_ref(), model.as_os_str()];
-        args.extend([
-            "--input".as_ref(),
-            input.as_os_str(),
-            "--output".as_ref(),
-            output.as_os_str(),
-        ]);
+        args.extend(["--input".as_ref(), input.as_os_str(), "--output".as_ref(), output.as_os_str()]);
         args.extend(extra.iter().map(OsStr::new));
         run(&args)
     }
@@ -93,11 +81,7 @@ impl Tiny {
 }
 
 pub fn run(args: &[&OsStr]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("ERNIE_FT_MODEL")
-        .output()
-        .expect("run ernie-ft")
+    Command::new(BIN).args(args).env_remove("ERNIE_FT_MODEL").output().expect("run ernie-ft")
 }
 
 pub fn stderr(out: &Output) -> String {
@@ -105,12 +89,7 @@ pub fn stderr(out: &Output) -> String {
 }
 
 pub fn assert_success(out: &Output) {
-    assert!(
-        out.status.success(),
-        "ernie-ft failed ({}):\n{}",
-        out.status,
-        stderr(out)
-    );
+    assert!(out.status.success(), "ernie-ft failed ({}):\n{}", out.status, stderr(out));
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -134,20 +113,14 @@ pub fn read_rows(path: &Path) -> Vec<Row> {
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("output line is JSON");
             assert_eq!(v.as_object().unwrap().len(), 2, "only cls and mean: {l}");
-            Row {
-                cls: floats(&v, "cls"),
-                mean: floats(&v, "mean"),
-            }
+            Row { cls: floats(&v, "cls"), mean: floats(&v, "mean") }
         })
         .collect()
 }
 
 pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 pub fn assert_rows_close(a: &Row, b: &Row, what: &str) {
@@ -199,8 +172,5 @@ pub fn by_hand(model: &Path, first: &str, second: Option<&str>, max_len: usize) 
         .map(|j| (0..n).map(|t| hidden[t * HIDDEN + j] as f64).sum::<f64>() / n as f64)
         .map(|v| v as f32)
         .collect();
-    Row {
-        cls: hidden[..HIDDEN].to_vec(),
-        mean,
-    }
+    Row { cls: hidden[..HIDDEN].to_vec(), mean }
 }

@@ -17,14 +17,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_ernie-ft");
 pub const CHARS: &str = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经";
 pub const LABELS: [&str; 3] = ["甲", "乙", "丙"];
 /// Fields of metrics.json that measure time or memory (they differ between identical runs).
-pub const TIMING_FIELDS: [&str; 6] = [
-    "train_seconds",
-    "seconds_per_step",
-    "samples_per_second",
-    "eval_seconds",
-    "peak_host_bytes",
-    "peak_device_bytes",
-];
+pub const TIMING_FIELDS: [&str; 6] =
+    ["train_seconds", "seconds_per_step", "samples_per_second", "eval_seconds", "peak_host_bytes", "peak_device_bytes"];
 
 /// A temporary work dir with `model/`: the tiny model plus a vocab.txt of 5 specials + 80 characters.
 pub struct Work {
@@ -34,8 +28,7 @@ pub struct Work {
 impl Work {
     pub fn new() -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let src =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny_random_model");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny_random_model");
         let m = tmp.path().join("model");
         std::fs::create_dir(&m).unwrap();
         for f in ["config.json", "model.safetensors"] {
@@ -46,10 +39,7 @@ impl Work {
             .map(|s| s.to_string())
             .chain(CHARS.chars().map(String::from))
             .collect();
-        assert!(
-            vocab.len() <= 97,
-            "the vocab must fit the tiny model's 97 ids"
-        );
+        assert!(vocab.len() <= 97, "the vocab must fit the tiny model's 97 ids");
         std::fs::write(m.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
         Work { tmp }
     }
@@ -68,9 +58,7 @@ impl Work {
     pub fn task(&self, name: &str, n: usize, seed: u64) -> PathBuf {
         let lines: Vec<String> = examples(n, seed)
             .iter()
-            .map(|(text, label)| {
-                serde_json::json!({ "sentence": text, "label": LABELS[*label] }).to_string()
-            })
+            .map(|(text, label)| serde_json::json!({ "sentence": text, "label": LABELS[*label] }).to_string())
             .collect();
         self.write(name, &(lines.join("\n") + "\n"))
     }
@@ -100,17 +88,7 @@ impl Work {
             "--max-len".into(),
             "32".into(),
         ];
-        args.extend(
-            [
-                "--task",
-                "synthetic",
-                "--text-a-key",
-                "sentence",
-                "--label-key",
-                "label",
-            ]
-            .map(String::from),
-        );
+        args.extend(["--task", "synthetic", "--text-a-key", "sentence", "--label-key", "label"].map(String::from));
         if !extra.contains(&"--batch-size") {
             args.extend(["--batch-size".into(), "16".into()]);
         }
@@ -130,9 +108,7 @@ pub fn examples(n: usize, seed: u64) -> Vec<(String, usize)> {
     let filler = &chars[3..];
     let mut st = seed;
     let mut next = || {
-        st = st
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        st = st.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (st >> 33) as usize
     };
     (0..n)
@@ -171,22 +147,14 @@ pub fn stderr(out: &Output) -> String {
 }
 
 pub fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "ernie-ft failed ({}):\n{}",
-        out.status,
-        stderr(out)
-    );
+    assert!(out.status.success(), "ernie-ft failed ({}):\n{}", out.status, stderr(out));
 }
 
 /// Fails cleanly (non-zero exit, `error:` message, no panic) and returns the message.
 pub fn assert_fails(out: &Output) -> String {
     let err = stderr(out);
     assert!(!out.status.success(), "expected a failure; stderr:\n{err}");
-    assert!(
-        !err.contains("panicked"),
-        "a panic instead of an error:\n{err}"
-    );
+    assert!(!err.contains("panicked"), "a panic instead of an error:\n{err}");
     assert!(err.contains("error:"), "{err}");
     err
 }

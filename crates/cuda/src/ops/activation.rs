@@ -29,11 +29,7 @@ pub(crate) fn keep_scale(p: f32) -> f32 {
 /// `y = f(x)` elementwise in the activation type.
 fn unary(cuda: &CudaBackend, k: Kernel, x: &CudaBuf) -> CudaBuf {
     let mut y = cuda.alloc(cuda.act(), x.len);
-    let p = UnaryParams {
-        x: x.arg(),
-        y: y.arg_mut(),
-        n: x.len as u64,
-    };
+    let p = UnaryParams { x: x.arg(), y: y.arg_mut(), n: x.len as u64 };
     cuda.launch_over(k, x.len, p);
     y
 }
@@ -42,12 +38,7 @@ fn unary(cuda: &CudaBackend, k: Kernel, x: &CudaBuf) -> CudaBuf {
 fn binary(cuda: &CudaBackend, k: Kernel, a: &CudaBuf, b: &CudaBuf, what: &str) -> CudaBuf {
     need(b.len, a.len, what);
     let mut out = cuda.alloc(cuda.act(), a.len);
-    let p = BinaryParams {
-        a: a.arg(),
-        b: b.arg(),
-        out: out.arg_mut(),
-        n: a.len as u64,
-    };
+    let p = BinaryParams { a: a.arg(), b: b.arg(), out: out.arg_mut(), n: a.len as u64 };
     cuda.launch_over(k, a.len, p);
     out
 }

@@ -37,17 +37,11 @@ struct HeadOperand {
 }
 
 fn hidden(mat: Mat) -> HeadOperand {
-    HeadOperand {
-        mat,
-        layout: HeadLayout::Hidden,
-    }
+    HeadOperand { mat, layout: HeadLayout::Hidden }
 }
 
 fn scores(ptr: u64, dtype: DType) -> HeadOperand {
-    HeadOperand {
-        mat: Mat { ptr, dtype },
-        layout: HeadLayout::Scores,
-    }
+    HeadOperand { mat: Mat { ptr, dtype }, layout: HeadLayout::Scores }
 }
 
 /// `C_h = op(A_h) op(B_h)` for every (batch, head) block h, column-major per block: L x L when C holds
@@ -167,10 +161,7 @@ pub(crate) fn attention(
         mask: key_mask.ptr(),
         delta: delta.map(|x| x.arg()).unwrap_or(Tensor::NONE),
         probs: probs.arg_mut(),
-        dropped: dropped
-            .as_mut()
-            .map(|x| x.arg_mut())
-            .unwrap_or(Tensor::NONE),
+        dropped: dropped.as_mut().map(|x| x.arg_mut()).unwrap_or(Tensor::NONE),
         rng: Rng::from(rng),
         batch: a.batch as u64,
         heads: a.heads as u64,
@@ -184,10 +175,7 @@ pub(crate) fn attention(
     cuda.launch_warp_per_row(Kernel::attn_softmax_fwd, a.batch * a.heads * l, smem, p);
 
     let pm = scores(dropped.as_ref().unwrap_or(&probs).ptr(), act);
-    let cm = hidden(Mat {
-        ptr: ctx.arg_mut().ptr,
-        dtype: act,
-    });
+    let cm = hidden(Mat { ptr: ctx.arg_mut().ptr, dtype: act });
     // ctx_h^T (d x L) = v_h (d x L) * P^T-stored (L x L)
     per_head_gemm(cuda, a, (false, false), hidden(vm), pm, cm);
     (ctx, probs)
@@ -214,18 +202,9 @@ pub(crate) fn attention_bwd(
     let act = cuda.act();
     if n_sc == 0 || d == 0 {
         let z = || cuda.alloc_zeroed(act, n_act);
-        return (
-            z(),
-            z(),
-            z(),
-            want_dscores.then(|| cuda.alloc_zeroed(act, n_sc)),
-        );
+        return (z(), z(), z(), want_dscores.then(|| cuda.alloc_zeroed(act, n_sc)));
     }
-    let (mut dq, mut dk, mut dv) = (
-        cuda.alloc(act, n_act),
-        cuda.alloc(act, n_act),
-        cuda.alloc(act, n_act),
-    );
+    let (mut dq, mut dk, mut dv) = (cuda.alloc(act, n_act), cuda.alloc(act, n_act), cuda.alloc(act, n_act));
     let mut dscores = want_dscores.then(|| cuda.alloc(act, n_sc));
     let (dcm, _h0) = cuda.operand(dctx);
     let (qm, _h1) = cuda.operand(q);
@@ -233,12 +212,7 @@ pub(crate) fn attention_bwd(
     let (vm, _h3) = cuda.operand(v);
     let keep = keep_scale(dropout_p);
     let rngp = Rng::from(rng);
-    let out = |buf: &mut CudaBuf| {
-        hidden(Mat {
-            ptr: buf.arg_mut().ptr,
-            dtype: act,
-        })
-    };
+    let out = |buf: &mut CudaBuf| hidden(Mat { ptr: buf.arg_mut().ptr, dtype: act });
 
     // The dropped probabilities of the forward, regenerated from the same streams.
     let (pmat, _hold_pd, _hold_p) = if dropout_p > 0.0 {
@@ -270,10 +244,7 @@ pub(crate) fn attention_bwd(
         dp: dp.ptr(),
         probs: probs.arg(),
         ds: ds.arg_mut(),
-        dscores: dscores
-            .as_mut()
-            .map(|x| x.arg_mut())
-            .unwrap_or(Tensor::NONE),
+        dscores: dscores.as_mut().map(|x| x.arg_mut()).unwrap_or(Tensor::NONE),
         rng: rngp,
         batch: a.batch as u64,
         heads: a.heads as u64,

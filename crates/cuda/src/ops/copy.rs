@@ -25,29 +25,17 @@ pub(crate) fn cast_into(cuda: &CudaBackend, x: Tensor, y: Tensor, n: usize) {
 }
 
 fn bf16_bits_to_f32(bytes: &[u8]) -> Vec<f32> {
-    pod_vec::<u16>(bytes)
-        .into_iter()
-        .map(|b| half::bf16::from_bits(b).to_f32())
-        .collect()
+    pod_vec::<u16>(bytes).into_iter().map(|b| half::bf16::from_bits(b).to_f32()).collect()
 }
 
 // ---------------------------------------------------------------------- host <-> device
 
 pub(crate) fn upload(cuda: &CudaBackend, data: &[f32]) -> CudaBuf {
-    CudaBuf::new(
-        cuda.upload_data(data),
-        DType::F32,
-        data.len(),
-        cuda.mem.clone(),
-    )
+    CudaBuf::new(cuda.upload_data(data), DType::F32, data.len(), cuda.mem.clone())
 }
 
 pub(crate) fn upload_ids(cuda: &CudaBackend, ids: &[u32]) -> CudaIds {
-    CudaIds {
-        dev: Arc::new(cuda.upload_data(ids)),
-        offset: 0,
-        host: ids.into(),
-    }
+    CudaIds { dev: Arc::new(cuda.upload_data(ids)), offset: 0, host: ids.into() }
 }
 
 /// Each part at a multiple of this many ids in the one allocation (16 bytes: any vector load stays aligned).
@@ -66,11 +54,7 @@ pub(crate) fn upload_ids_many(cuda: &CudaBackend, parts: &[&[u32]]) -> Vec<CudaI
     parts
         .iter()
         .zip(offsets)
-        .map(|(p, at)| CudaIds {
-            dev: dev.clone(),
-            offset: (at * 4) as u64,
-            host: (*p).into(),
-        })
+        .map(|(p, at)| CudaIds { dev: dev.clone(), offset: (at * 4) as u64, host: (*p).into() })
         .collect()
 }
 
@@ -102,10 +86,7 @@ impl CudaBackend {
 fn row_indices(rows: &[usize], limit: usize, what: &str) -> Vec<u32> {
     rows.iter()
         .map(|&r| {
-            assert!(
-                r < limit,
-                "ernie-cuda: {what}: row {r} out of range ({limit} rows)"
-            );
+            assert!(r < limit, "ernie-cuda: {what}: row {r} out of range ({limit} rows)");
             r as u32
         })
         .collect()
@@ -115,12 +96,24 @@ fn row_indices(rows: &[usize], limit: usize, what: &str) -> Vec<u32> {
 fn progression(rows: &[usize]) -> Option<(usize, usize)> {
     let first = *rows.first()?;
     let stride = rows.get(1).map_or(Some(1), |&r| r.checked_sub(first))?;
-    rows.iter().enumerate().all(|(r, &v)| Some(v) == stride.checked_mul(r).and_then(|o| o.checked_add(first))).then_some((first, stride))
+    rows.iter()
+        .enumerate()
+        .all(|(r, &v)| Some(v) == stride.checked_mul(r).and_then(|o| o.checked_add(first)))
+        .then_some((first, stride))
 }
 
 /// Rows `src_first + r * src_stride` of `x` to rows `dst_first + r * dst_stride` of `y`, `nrows` of them.
 #[allow(clippy::too_many_arguments)]
-fn copy_rows_strided(cuda: &CudaBackend, x: &CudaBuf, y: &mut CudaBuf, (src_first, src_stride): (usize, usize), (dst_first, dst_stride): (usize, usize), nrows: usize, cols: usize, accumulate: bool) {
+fn copy_rows_strided(
+    cuda: &CudaBackend,
+    x: &CudaBuf,
+    y: &mut CudaBuf,
+    (src_first, src_stride): (usize, usize),
+    (dst_first, dst_stride): (usize, usize),
+    nrows: usize,
+    cols: usize,
+    accumulate: bool,
+) {
     let p = StridedRowsParams {
         x: x.arg(),
         y: y.arg_mut(),
@@ -150,13 +143,8 @@ pub(crate) fn gather_rows(cuda: &CudaBackend, x: &CudaBuf, rows: &[usize], cols:
     }
     let idx = row_indices(rows, x.len / cols, "gather_rows");
     let dev = cuda.upload_pod(&idx);
-    let p = GatherRowsParams {
-        x: x.arg(),
-        y: out.arg_mut(),
-        rows: dev.ptr(),
-        nrows: rows.len() as u64,
-        cols: cols as u64,
-    };
+    let p =
+        GatherRowsParams { x: x.arg(), y: out.arg_mut(), rows: dev.ptr(), nrows: rows.len() as u64, cols: cols as u64 };
     cuda.launch_over(Kernel::gather_rows, rows.len() * cols, p);
     out
 }
@@ -185,23 +173,14 @@ pub(crate) fn scatter_rows(
     out
 }
 
-pub(crate) fn slice_rows(
-    cuda: &CudaBackend,
-    x: &CudaBuf,
-    start: usize,
-    count: usize,
-    cols: usize,
-) -> CudaBuf {
+pub(crate) fn slice_rows(cuda: &CudaBackend, x: &CudaBuf, start: usize, count: usize, cols: usize) -> CudaBuf {
     let (a, n) = (start * cols, count * cols);
     need(x.len, a + n, "slice_rows");
     let mut out = cuda.alloc(x.dtype(), n);
     if n == 0 {
         return out;
     }
-    let src = Tensor {
-        ptr: x.ptr() + (a * x.dtype.size()) as u64,
-        ..x.arg()
-    };
+    let src = Tensor { ptr: x.ptr() + (a * x.dtype.size()) as u64, ..x.arg() };
     cast_into(cuda, src, out.arg_mut(), n);
     out
 }
@@ -216,10 +195,7 @@ pub(crate) fn concat_rows(cuda: &CudaBackend, a: &CudaBuf, b: &CudaBuf) -> CudaB
         cast_into(cuda, a.arg(), dst, a.len);
     }
     if b.len > 0 {
-        let at = Tensor {
-            ptr: dst.ptr + (a.len * size) as u64,
-            ..dst
-        };
+        let at = Tensor { ptr: dst.ptr + (a.len * size) as u64, ..dst };
         cast_into(cuda, b.arg(), at, b.len);
     }
     out

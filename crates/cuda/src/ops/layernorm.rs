@@ -46,11 +46,7 @@ pub(crate) fn layer_norm(
         res: residual.map(|r| r.arg()).unwrap_or(Tensor::NONE),
         w: w.arg(),
         b: b.arg(),
-        s: if residual.is_some() {
-            s.arg_mut()
-        } else {
-            Tensor::NONE
-        },
+        s: if residual.is_some() { s.arg_mut() } else { Tensor::NONE },
         y: y.arg_mut(),
         mean: mean.ptr(),
         rstd: rstd.ptr(),
@@ -102,15 +98,8 @@ pub(crate) fn layer_norm_bwd(
     };
     cuda.launch_block_per_row(Kernel::ln_bwd_dx, rows, cols, 0, p);
     let out = (dw.arg_mut(), db.arg_mut());
-    add_column_sums(
-        cuda,
-        Kernel::ln_wb_partial,
-        rows,
-        cols,
-        (2 * cols, cols),
-        out,
-        "layer_norm_bwd",
-        |partial| LnWbPartialParams {
+    add_column_sums(cuda, Kernel::ln_wb_partial, rows, cols, (2 * cols, cols), out, "layer_norm_bwd", |partial| {
+        LnWbPartialParams {
             dy: dy.arg(),
             s: s.arg(),
             mean: mean.ptr(),
@@ -119,7 +108,7 @@ pub(crate) fn layer_norm_bwd(
             rows: rows as u64,
             cols: cols as u64,
             chunk_rows: RED_CHUNK as u64,
-        },
-    );
+        }
+    });
     dx
 }

@@ -34,10 +34,7 @@ pub(crate) fn add_column_sums<P: DeviceRepr>(
     params: impl FnOnce(u64) -> P,
 ) {
     let chunks = rows.div_ceil(RED_CHUNK);
-    assert!(
-        chunks <= 65535,
-        "ernie-cuda: {what}: too many rows ({rows})"
-    );
+    assert!(chunks <= 65535, "ernie-cuda: {what}: too many rows ({rows})");
     let partial = cuda.scratch::<f32>(chunks * width);
     let col_blocks = |n: usize| n.div_ceil(THREADS as usize);
     cuda.launch_grid(kernel, (col_blocks(cols), chunks), params(partial.ptr()));
@@ -63,10 +60,7 @@ fn matmul(
     c: &mut CudaBuf,
     beta: f32,
 ) {
-    let c = Mat {
-        ptr: c.arg_mut().ptr,
-        dtype: c.dtype(),
-    };
+    let c = Mat { ptr: c.arg_mut().ptr, dtype: c.dtype() };
     cuda.run_gemm(Gemm {
         ta: b_t,
         tb: a_t,
@@ -97,12 +91,7 @@ pub(crate) fn linear(
     let mut y = cuda.alloc_act(m * n, k == 0 && b.is_none());
     if let Some(b) = b {
         need(b.len, n, "linear: bias");
-        let p = BiasRowsParams {
-            bias: b.arg(),
-            y: y.arg_mut(),
-            rows: m as u64,
-            cols: n as u64,
-        };
+        let p = BiasRowsParams { bias: b.arg(), y: y.arg_mut(), rows: m as u64, cols: n as u64 };
         cuda.launch_over(Kernel::bias_rows, m * n, p);
     }
     let (wm, _hw) = cuda.operand(w);
@@ -149,21 +138,8 @@ pub(crate) fn linear_bwd_params(
             return;
         }
         let out = (db.arg_mut(), Tensor::NONE);
-        add_column_sums(
-            cuda,
-            Kernel::colsum_partial,
-            m,
-            n,
-            (n, n),
-            out,
-            "linear_bwd_params",
-            |partial| ColSumPartialParams {
-                x: dy.arg(),
-                partial,
-                rows: m as u64,
-                cols: n as u64,
-                chunk_rows: RED_CHUNK as u64,
-            },
-        );
+        add_column_sums(cuda, Kernel::colsum_partial, m, n, (n, n), out, "linear_bwd_params", |partial| {
+            ColSumPartialParams { x: dy.arg(), partial, rows: m as u64, cols: n as u64, chunk_rows: RED_CHUNK as u64 }
+        });
     }
 }

@@ -36,17 +36,13 @@ pub(crate) const ROW_WARPS: usize = 4;
 pub(crate) fn pod_vec<T: bytemuck::Pod>(bytes: &[u8]) -> Vec<T> {
     let n = bytes.len() / std::mem::size_of::<T>();
     let mut v = vec![T::zeroed(); n];
-    bytemuck::cast_slice_mut::<T, u8>(&mut v)
-        .copy_from_slice(&bytes[..n * std::mem::size_of::<T>()]);
+    bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(&bytes[..n * std::mem::size_of::<T>()]);
     v
 }
 
 /// Panics unless a buffer of `have` elements holds the `want` an op needs.
 pub(crate) fn need(have: usize, want: usize, what: &str) {
-    assert!(
-        have >= want,
-        "ernie-cuda: {what}: buffer holds {have} elements, the op needs {want}"
-    );
+    assert!(have >= want, "ernie-cuda: {what}: buffer holds {have} elements, the op needs {want}");
 }
 
 /// As [`need`], for operand `name` of op `op` (the message is only made on failure).
@@ -58,11 +54,7 @@ pub(crate) fn need_operand(have: usize, want: usize, op: &str, name: &str) {
 
 /// An fp32 kernel argument for device memory that is not a [`CudaBuf`] (scratch, partial sums).
 pub(crate) fn f32_tensor(m: &Mem) -> Tensor {
-    Tensor {
-        ptr: m.ptr(),
-        dtype: DType::F32.tag(),
-        _pad: 0,
-    }
+    Tensor { ptr: m.ptr(), dtype: DType::F32.tag(), _pad: 0 }
 }
 
 impl CudaBackend {
@@ -70,9 +62,7 @@ impl CudaBackend {
     /// A grid-stride kernel over `n` items: as many blocks as keep the device busy, at most one per
     /// `THREADS` items.
     pub(crate) fn launch_over<T: DeviceRepr>(&self, k: Kernel, n: usize, p: T) {
-        let blocks = n
-            .div_ceil(THREADS as usize)
-            .min(self.sm_count as usize * 32);
+        let blocks = n.div_ceil(THREADS as usize).min(self.sm_count as usize * 32);
         self.exec.launch(k, (blocks as u32, 1, 1), THREADS, 0, &p);
     }
 
@@ -177,21 +167,13 @@ impl CudaBackend {
     /// `buf` as a GEMM operand in the compute dtype: itself, its bf16 shadow (made now if missing), or an
     /// fp32 temporary (a bf16 buffer under Precision::F32) returned alongside to keep it alive.
     pub(crate) fn operand(&self, buf: &CudaBuf) -> (Mat, Option<Mem>) {
-        let mat = |m: &Mem, dtype| Mat {
-            ptr: m.ptr(),
-            dtype,
-        };
+        let mat = |m: &Mem, dtype| Mat { ptr: m.ptr(), dtype };
         match (self.precision, buf.dtype) {
-            (Precision::F32, DType::F32) | (Precision::Bf16, DType::Bf16) => {
-                (mat(&buf.mem, buf.dtype), None)
-            }
+            (Precision::F32, DType::F32) | (Precision::Bf16, DType::Bf16) => (mat(&buf.mem, buf.dtype), None),
             (Precision::Bf16, DType::F32) => {
                 let s = buf.shadow.get_or_init(|| {
                     let s = self.scratch::<u16>(buf.len);
-                    let bf16 = Tensor {
-                        dtype: DType::Bf16.tag(),
-                        ..f32_tensor(&s)
-                    };
+                    let bf16 = Tensor { dtype: DType::Bf16.tag(), ..f32_tensor(&s) };
                     copy::cast_into(self, buf.arg(), bf16, buf.len);
                     buf.counter.add(s.bytes());
                     s

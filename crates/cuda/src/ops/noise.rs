@@ -29,11 +29,7 @@ pub(crate) fn randn_key_masked(
     sigma: f32,
     rng: RngStream,
 ) -> CudaBuf {
-    need(
-        key_mask.len(),
-        a.batch * a.seq,
-        "randn_key_masked: key mask",
-    );
+    need(key_mask.len(), a.batch * a.seq, "randn_key_masked: key mask");
     let n = a.score_len();
     let mut out = cuda.alloc(cuda.act(), n);
     let p = RandnParams {
@@ -67,10 +63,7 @@ pub(crate) fn normalize_per_example(
         "ernie-cuda: normalize_per_example: {} elements do not split into {batch} examples",
         g.len
     );
-    assert!(
-        batch <= 65535,
-        "ernie-cuda: normalize_per_example: batch {batch} too large"
-    );
+    assert!(batch <= 65535, "ernie-cuda: normalize_per_example: batch {batch} too large");
     let per = g.len / batch;
     let chunks = per.div_ceil(NORM_CHUNK);
     let kind = match norm {
@@ -99,13 +92,7 @@ pub(crate) fn normalize_per_example(
         _pad: 0,
     };
     cuda.launch_blocks(Kernel::norm_finish, batch, pf);
-    let pa = NormApplyParams {
-        g: g.arg(),
-        out: out.arg_mut(),
-        scale: scale.ptr(),
-        per: per as u64,
-        n: g.len as u64,
-    };
+    let pa = NormApplyParams { g: g.arg(), out: out.arg_mut(), scale: scale.ptr(), per: per as u64, n: g.len as u64 };
     cuda.launch_over(Kernel::norm_apply, g.len, pa);
     out
 }

@@ -38,13 +38,29 @@ pub(crate) fn stats_download(cuda: &CudaBackend, stats: &CudaStats) -> Vec<f64> 
     cuda.download_pod(&stats.mem, stats.len)
 }
 
-pub(crate) fn stats_mean(cuda: &CudaBackend, stats: &mut CudaStats, slot: usize, rows: &CudaBuf, scale: f64, divisor: f64) {
+pub(crate) fn stats_mean(
+    cuda: &CudaBackend,
+    stats: &mut CudaStats,
+    slot: usize,
+    rows: &CudaBuf,
+    scale: f64,
+    divisor: f64,
+) {
     stats.check(slot, "stats_mean");
-    let p = StatsMeanParams { stats: stats.ptr(), rows: rows.arg(), n: rows.len as u64, slot: slot as u64, scale, divisor };
+    let p =
+        StatsMeanParams { stats: stats.ptr(), rows: rows.arg(), n: rows.len as u64, slot: slot as u64, scale, divisor };
     cuda.launch_one_warp(Kernel::stats_mean, p);
 }
 
-pub(crate) fn stats_correct(cuda: &CudaBackend, stats: &mut CudaStats, slot: usize, logits: &CudaBuf, labels: &CudaIds, rows: usize, classes: usize) {
+pub(crate) fn stats_correct(
+    cuda: &CudaBackend,
+    stats: &mut CudaStats,
+    slot: usize,
+    logits: &CudaBuf,
+    labels: &CudaIds,
+    rows: usize,
+    classes: usize,
+) {
     stats.check(slot, "stats_correct");
     need(logits.len, rows * classes, "stats_correct: logits");
     need(labels.len(), rows, "stats_correct: labels");
@@ -60,7 +76,11 @@ pub(crate) fn stats_correct(cuda: &CudaBackend, stats: &mut CudaStats, slot: usi
 }
 
 pub(crate) fn stats_combine(cuda: &CudaBackend, stats: &mut CudaStats, dst: usize, terms: &[(f64, usize)]) {
-    assert!(terms.len() <= MAX_COMBINE_TERMS, "ernie-cuda: stats_combine: {} terms, at most {MAX_COMBINE_TERMS}", terms.len());
+    assert!(
+        terms.len() <= MAX_COMBINE_TERMS,
+        "ernie-cuda: stats_combine: {} terms, at most {MAX_COMBINE_TERMS}",
+        terms.len()
+    );
     stats.check(dst, "stats_combine");
     let mut p = StatsCombineParams { stats: stats.ptr(), dst: dst as u64, n: terms.len() as u64, ..Default::default() };
     for (i, &(w, k)) in terms.iter().enumerate() {

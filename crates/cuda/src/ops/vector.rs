@@ -24,25 +24,14 @@ launch_params! {
 
 pub(crate) fn fill(cuda: &CudaBackend, buf: &mut CudaBuf, value: f32) {
     let n = buf.len;
-    let p = FillParams {
-        y: buf.arg_mut(),
-        n: n as u64,
-        value,
-        _pad: 0,
-    };
+    let p = FillParams { y: buf.arg_mut(), n: n as u64, value, _pad: 0 };
     cuda.launch_over(Kernel::fill, n, p);
 }
 
 /// `y = a*y + b*x` over the shorter of the two.
 pub(crate) fn axpby(cuda: &CudaBackend, y: &mut CudaBuf, a: f64, x: &CudaBuf, b: f64) {
     let n = y.len.min(x.len);
-    let p = AxpbyParams {
-        y: y.arg_mut(),
-        x: x.arg(),
-        n: n as u64,
-        a: a as f32,
-        b: b as f32,
-    };
+    let p = AxpbyParams { y: y.arg_mut(), x: x.arg(), n: n as u64, a: a as f32, b: b as f32 };
     cuda.launch_over(Kernel::axpby, n, p);
 }
 
@@ -57,11 +46,7 @@ pub(crate) fn sum_squares(cuda: &CudaBackend, bufs: &[&CudaBuf], stats: &mut Cud
         let entries: Vec<SumSqEntry> = bufs
             .iter()
             .zip(&starts)
-            .map(|(b, &s)| SumSqEntry {
-                x: b.arg(),
-                n: b.len as u64,
-                block_start: s,
-            })
+            .map(|(b, &s)| SumSqEntry { x: b.arg(), n: b.len as u64, block_start: s })
             .collect();
         let dev = cuda.upload_pod(&entries);
         let partial_mem = cuda.scratch::<f64>(total as usize);
@@ -75,11 +60,7 @@ pub(crate) fn sum_squares(cuda: &CudaBackend, bufs: &[&CudaBuf], stats: &mut Cud
         cuda.launch_blocks(Kernel::sum_squares_finish, bufs.len(), pf);
         (dev, partial_mem)
     });
-    let pt = SumSqTotalParams {
-        per: out_mem.ptr(),
-        stats: stats.ptr(),
-        ntensors: bufs.len() as u64,
-        slot: slot as u64,
-    };
+    let pt =
+        SumSqTotalParams { per: out_mem.ptr(), stats: stats.ptr(), ntensors: bufs.len() as u64, slot: slot as u64 };
     cuda.launch_one_warp(Kernel::sum_squares_total, pt);
 }

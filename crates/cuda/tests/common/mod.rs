@@ -68,20 +68,13 @@ pub fn on_backends(test: &str, f: impl Fn(&Gpus)) {
     if let Some(g) = gpus(test) {
         f(g);
     }
-    if std::env::var("ERNIE_FT_SKIP_EMULATION")
-        .map(|v| v == "1")
-        .unwrap_or(false)
-    {
+    if std::env::var("ERNIE_FT_SKIP_EMULATION").map(|v| v == "1").unwrap_or(false) {
         return;
     }
     let r = EMULATED.get_or_init(|| {
         let f32 = CudaBackend::emulated(Precision::F32).map_err(|e| e.to_string())?;
         let bf16 = CudaBackend::emulated(Precision::Bf16).map_err(|e| e.to_string())?;
-        Ok(Gpus {
-            f32,
-            bf16,
-            emulated: true,
-        })
+        Ok(Gpus { f32, bf16, emulated: true })
     });
     match r {
         Ok(g) => f(g),
@@ -94,11 +87,7 @@ pub fn gpus(test: &str) -> Option<&'static Gpus> {
     let r = GPUS.get_or_init(|| {
         let f32 = CudaBackend::with_precision(0, Precision::F32).map_err(|e| e.to_string())?;
         let bf16 = CudaBackend::with_precision(0, Precision::Bf16).map_err(|e| e.to_string())?;
-        Ok(Gpus {
-            f32,
-            bf16,
-            emulated: false,
-        })
+        Ok(Gpus { f32, bf16, emulated: false })
     });
     match r {
         Ok(g) => Some(g),
@@ -111,20 +100,9 @@ pub fn gpus(test: &str) -> Option<&'static Gpus> {
 
 /// Runs `f` on `cases` random inputs. The case sequence is deterministic (a fixed ChaCha seed), so CI sees
 /// the same shapes every run; ERNIE_FT_PROPTEST_RANDOM=1 draws fresh cases instead.
-pub fn check<S: Strategy>(
-    cases: u32,
-    strategy: S,
-    f: impl Fn(S::Value) -> Result<(), TestCaseError>,
-) {
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut runner = if std::env::var("ERNIE_FT_PROPTEST_RANDOM")
-        .map(|v| v == "1")
-        .unwrap_or(false)
-    {
+pub fn check<S: Strategy>(cases: u32, strategy: S, f: impl Fn(S::Value) -> Result<(), TestCaseError>) {
+    let config = Config { cases, failure_persistence: None, ..Config::default() };
+    let mut runner = if std::env::var("ERNIE_FT_PROPTEST_RANDOM").map(|v| v == "1").unwrap_or(false) {
         TestRunner::new(config)
     } else {
         TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
@@ -137,9 +115,7 @@ pub fn check<S: Strategy>(
 /// n values uniform in [-scale, scale), from Philox stream (seed, k).
 pub fn data(seed: u64, k: u64, n: usize, scale: f32) -> Vec<f32> {
     let r = RngStream::new(seed, k);
-    (0..n as u64)
-        .map(|i| (r.uniform(i) * 2.0 - 1.0) * scale)
-        .collect()
+    (0..n as u64).map(|i| (r.uniform(i) * 2.0 - 1.0) * scale).collect()
 }
 
 /// n integers below `below`.
@@ -149,12 +125,7 @@ pub fn ints(seed: u64, k: u64, n: usize, below: u32) -> Vec<u32> {
 }
 
 pub fn rel_err(got: &[f32], want: &[f64]) -> f64 {
-    let num: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&g, &w)| (g as f64 - w).powi(2))
-        .sum::<f64>()
-        .sqrt();
+    let num: f64 = got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).powi(2)).sum::<f64>().sqrt();
     let den: f64 = want.iter().map(|w| w * w).sum::<f64>().sqrt();
     if den == 0.0 {
         num
@@ -175,13 +146,7 @@ pub fn rms(v: &[f32]) -> f64 {
 /// confident loss): the error is measured against max(||ref||, typical * sqrt(n)), `typical` being the size
 /// an element has without cancellation, from the inputs' magnitudes. Rounding errors scale with the
 /// operands, not with the cancelled result.
-pub fn close_floor(
-    what: &str,
-    got: &[f32],
-    want: &[f64],
-    tol: f64,
-    typical: f64,
-) -> Result<(), TestCaseError> {
+pub fn close_floor(what: &str, got: &[f32], want: &[f64], tol: f64, typical: f64) -> Result<(), TestCaseError> {
     let floor = typical * (want.len() as f64).sqrt();
     let norm: f64 = want.iter().map(|w| w * w).sum::<f64>().sqrt();
     if norm >= floor || floor == 0.0 {
@@ -192,17 +157,10 @@ pub fn close_floor(
 
 pub fn close(what: &str, got: &[f32], want: &[f64], tol: f64) -> Result<(), TestCaseError> {
     if got.len() != want.len() {
-        return Err(TestCaseError::fail(format!(
-            "{what}: length {} vs reference {}",
-            got.len(),
-            want.len()
-        )));
+        return Err(TestCaseError::fail(format!("{what}: length {} vs reference {}", got.len(), want.len())));
     }
     if let Some(i) = got.iter().position(|v| !v.is_finite()) {
-        return Err(TestCaseError::fail(format!(
-            "{what}: element {i} is {} (reference {})",
-            got[i], want[i]
-        )));
+        return Err(TestCaseError::fail(format!("{what}: element {i} is {} (reference {})", got[i], want[i])));
     }
     let e = rel_err(got, want);
     if e > tol {
@@ -220,13 +178,7 @@ pub fn close(what: &str, got: &[f32], want: &[f64], tol: f64) -> Result<(), Test
     Ok(())
 }
 
-pub fn close64(
-    what: &str,
-    got: &[f64],
-    want: &[f64],
-    tol: f64,
-    typical: f64,
-) -> Result<(), TestCaseError> {
+pub fn close64(what: &str, got: &[f64], want: &[f64], tol: f64, typical: f64) -> Result<(), TestCaseError> {
     let g: Vec<f32> = got.iter().map(|&x| x as f32).collect();
     close_floor(what, &g, want, tol, typical)
 }
@@ -234,11 +186,7 @@ pub fn close64(
 /// Bit-identical (NaN never passes).
 pub fn exact(what: &str, got: &[f32], want: &[f32]) -> Result<(), TestCaseError> {
     if got.len() != want.len() {
-        return Err(TestCaseError::fail(format!(
-            "{what}: length {} vs reference {}",
-            got.len(),
-            want.len()
-        )));
+        return Err(TestCaseError::fail(format!("{what}: length {} vs reference {}", got.len(), want.len())));
     }
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         if g.to_bits() != w.to_bits() || g.is_nan() {

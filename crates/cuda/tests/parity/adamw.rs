@@ -35,17 +35,10 @@ fn adamw_matches_cpu_bit_for_bit() {
     on_backends("adamw_matches_cpu_bit_for_bit", |g| {
         check(
             g.cases(16),
-            (
-                proptest::collection::vec((0usize..7000, 0.1f64..2.0, any::<bool>()), 1..5),
-                0.0f64..1.0,
-                any::<u64>(),
-            ),
+            (proptest::collection::vec((0usize..7000, 0.1f64..2.0, any::<bool>()), 1..5), 0.0f64..1.0, any::<u64>()),
             |(params, clip, seed)| {
-                let init: Vec<Vec<f32>> = params
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &(n, _, _))| data(seed, i as u64, n, 1.0))
-                    .collect();
+                let init: Vec<Vec<f32>> =
+                    params.iter().enumerate().map(|(i, &(n, _, _))| data(seed, i as u64, n, 1.0)).collect();
                 let grads: Vec<Vec<Vec<f32>>> = (0..3)
                     .map(|s| {
                         params
@@ -96,13 +89,8 @@ fn adamw_matches_cpu_bit_for_bit() {
                         exact("adamw m", &gpu.download(&gm[i]), &cm[i])?;
                         exact("adamw v", &gpu.download(&gv[i]), &cv[i])?;
                         if p == Precision::Bf16 {
-                            let shadow = gpu
-                                .download_shadow(&gp[i])
-                                .expect("the bf16 copy survives the step");
-                            let want: Vec<f32> = cp[i]
-                                .iter()
-                                .map(|&x| half::bf16::from_f32(x).to_f32())
-                                .collect();
+                            let shadow = gpu.download_shadow(&gp[i]).expect("the bf16 copy survives the step");
+                            let want: Vec<f32> = cp[i].iter().map(|&x| half::bf16::from_f32(x).to_f32()).collect();
                             exact("bf16 copy refreshed by adamw", &shadow, &want)?;
                         }
                     }

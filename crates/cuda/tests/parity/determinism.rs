@@ -1,19 +1,15 @@
 //! Every reduction (LayerNorm, bias and embedding gradients, attention, sum of squares) gives the same
 //! bits run after run.
 
-use crate::common::*;
 use crate::attention_case;
+use crate::common::*;
 use ernie_tensor::{Backend, RngStream, TokShape, TokenBatch};
 
 #[test]
 fn reductions_are_deterministic() {
     on_backends("reductions_are_deterministic", |g| {
         // Several 64-row chunks and more columns than a block has threads, smaller under emulation.
-        let (rows, cols, seed) = if g.emulated {
-            (130, 70, 42)
-        } else {
-            (300, 257, 42)
-        };
+        let (rows, cols, seed) = if g.emulated { (130, 70, 42) } else { (300, 257, 42) };
         let (a, q, k, v, mask, _delta, dctx) = attention_case(3, 4, 37, 16, seed);
         let ids = ints(seed, 9, 3 * 37, 11);
         for (gpu, _) in g.both() {
@@ -50,36 +46,19 @@ fn reductions_are_deterministic() {
                     true,
                 );
                 let t = TokenBatch {
-                    shape: TokShape {
-                        batch: 3,
-                        seq: 37,
-                        hidden: 16,
-                    },
+                    shape: TokShape { batch: 3, seq: 37, hidden: 16 },
                     ids: gpu.upload_ids(&ids),
                     type_ids: gpu.upload_ids(&vec![0; ids.len()]),
                     task_ids: gpu.upload_ids(&vec![0; ids.len()]),
                     key_mask: gm,
                 };
-                let (mut ew, mut ep, mut et) =
-                    (gpu.zeros(11 * 16), gpu.zeros(37 * 16), gpu.zeros(2 * 16));
+                let (mut ew, mut ep, mut et) = (gpu.zeros(11 * 16), gpu.zeros(37 * 16), gpu.zeros(2 * 16));
                 gpu.embed_sum_bwd(&t, &dq, &mut ew, &mut ep, &mut et, None);
                 let mut st = gpu.stats_zeros(1);
                 gpu.sum_squares(&[&dx, &dw, &db, &lw, &lb], &mut st, 0);
                 let ss = gpu.stats_download(&st)[0];
                 let mut all = Vec::new();
-                for buf in [
-                    &dx,
-                    &dw,
-                    &db,
-                    &lw,
-                    &lb,
-                    &dq,
-                    &dk,
-                    &dvv,
-                    ds.as_ref().unwrap(),
-                    &ew,
-                    &ep,
-                ] {
+                for buf in [&dx, &dw, &db, &lw, &lb, &dq, &dk, &dvv, ds.as_ref().unwrap(), &ew, &ep] {
                     all.extend(gpu.download(buf));
                 }
                 all.push(ss as f32);
@@ -89,10 +68,7 @@ fn reductions_are_deterministic() {
             for _ in 0..if g.emulated { 1 } else { 3 } {
                 let again = run();
                 assert!(
-                    first
-                        .iter()
-                        .zip(&again)
-                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    first.iter().zip(&again).all(|(x, y)| x.to_bits() == y.to_bits()),
                     "results differ between identical runs"
                 );
             }

@@ -11,13 +11,7 @@ fn linear_forward_and_backward() {
     on_backends("linear_forward_and_backward", |g| {
         check(
             g.cases(24),
-            (
-                1usize..40,
-                1usize..70,
-                1usize..90,
-                any::<bool>(),
-                any::<u64>(),
-            ),
+            (1usize..40, 1usize..70, 1usize..90, any::<bool>(), any::<u64>()),
             |(m, n, k, with_bias, seed)| {
                 let x = data(seed, 1, m * k, 1.0);
                 let w = data(seed, 2, n * k, 0.5);

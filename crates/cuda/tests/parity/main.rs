@@ -58,30 +58,14 @@ fn attention_case(
     l: usize,
     d: usize,
     seed: u64,
-) -> (
-    AttnShape,
-    Vec<f32>,
-    Vec<f32>,
-    Vec<f32>,
-    Vec<u32>,
-    Vec<f32>,
-    Vec<f32>,
-) {
-    let a = AttnShape {
-        batch: b,
-        seq: l,
-        heads,
-        head_dim: d,
-    };
+) -> (AttnShape, Vec<f32>, Vec<f32>, Vec<f32>, Vec<u32>, Vec<f32>, Vec<f32>) {
+    let a = AttnShape { batch: b, seq: l, heads, head_dim: d };
     let n = b * l * heads * d;
     let q = data(seed, 1, n, 1.5);
     let k = data(seed, 2, n, 1.5);
     let v = data(seed, 3, n, 1.0);
     // Key mask: random, with the first key of every row real (as [CLS] is).
-    let mut mask = ints(seed, 4, b * l, 4)
-        .into_iter()
-        .map(|x| (x != 0) as u32)
-        .collect::<Vec<_>>();
+    let mut mask = ints(seed, 4, b * l, 4).into_iter().map(|x| (x != 0) as u32).collect::<Vec<_>>();
     for bi in 0..b {
         mask[bi * l] = 1;
     }

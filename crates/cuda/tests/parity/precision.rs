@@ -11,21 +11,13 @@ fn storage_follows_the_precision() {
         for (gpu, p) in g.both() {
             let x = gpu.upload(&data(1, 1, 1000, 1.0));
             assert_eq!(x.dtype(), DType::F32, "uploads are fp32 (parameters)");
-            assert_eq!(
-                gpu.zeros(10).dtype(),
-                DType::F32,
-                "zeros are fp32 (gradients, moments)"
-            );
+            assert_eq!(gpu.zeros(10).dtype(), DType::F32, "zeros are fp32 (gradients, moments)");
             let y = gpu.gelu(&x);
             assert_eq!(y.dtype(), p.act(), "op outputs use the activation dtype");
             assert_eq!(gpu.copy(&y).dtype(), p.act(), "copies keep the dtype");
             let w = gpu.upload(&data(1, 2, 1000, 1.0));
             let _ = gpu.linear(&y, &w, None, 10, 10, 100);
-            assert_eq!(
-                w.has_shadow(),
-                p == Precision::Bf16,
-                "weights get a bf16 copy for the GEMMs under Bf16 only"
-            );
+            assert_eq!(w.has_shadow(), p == Precision::Bf16, "weights get a bf16 copy for the GEMMs under Bf16 only");
             let mut w = w;
             gpu.fill(&mut w, 1.0);
             assert!(!w.has_shadow(), "a write drops the stale copy");

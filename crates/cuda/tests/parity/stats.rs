@@ -24,12 +24,14 @@ fn stats_ops_are_exact() {
             |(rows, classes, w, max_norm, guard, seed)| {
                 let losses = data(seed, 1, rows, 3.0);
                 // Logits on a coarse grid: many ties, where the first largest entry wins.
-                let logits: Vec<f32> = data(seed, 2, rows * classes, 2.0).iter().map(|x| (x * 2.0).round() / 2.0).collect();
+                let logits: Vec<f32> =
+                    data(seed, 2, rows * classes, 2.0).iter().map(|x| (x * 2.0).round() / 2.0).collect();
                 let labels = ints(seed, 3, rows, classes as u32);
                 let counted = rows.div_ceil(2);
                 let sumsq = data(seed, 4, 1, 8.0)[0].abs() as f64 * 3.7;
                 let guard_value = [1.5, f64::NAN, f64::INFINITY, -0.25][guard as usize];
-                let clip = |max_norm: Option<f64>, guard: Option<usize>| Clip { sumsq: 5, norm: 6, scale: 7, max_norm, guard };
+                let clip =
+                    |max_norm: Option<f64>, guard: Option<usize>| Clip { sumsq: 5, norm: 6, scale: 7, max_norm, guard };
                 let clips = [clip(Some(max_norm), Some(8)), clip(None, None), clip(Some(max_norm), None)];
                 let c = cpu32();
                 let init = [0.0, 0.0, 0.0, 0.0, 0.0, sumsq, 0.0, 0.0, guard_value];

@@ -10,23 +10,12 @@ fn vector_ops_are_exact() {
     on_backends("vector_ops_are_exact", |g| {
         check(
             g.cases(24),
-            (
-                proptest::collection::vec(0usize..9000, 1..6),
-                -2.0f64..2.0,
-                -2.0f64..2.0,
-                any::<u64>(),
-            ),
+            (proptest::collection::vec(0usize..9000, 1..6), -2.0f64..2.0, -2.0f64..2.0, any::<u64>()),
             |(lens, a, b, seed)| {
-                let ys: Vec<Vec<f32>> = lens
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &n)| data(seed, 10 + i as u64, n, 1.0))
-                    .collect();
-                let xs: Vec<Vec<f32>> = lens
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &n)| data(seed, 20 + i as u64, n, 1.0))
-                    .collect();
+                let ys: Vec<Vec<f32>> =
+                    lens.iter().enumerate().map(|(i, &n)| data(seed, 10 + i as u64, n, 1.0)).collect();
+                let xs: Vec<Vec<f32>> =
+                    lens.iter().enumerate().map(|(i, &n)| data(seed, 20 + i as u64, n, 1.0)).collect();
                 let c = cpu32();
                 let mut want = ys.clone();
                 for (y, x) in want.iter_mut().zip(&xs) {

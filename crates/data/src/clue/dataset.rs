@@ -45,11 +45,7 @@ pub struct Batch {
 impl Batch {
     /// Pads raw encodings (e.g. texts typed by a user) into a batch without labels or ids.
     pub fn from_encoded(rows: &[Encoded], pad_id: u32) -> Self {
-        let padded = pad_rows(
-            rows.iter()
-                .map(|e| (e.ids.as_slice(), e.type_ids.as_slice())),
-            pad_id,
-        );
+        let padded = pad_rows(rows.iter().map(|e| (e.ids.as_slice(), e.type_ids.as_slice())), pad_id);
         padded.into_batch(None, vec![None; rows.len()])
     }
 }
@@ -57,22 +53,11 @@ impl Batch {
 impl Dataset {
     /// Tokenizes `examples` in parallel. If any example has a label, all must, and all must be in `labels`
     /// (errors name the example's file and line).
-    pub fn build(
-        examples: &[Example],
-        tokenizer: &TextTokenizer,
-        max_len: usize,
-        labels: &LabelSet,
-    ) -> Result<Self> {
+    pub fn build(examples: &[Example], tokenizer: &TextTokenizer, max_len: usize, labels: &LabelSet) -> Result<Self> {
         let labelled = examples.iter().any(|e| e.label.is_some());
         let classes: Vec<Option<u32>> = examples
             .iter()
-            .map(|e| {
-                if labelled {
-                    labels.index_of(e).map(Some)
-                } else {
-                    Ok(None)
-                }
-            })
+            .map(|e| if labelled { labels.index_of(e).map(Some) } else { Ok(None) })
             .collect::<Result<_>>()?;
         // Fail once, up front, rather than once per example.
         let pair = examples.iter().any(|e| e.text_b.is_some());
@@ -84,20 +69,12 @@ impl Dataset {
             .par_iter()
             .zip(classes)
             .map(|(e, label)| {
-                let enc = tokenizer
-                    .encode(&e.text_a, e.text_b.as_deref(), max_len)
-                    .map_err(|err| Error::Data {
-                        path: e.file.to_path_buf(),
-                        line: Some(e.line),
-                        message: err.to_string(),
-                    })?;
-                Ok(Item {
-                    ids: enc.ids,
-                    type_ids: enc.type_ids,
-                    label,
-                    id: e.id.clone(),
-                    line: e.line,
-                })
+                let enc = tokenizer.encode(&e.text_a, e.text_b.as_deref(), max_len).map_err(|err| Error::Data {
+                    path: e.file.to_path_buf(),
+                    line: Some(e.line),
+                    message: err.to_string(),
+                })?;
+                Ok(Item { ids: enc.ids, type_ids: enc.type_ids, label, id: e.id.clone(), line: e.line })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { items, labelled })
@@ -140,14 +117,8 @@ impl Dataset {
     /// If an index is out of range.
     pub fn collate(&self, indices: &[usize], pad_id: u32) -> Batch {
         let rows: Vec<&Item> = indices.iter().map(|&i| &self.items[i]).collect();
-        let padded = pad_rows(
-            rows.iter()
-                .map(|r| (r.ids.as_slice(), r.type_ids.as_slice())),
-            pad_id,
-        );
-        let labels = self
-            .labelled
-            .then(|| rows.iter().map(|r| r.label.unwrap_or(0)).collect());
+        let padded = pad_rows(rows.iter().map(|r| (r.ids.as_slice(), r.type_ids.as_slice())), pad_id);
+        let labels = self.labelled.then(|| rows.iter().map(|r| r.label.unwrap_or(0)).collect());
         padded.into_batch(labels, rows.iter().map(|r| r.id.clone()).collect())
     }
 }
@@ -187,28 +158,14 @@ fn pad_rows<'a>(rows: impl Iterator<Item = (&'a [u32], &'a [u32])> + Clone, pad_
         type_ids[start..start + n].copy_from_slice(row_types);
         mask[start..start + n].fill(1);
     }
-    Padded {
-        batch,
-        seq,
-        ids,
-        type_ids,
-        mask,
-    }
+    Padded { batch, seq, ids, type_ids, mask }
 }
 
 /// Splits off `round(fraction * n)` examples chosen by `seed` (e.g. a validation part of TRAIN).
 /// Both parts keep file order. `fraction` is clamped to `[0, 1]` (NaN counts as 0).
-pub fn split_holdout(
-    examples: Vec<Example>,
-    fraction: f64,
-    seed: u64,
-) -> (Vec<Example>, Vec<Example>) {
+pub fn split_holdout(examples: Vec<Example>, fraction: f64, seed: u64) -> (Vec<Example>, Vec<Example>) {
     let n = examples.len();
-    let fraction = if fraction.is_nan() {
-        0.0
-    } else {
-        fraction.clamp(0.0, 1.0)
-    };
+    let fraction = if fraction.is_nan() { 0.0 } else { fraction.clamp(0.0, 1.0) };
     // Exact for any realistic n; the cast saturates rather than wraps.
     let n_hold = ((n as f64) * fraction).round() as usize;
     let mut in_holdout = vec![false; n];

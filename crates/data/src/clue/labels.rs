@@ -76,10 +76,7 @@ pub fn resolve_labels(
             return Err(Error::Data {
                 path: ex.file.to_path_buf(),
                 line: Some(ex.line),
-                message: format!(
-                    "unknown label \"{label}\": not one of the {} labels of {source}{hint}",
-                    set.len()
-                ),
+                message: format!("unknown label \"{label}\": not one of the {} labels of {source}{hint}", set.len()),
             });
         }
     }
@@ -115,10 +112,7 @@ impl TryFrom<LabelSetRepr> for LabelSet {
 
 impl From<LabelSet> for LabelSetRepr {
     fn from(s: LabelSet) -> Self {
-        Self {
-            labels: s.labels,
-            origin: Some(s.origin),
-        }
+        Self { labels: s.labels, origin: Some(s.origin) }
     }
 }
 
@@ -127,22 +121,15 @@ impl LabelSet {
     pub fn from_labels(labels: Vec<String>, origin: &str) -> Result<Self> {
         let mut index = HashMap::with_capacity(labels.len());
         for (i, label) in labels.iter().enumerate() {
-            let i = u32::try_from(i)
-                .map_err(|_| Error::Config(format!("too many labels in {origin}")))?;
+            let i = u32::try_from(i).map_err(|_| Error::Config(format!("too many labels in {origin}")))?;
             if index.insert(label.clone(), i).is_some() {
-                return Err(Error::Config(format!(
-                    "label \"{label}\" appears twice in {origin}"
-                )));
+                return Err(Error::Config(format!("label \"{label}\" appears twice in {origin}")));
             }
         }
         if labels.is_empty() {
             return Err(Error::Config(format!("no labels in {origin}")));
         }
-        Ok(Self {
-            labels,
-            index,
-            origin: origin.into(),
-        })
+        Ok(Self { labels, index, origin: origin.into() })
     }
 
     /// From a JSON-lines label file (e.g. CLUE `labels.json`), label under `key`, in file order.
@@ -154,11 +141,7 @@ impl LabelSet {
                 .map_err(|m| Error::data(path, line, m))?
                 .ok_or_else(|| Error::data(path, line, format!("missing label key \"{key}\"")))?;
             if let Some(first) = seen.insert(label.clone(), line) {
-                return Err(Error::data(
-                    path,
-                    line,
-                    format!("duplicate label \"{label}\" (first on line {first})"),
-                ));
+                return Err(Error::data(path, line, format!("duplicate label \"{label}\" (first on line {first})")));
             }
             labels.push(label);
             Ok(())
@@ -223,21 +206,10 @@ impl LabelSet {
 
     /// Class index of an example's label; the error names the example's file and line.
     pub fn index_of(&self, example: &Example) -> Result<u32> {
-        let at = |message: String| Error::Data {
-            path: example.file.to_path_buf(),
-            line: Some(example.line),
-            message,
-        };
-        let label = example
-            .label
-            .as_deref()
-            .ok_or_else(|| at("example has no label".into()))?;
+        let at = |message: String| Error::Data { path: example.file.to_path_buf(), line: Some(example.line), message };
+        let label = example.label.as_deref().ok_or_else(|| at("example has no label".into()))?;
         self.index.get(label).copied().ok_or_else(|| {
-            at(format!(
-                "unknown label \"{label}\": not one of the {} labels from {}",
-                self.len(),
-                self.origin
-            ))
+            at(format!("unknown label \"{label}\": not one of the {} labels from {}", self.len(), self.origin))
         })
     }
 }

@@ -46,10 +46,7 @@ impl TaskSpec {
 
     /// TNEWS: news title -> one of 15 categories; same layout as IFLYTEK.
     pub fn tnews() -> Self {
-        Self {
-            name: "tnews".into(),
-            ..Self::iflytek()
-        }
+        Self { name: "tnews".into(), ..Self::iflytek() }
     }
 
     /// AFQMC: sentence pair -> "0"/"1" (same meaning or not).
@@ -72,12 +69,7 @@ impl TaskSpec {
 
     /// Any other layout; `id_key` is `"id"`, and the labels file is the default `labels.json` beside the
     /// training file when there is one (else labels come from train; see [`resolve_labels`]).
-    pub fn custom(
-        name: &str,
-        text_a_key: &str,
-        text_b_key: Option<&str>,
-        label_key: Option<&str>,
-    ) -> Self {
+    pub fn custom(name: &str, text_a_key: &str, text_b_key: Option<&str>, label_key: Option<&str>) -> Self {
         Self {
             name: name.into(),
             text_a_key: text_a_key.into(),
@@ -116,14 +108,7 @@ pub struct Example {
 impl Example {
     /// An example not read from a file (e.g. typed by the user); reported as `<input>:line`.
     pub fn new(text_a: impl Into<String>, text_b: Option<String>, label: Option<String>) -> Self {
-        Self {
-            file: Arc::from(Path::new("<input>")),
-            line: 0,
-            id: None,
-            text_a: text_a.into(),
-            text_b,
-            label,
-        }
+        Self { file: Arc::from(Path::new("<input>")), line: 0, id: None, text_a: text_a.into(), text_b, label }
     }
 
     /// `file:line`, for messages.
@@ -164,14 +149,7 @@ pub fn read_examples(path: &Path, spec: &TaskSpec, require_label: bool) -> Resul
             None => None,
         };
         let id = id_field(&obj, &spec.id_key).map_err(at)?;
-        out.push(Example {
-            file: Arc::clone(&file),
-            line,
-            id,
-            text_a,
-            text_b,
-            label,
-        });
+        out.push(Example { file: Arc::clone(&file), line, id, text_a, text_b, label });
         Ok(())
     })?;
     Ok(out)
@@ -188,20 +166,15 @@ pub(crate) fn for_each_json_line(
     let mut seen = 0usize;
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = i + 1;
-        let text = std::str::from_utf8(raw)
-            .map_err(|e| Error::data(path, line, format!("not valid UTF-8 ({e})")))?;
+        let text = std::str::from_utf8(raw).map_err(|e| Error::data(path, line, format!("not valid UTF-8 ({e})")))?;
         let text = text.trim();
         if text.is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| Error::data(path, line, format!("malformed JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| Error::data(path, line, format!("malformed JSON: {e}")))?;
         let Value::Object(obj) = value else {
-            return Err(Error::data(
-                path,
-                line,
-                format!("expected a JSON object, found {}", json_kind(&value)),
-            ));
+            return Err(Error::data(path, line, format!("expected a JSON object, found {}", json_kind(&value))));
         };
         seen += 1;
         f(line, obj)?;
@@ -215,10 +188,7 @@ pub(crate) fn for_each_json_line(
 fn text_field(obj: &Map<String, Value>, key: &str) -> Result<String, String> {
     match obj.get(key) {
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(format!(
-            "text key \"{key}\" must be a string, found {}",
-            json_kind(other)
-        )),
+        Some(other) => Err(format!("text key \"{key}\" must be a string, found {}", json_kind(other))),
         None => Err(format!("missing text key \"{key}\"")),
     }
 }
@@ -229,10 +199,7 @@ pub(crate) fn label_field(obj: &Map<String, Value>, key: &str) -> Result<Option<
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
-        Some(other) => Err(format!(
-            "label key \"{key}\" must be a string or an integer, found {}",
-            json_kind(other)
-        )),
+        Some(other) => Err(format!("label key \"{key}\" must be a string or an integer, found {}", json_kind(other))),
     }
 }
 
@@ -241,10 +208,7 @@ fn id_field(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, Strin
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
-        Some(other) => Err(format!(
-            "id key \"{key}\" must be a string or an integer, found {}",
-            json_kind(other)
-        )),
+        Some(other) => Err(format!("id key \"{key}\" must be a string or an integer, found {}", json_kind(other))),
     }
 }
 

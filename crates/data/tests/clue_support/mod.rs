@@ -11,10 +11,7 @@ pub fn read_err(content: &str, spec: &TaskSpec, require_label: bool, line: usize
     let err = read_examples(&path, spec, require_label).expect_err("should fail");
     let msg = err.to_string();
     assert!(msg.contains("bad_input.json"), "no file name in: {msg}");
-    assert!(
-        msg.contains(&format!(":{line}:")),
-        "no line {line} in: {msg}"
-    );
+    assert!(msg.contains(&format!(":{line}:")), "no line {line} in: {msg}");
     msg
 }
 

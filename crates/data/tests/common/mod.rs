@@ -56,8 +56,5 @@ pub fn vocab_dir() -> tempfile::TempDir {
 }
 
 pub fn vocab_id(token: &str) -> u32 {
-    VOCAB
-        .iter()
-        .position(|t| *t == token)
-        .expect("token in test vocab") as u32
+    VOCAB.iter().position(|t| *t == token).expect("token in test vocab") as u32
 }

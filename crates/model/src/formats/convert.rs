@@ -22,7 +22,8 @@ pub struct ConvertReport {
 }
 
 /// Tokenizer files that a model directory may hold and that go with it into a HF directory.
-pub const TOKENIZER_FILES: [&str; 4] = ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"];
+pub const TOKENIZER_FILES: [&str; 4] =
+    ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"];
 
 /// The tokenizer files of `dir` as a HF directory needs them: unchanged, except a PaddleNLP `vocab.txt`
 /// in the `token<TAB>id` form (one token per line is what HF reads) and a `tokenizer_config.json` naming
@@ -86,17 +87,24 @@ pub fn convert_dir(from: &Path, out: &Path) -> Result<ConvertReport, ModelError>
     let config = files.read_config()?;
     let bytes = std::fs::read(&files.weights).map_err(|e| ModelError::io(&files.weights, e))?;
     let table = read_tensors(&files, &bytes)?;
-    let num_labels = table.tensors.get("classifier.weight").map(|t| t.hf_shape()).filter(|s| s.len() == 2).map(|s| s[0]);
+    let num_labels =
+        table.tensors.get("classifier.weight").map(|t| t.hf_shape()).filter(|s| s.len() == 2).map(|s| s[0]);
     let host = HostParams::from_table(config, &files.weights, &table, num_labels.unwrap_or(2), HeadInit::seed(0))?;
     drop(table);
     drop(bytes);
 
     if same_dir(from, out) {
-        return Err(ModelError::Checkpoint { path: out.to_path_buf(), msg: "--out is the source directory; convert into another one".into() });
+        return Err(ModelError::Checkpoint {
+            path: out.to_path_buf(),
+            msg: "--out is the source directory; convert into another one".into(),
+        });
     }
     for f in ["model.safetensors", "config.json", "pytorch_model.bin", "model_state.pdparams"] {
         if out.join(f).exists() {
-            return Err(ModelError::Checkpoint { path: out.join(f), msg: "already exists: convert into a new or empty directory".into() });
+            return Err(ModelError::Checkpoint {
+                path: out.join(f),
+                msg: "already exists: convert into a new or empty directory".into(),
+            });
         }
     }
     std::fs::create_dir_all(out).map_err(|e| ModelError::io(out, e))?;
@@ -107,13 +115,22 @@ pub fn convert_dir(from: &Path, out: &Path) -> Result<ConvertReport, ModelError>
         .iter()
         .zip(&host.values)
         .filter(|(s, _)| !host.initialised.contains(&s.name))
-        .map(|(s, v)| (s.hf_name(model_type), TensorView::new(StDtype::F32, s.shape.clone(), bytemuck::cast_slice(v)).expect("shape matches data")))
+        .map(|(s, v)| {
+            (
+                s.hf_name(model_type),
+                TensorView::new(StDtype::F32, s.shape.clone(), bytemuck::cast_slice(v)).expect("shape matches data"),
+            )
+        })
         .collect();
     let tensors = views.len();
-    let st = safetensors::serialize(views, None).map_err(|e| ModelError::Checkpoint { path: out.join("model.safetensors"), msg: e.to_string() })?;
+    let st = safetensors::serialize(views, None)
+        .map_err(|e| ModelError::Checkpoint { path: out.join("model.safetensors"), msg: e.to_string() })?;
 
     let config_json = hf_config(&files, &host, num_labels)?;
-    let mut written = vec![("model.safetensors", st), ("config.json", serde_json::to_vec_pretty(&config_json).expect("JSON serialises"))];
+    let mut written = vec![
+        ("model.safetensors", st),
+        ("config.json", serde_json::to_vec_pretty(&config_json).expect("JSON serialises")),
+    ];
     written.extend(hf_tokenizer_files(from)?);
     let mut names = vec![];
     for (name, data) in &written {
@@ -133,7 +150,11 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 /// The HF `config.json`: for an HF source its own keys kept and ernie-ft's model keys written over them;
 /// for a PaddleNLP source ernie-ft's alone. Without a classifier: no `num_labels` / label maps, and
 /// `architectures` the bare model (`ErnieModel` / `BertModel`).
-fn hf_config(files: &ModelFiles, host: &HostParams, num_labels: Option<usize>) -> Result<serde_json::Value, ModelError> {
+fn hf_config(
+    files: &ModelFiles,
+    host: &HostParams,
+    num_labels: Option<usize>,
+) -> Result<serde_json::Value, ModelError> {
     use serde_json::{Map, Value};
     let mut cfg: Map<String, Value> = match files.config_style {
         ConfigStyle::HuggingFace => {
@@ -145,14 +166,18 @@ fn hf_config(files: &ModelFiles, host: &HostParams, num_labels: Option<usize>) -
         }
         ConfigStyle::PaddleNlp => Map::new(),
     };
-    let Value::Object(ours) = host.config.to_hf_json(num_labels.unwrap_or(2)) else { unreachable!("to_hf_json is an object") };
+    let Value::Object(ours) = host.config.to_hf_json(num_labels.unwrap_or(2)) else {
+        unreachable!("to_hf_json is an object")
+    };
     cfg.extend(ours);
     for k in ["torch_dtype", "dtype"] {
         if cfg.contains_key(k) {
             cfg.insert(k.into(), "float32".into());
         }
     }
-    let labels_fit = |m: &Map<String, Value>| num_labels.is_some_and(|n| m.get("id2label").and_then(Value::as_object).is_some_and(|l| l.len() == n));
+    let labels_fit = |m: &Map<String, Value>| {
+        num_labels.is_some_and(|n| m.get("id2label").and_then(Value::as_object).is_some_and(|l| l.len() == n))
+    };
     if !labels_fit(&cfg) {
         cfg.remove("id2label");
         cfg.remove("label2id");
@@ -181,6 +206,9 @@ mod tests {
         assert_eq!(hf_tokenizer_config(p, hf.clone()).unwrap(), hf);
         let paddle = br#"{"do_lower_case": true, "init_class": "ErnieTokenizer", "unk_token": "[UNK]"}"#.to_vec();
         let v: serde_json::Value = serde_json::from_slice(&hf_tokenizer_config(p, paddle).unwrap()).unwrap();
-        assert_eq!(v, serde_json::json!({"do_lower_case": true, "tokenizer_class": "BertTokenizer", "unk_token": "[UNK]"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"do_lower_case": true, "tokenizer_class": "BertTokenizer", "unk_token": "[UNK]"})
+        );
     }
 }

@@ -32,7 +32,8 @@ pub enum WeightsFormat {
 
 impl WeightsFormat {
     /// In order of preference.
-    pub const ALL: [WeightsFormat; 3] = [WeightsFormat::Safetensors, WeightsFormat::PytorchBin, WeightsFormat::PaddleParams];
+    pub const ALL: [WeightsFormat; 3] =
+        [WeightsFormat::Safetensors, WeightsFormat::PytorchBin, WeightsFormat::PaddleParams];
 
     pub fn file_name(self) -> &'static str {
         match self {
@@ -97,7 +98,10 @@ impl ModelFiles {
                 } else if old.is_file() {
                     (old, ConfigStyle::PaddleNlp)
                 } else {
-                    return Err(ModelError::Missing { path: dir.to_path_buf(), what: "config.json or model_config.json (PaddleNLP config)" });
+                    return Err(ModelError::Missing {
+                        path: dir.to_path_buf(),
+                        what: "config.json or model_config.json (PaddleNLP config)",
+                    });
                 }
             }
             _ if hf_config.is_file() => (hf_config, ConfigStyle::HuggingFace),
@@ -161,7 +165,10 @@ impl<'a> TensorTable<'a> {
 /// Names in HF-named checkpoints that are not parameters and are skipped: pre-training heads (`cls.*`,
 /// `lm_head.*`) and index buffers older HF versions saved (`*.position_ids`, `*.token_type_ids`).
 pub fn ignorable_hf_name(name: &str) -> bool {
-    name.starts_with("cls.") || name.starts_with("lm_head.") || name.ends_with(".position_ids") || name.ends_with(".token_type_ids")
+    name.starts_with("cls.")
+        || name.starts_with("lm_head.")
+        || name.ends_with(".position_ids")
+        || name.ends_with(".token_type_ids")
 }
 
 /// Read the weights file of `files` (whose bytes are `bytes`) into a table.
@@ -184,8 +191,10 @@ pub fn read_tensors<'a>(files: &ModelFiles, bytes: &'a [u8]) -> Result<TensorTab
 
 pub(crate) fn read_safetensors<'a>(path: &Path, bytes: &'a [u8]) -> Result<TensorTable<'a>, ModelError> {
     use safetensors::tensor::Dtype as StDtype;
-    let st = safetensors::SafeTensors::deserialize(bytes)
-        .map_err(|e| ModelError::Checkpoint { path: path.to_path_buf(), msg: format!("not a valid safetensors file: {e}") })?;
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| ModelError::Checkpoint {
+        path: path.to_path_buf(),
+        msg: format!("not a valid safetensors file: {e}"),
+    })?;
     let mut table = TensorTable { tensors: BTreeMap::new(), hf_named: true };
     for (name, t) in st.tensors() {
         let dtype = match t.dtype() {
@@ -195,7 +204,13 @@ pub(crate) fn read_safetensors<'a>(path: &Path, bytes: &'a [u8]) -> Result<Tenso
             StDtype::F64 => Ok(DType::F64),
             other => Err(format!("{other:?}")),
         };
-        let stored = Stored { name: name.clone(), dtype, shape: t.shape().to_vec(), bytes: Cow::Borrowed(t.data()), transposed: false };
+        let stored = Stored {
+            name: name.clone(),
+            dtype,
+            shape: t.shape().to_vec(),
+            bytes: Cow::Borrowed(t.data()),
+            transposed: false,
+        };
         table.tensors.insert(name, stored);
     }
     Ok(table)
@@ -204,7 +219,13 @@ pub(crate) fn read_safetensors<'a>(path: &Path, bytes: &'a [u8]) -> Result<Tenso
 /// The elements of a strided view, copied into C order: `size` and `stride` in elements of `elem`
 /// bytes, from `offset` elements into `storage`. Bounds are checked (a bad header cannot read outside
 /// the storage).
-pub(crate) fn gather(storage: &[u8], elem: usize, offset: usize, size: &[usize], stride: &[usize]) -> Result<Vec<u8>, String> {
+pub(crate) fn gather(
+    storage: &[u8],
+    elem: usize,
+    offset: usize,
+    size: &[usize],
+    stride: &[usize],
+) -> Result<Vec<u8>, String> {
     if size.len() != stride.len() {
         return Err(format!("{} sizes but {} strides", size.len(), stride.len()));
     }
@@ -213,10 +234,15 @@ pub(crate) fn gather(storage: &[u8], elem: usize, offset: usize, size: &[usize],
     if numel == 0 {
         return Ok(vec![]);
     }
-    let last = size.iter().zip(stride).try_fold(offset, |a, (&s, &st)| (s - 1).checked_mul(st).and_then(|x| a.checked_add(x)));
+    let last =
+        size.iter().zip(stride).try_fold(offset, |a, (&s, &st)| (s - 1).checked_mul(st).and_then(|x| a.checked_add(x)));
     match last {
         Some(l) if l < have => {}
-        _ => return Err(format!("the view (offset {offset}, size {size:?}, stride {stride:?}) reaches past its storage of {have} elements")),
+        _ => {
+            return Err(format!(
+            "the view (offset {offset}, size {size:?}, stride {stride:?}) reaches past its storage of {have} elements"
+        ))
+        }
     }
     // C-contiguous: one copy.
     let mut expect = 1;

@@ -176,7 +176,13 @@ fn ndarray<'a>(p: &Pickle<'a>, id: Id) -> Result<Array<'a>, String> {
     }
 }
 
-fn finish<'a>(p: &Pickle<'a>, dtype_id: Id, shape: Vec<usize>, fortran: bool, data: Cow<'a, [u8]>) -> Result<Array<'a>, String> {
+fn finish<'a>(
+    p: &Pickle<'a>,
+    dtype_id: Id,
+    shape: Vec<usize>,
+    fortran: bool,
+    data: Cow<'a, [u8]>,
+) -> Result<Array<'a>, String> {
     let (dtype, size, big_endian) = numpy_dtype(p, dtype_id)?;
     let numel = shape.iter().try_fold(1usize, |a, &s| a.checked_mul(s)).ok_or("the shape overflows")?;
     if numel.checked_mul(size) != Some(data.len()) {
@@ -226,7 +232,9 @@ fn numpy_dtype(p: &Pickle<'_>, id: Id) -> Result<(Result<DType, String>, usize, 
         ("f", 4) => Ok(DType::F32),
         ("f", 2) => Ok(DType::F16),
         ("f", 8) => Ok(DType::F64),
-        ("u", 2) => Err("uint16 (numpy's stand-in for Paddle bfloat16; save the model in float32 or float16)".to_string()),
+        ("u", 2) => {
+            Err("uint16 (numpy's stand-in for Paddle bfloat16; save the model in float32 or float16)".to_string())
+        }
         _ => Err(format!("numpy {typestr}")),
     };
     Ok((dtype, size, big))
@@ -248,14 +256,30 @@ mod tests {
             ("ernie.embeddings.task_type_embeddings.weight", "ernie.embeddings.task_type_embeddings.weight", false),
             ("ernie.embeddings.layer_norm.weight", "ernie.embeddings.LayerNorm.weight", false),
             ("ernie.embeddings.layer_norm.bias", "ernie.embeddings.LayerNorm.bias", false),
-            ("ernie.encoder.layers.3.self_attn.q_proj.weight", "ernie.encoder.layer.3.attention.self.query.weight", true),
+            (
+                "ernie.encoder.layers.3.self_attn.q_proj.weight",
+                "ernie.encoder.layer.3.attention.self.query.weight",
+                true,
+            ),
             ("ernie.encoder.layers.3.self_attn.q_proj.bias", "ernie.encoder.layer.3.attention.self.query.bias", false),
             ("ernie.encoder.layers.3.self_attn.k_proj.weight", "ernie.encoder.layer.3.attention.self.key.weight", true),
             ("ernie.encoder.layers.3.self_attn.k_proj.bias", "ernie.encoder.layer.3.attention.self.key.bias", false),
-            ("ernie.encoder.layers.3.self_attn.v_proj.weight", "ernie.encoder.layer.3.attention.self.value.weight", true),
+            (
+                "ernie.encoder.layers.3.self_attn.v_proj.weight",
+                "ernie.encoder.layer.3.attention.self.value.weight",
+                true,
+            ),
             ("ernie.encoder.layers.3.self_attn.v_proj.bias", "ernie.encoder.layer.3.attention.self.value.bias", false),
-            ("ernie.encoder.layers.3.self_attn.out_proj.weight", "ernie.encoder.layer.3.attention.output.dense.weight", true),
-            ("ernie.encoder.layers.3.self_attn.out_proj.bias", "ernie.encoder.layer.3.attention.output.dense.bias", false),
+            (
+                "ernie.encoder.layers.3.self_attn.out_proj.weight",
+                "ernie.encoder.layer.3.attention.output.dense.weight",
+                true,
+            ),
+            (
+                "ernie.encoder.layers.3.self_attn.out_proj.bias",
+                "ernie.encoder.layer.3.attention.output.dense.bias",
+                false,
+            ),
             ("ernie.encoder.layers.3.norm1.weight", "ernie.encoder.layer.3.attention.output.LayerNorm.weight", false),
             ("ernie.encoder.layers.3.norm1.bias", "ernie.encoder.layer.3.attention.output.LayerNorm.bias", false),
             ("ernie.encoder.layers.3.linear1.weight", "ernie.encoder.layer.3.intermediate.dense.weight", true),

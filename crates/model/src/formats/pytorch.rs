@@ -72,7 +72,9 @@ fn tensor_ref(p: &Pickle<'_>, id: Id, depth: usize) -> Result<TensorRef, String>
     match func {
         Global::RebuildParameter if depth == 0 && !a.is_empty() => tensor_ref(p, a[0], 1),
         Global::RebuildTensorV2 if a.len() >= 4 => {
-            let Obj::PersistentId(pid) = p.get(a[0]) else { return Err(format!("storage is {}, not a persistent id", p.get(a[0]).kind())) };
+            let Obj::PersistentId(pid) = p.get(a[0]) else {
+                return Err(format!("storage is {}, not a persistent id", p.get(a[0]).kind()));
+            };
             let t = p.tuple(*pid).map_err(|e| format!("storage id is {e}"))?;
             if t.len() < 5 || p.str(t[0]).ok() != Some("storage") {
                 return Err("the storage id is not ('storage', type, key, location, numel)".into());
@@ -100,13 +102,20 @@ fn tensor_ref(p: &Pickle<'_>, id: Id, depth: usize) -> Result<TensorRef, String>
 }
 
 /// Copy each tensor out of its storage (`storages[key]`, raw bytes in `big_endian` order or not).
-fn materialise(refs: Vec<TensorRef>, storages: &HashMap<String, Cow<'_, [u8]>>, big_endian: bool) -> Result<Vec<Stored<'static>>, String> {
+fn materialise(
+    refs: Vec<TensorRef>,
+    storages: &HashMap<String, Cow<'_, [u8]>>,
+    big_endian: bool,
+) -> Result<Vec<Stored<'static>>, String> {
     let mut out = Vec::with_capacity(refs.len());
     for r in refs {
         let (dtype, elem) = storage_dtype(r.class);
         let bytes = if dtype.is_ok() {
-            let storage = storages.get(&r.key).ok_or_else(|| format!("tensor {}: storage {} is missing from the file", r.name, r.key))?;
-            let mut b = gather(storage, elem, r.offset, &r.size, &r.stride).map_err(|e| format!("tensor {}: {e}", r.name))?;
+            let storage = storages
+                .get(&r.key)
+                .ok_or_else(|| format!("tensor {}: storage {} is missing from the file", r.name, r.key))?;
+            let mut b =
+                gather(storage, elem, r.offset, &r.size, &r.stride).map_err(|e| format!("tensor {}: {e}", r.name))?;
             if big_endian {
                 swap_bytes(&mut b, elem);
             }
@@ -171,7 +180,8 @@ fn read_zip(bytes: &[u8]) -> Result<Vec<Stored<'static>>, String> {
             continue;
         }
         let name = format!("{prefix}data/{}", r.key);
-        let b = entry(&name)?.ok_or_else(|| format!("tensor {}: storage {name} is missing from the archive", r.name))?;
+        let b =
+            entry(&name)?.ok_or_else(|| format!("tensor {}: storage {name} is missing from the archive", r.name))?;
         storages.insert(r.key.clone(), Cow::Owned(b));
     }
     materialise(refs, &storages, big_endian)
@@ -188,7 +198,10 @@ fn read_legacy(bytes: &[u8]) -> Result<Vec<Stored<'static>>, String> {
         return Err("unsupported legacy PyTorch protocol version".into());
     }
     let info = pickle::parse(bytes, version.end, plain).map_err(|e| e.to_string())?;
-    let little = info.dict(info.root).ok().and_then(|d| d.iter().find(|(k, _)| info.str(*k) == Ok("little_endian")).map(|(_, v)| info.bool(*v)));
+    let little = info
+        .dict(info.root)
+        .ok()
+        .and_then(|d| d.iter().find(|(k, _)| info.str(*k) == Ok("little_endian")).map(|(_, v)| info.bool(*v)));
     let big_endian = match little {
         Some(Ok(l)) => !l,
         _ => return Err("the legacy header has no little_endian flag".into()),
@@ -208,8 +221,13 @@ fn read_legacy(bytes: &[u8]) -> Result<Vec<Stored<'static>>, String> {
         let elem = storage_dtype(class).1;
         let n = bytes.get(pos..pos + 8).ok_or_else(|| format!("storage {key}: truncated file"))?;
         let numel = u64::from_le_bytes(n.try_into().expect("8 bytes"));
-        let len = usize::try_from(numel).ok().and_then(|n| n.checked_mul(elem)).ok_or_else(|| format!("storage {key}: size {numel} overflows"))?;
-        let data = bytes.get(pos + 8..pos + 8 + len).ok_or_else(|| format!("storage {key}: truncated file ({len} bytes announced)"))?;
+        let len = usize::try_from(numel)
+            .ok()
+            .and_then(|n| n.checked_mul(elem))
+            .ok_or_else(|| format!("storage {key}: size {numel} overflows"))?;
+        let data = bytes
+            .get(pos + 8..pos + 8 + len)
+            .ok_or_else(|| format!("storage {key}: truncated file ({len} bytes announced)"))?;
         storages.insert(key.clone(), Cow::Borrowed(data));
         pos += 8 + len;
     }

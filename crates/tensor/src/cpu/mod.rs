@@ -86,7 +86,14 @@ impl<T: Float> Backend for Cpu<T> {
     }
 
     // ----------------------------------------------------------------- embedding
-    fn embed_sum(&self, t: &TokenBatch<Vec<u32>>, word: &Vec<T>, pos: &Vec<T>, typ: &Vec<T>, task: Option<&Vec<T>>) -> Vec<T> {
+    fn embed_sum(
+        &self,
+        t: &TokenBatch<Vec<u32>>,
+        word: &Vec<T>,
+        pos: &Vec<T>,
+        typ: &Vec<T>,
+        task: Option<&Vec<T>>,
+    ) -> Vec<T> {
         ops::embed_sum_fwd(t.shape, word, pos, typ, task.map(|v| &v[..]), &t.ids, &t.type_ids, &t.task_ids)
     }
     fn embed_sum_bwd(
@@ -102,10 +109,28 @@ impl<T: Float> Backend for Cpu<T> {
     }
 
     // ----------------------------------------------------------------- layernorm
-    fn layer_norm(&self, x: &Vec<T>, res: Option<&Vec<T>>, w: &Vec<T>, b: &Vec<T>, eps: f64, cols: usize) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+    fn layer_norm(
+        &self,
+        x: &Vec<T>,
+        res: Option<&Vec<T>>,
+        w: &Vec<T>,
+        b: &Vec<T>,
+        eps: f64,
+        cols: usize,
+    ) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
         ops::layer_norm_fwd(x, res.map(|r| &r[..]), w, b, eps, cols)
     }
-    fn layer_norm_bwd(&self, dy: &Vec<T>, s: &Vec<T>, w: &Vec<T>, mean: &Vec<T>, rstd: &Vec<T>, cols: usize, dw: &mut Vec<T>, db: &mut Vec<T>) -> Vec<T> {
+    fn layer_norm_bwd(
+        &self,
+        dy: &Vec<T>,
+        s: &Vec<T>,
+        w: &Vec<T>,
+        mean: &Vec<T>,
+        rstd: &Vec<T>,
+        cols: usize,
+        dw: &mut Vec<T>,
+        db: &mut Vec<T>,
+    ) -> Vec<T> {
         ops::layer_norm_bwd(dy, s, w, mean, rstd, cols, dw, db)
     }
 
@@ -116,7 +141,16 @@ impl<T: Float> Backend for Cpu<T> {
     fn linear_bwd_input(&self, dy: &Vec<T>, w: &Vec<T>, m: usize, n: usize, k: usize) -> Vec<T> {
         ops::linear_bwd_input(dy, w, m, n, k)
     }
-    fn linear_bwd_params(&self, dy: &Vec<T>, x: &Vec<T>, m: usize, n: usize, k: usize, dw: &mut Vec<T>, db: Option<&mut Vec<T>>) {
+    fn linear_bwd_params(
+        &self,
+        dy: &Vec<T>,
+        x: &Vec<T>,
+        m: usize,
+        n: usize,
+        k: usize,
+        dw: &mut Vec<T>,
+        db: Option<&mut Vec<T>>,
+    ) {
         ops::linear_bwd_params(dy, x, m, n, k, dw, db.map(|d| &mut d[..]))
     }
 
@@ -138,10 +172,31 @@ impl<T: Float> Backend for Cpu<T> {
     }
 
     // ----------------------------------------------------------------- attention
-    fn attention(&self, a: AttnShape, q: &Vec<T>, k: &Vec<T>, v: &Vec<T>, mask: &Vec<u32>, delta: Option<&Vec<T>>, p: f32, rng: RngStream) -> (Vec<T>, Vec<T>) {
+    fn attention(
+        &self,
+        a: AttnShape,
+        q: &Vec<T>,
+        k: &Vec<T>,
+        v: &Vec<T>,
+        mask: &Vec<u32>,
+        delta: Option<&Vec<T>>,
+        p: f32,
+        rng: RngStream,
+    ) -> (Vec<T>, Vec<T>) {
         ops::attention_fwd(a, q, k, v, mask, delta.map(|d| &d[..]), p, rng)
     }
-    fn attention_bwd(&self, a: AttnShape, dctx: &Vec<T>, q: &Vec<T>, k: &Vec<T>, v: &Vec<T>, probs: &Vec<T>, p: f32, rng: RngStream, want: bool) -> (Vec<T>, Vec<T>, Vec<T>, Option<Vec<T>>) {
+    fn attention_bwd(
+        &self,
+        a: AttnShape,
+        dctx: &Vec<T>,
+        q: &Vec<T>,
+        k: &Vec<T>,
+        v: &Vec<T>,
+        probs: &Vec<T>,
+        p: f32,
+        rng: RngStream,
+        want: bool,
+    ) -> (Vec<T>, Vec<T>, Vec<T>, Option<Vec<T>>) {
         ops::attention_bwd(a, dctx, q, k, v, probs, p, rng, want)
     }
 
@@ -202,7 +257,15 @@ impl<T: Float> Backend for Cpu<T> {
     fn stats_mean(&self, stats: &mut Vec<f64>, slot: usize, rows: &Vec<T>, scale: f64, divisor: f64) {
         stats[slot] = ops::stats_mean(rows, scale, divisor);
     }
-    fn stats_correct(&self, stats: &mut Vec<f64>, slot: usize, logits: &Vec<T>, labels: &Vec<u32>, rows: usize, classes: usize) {
+    fn stats_correct(
+        &self,
+        stats: &mut Vec<f64>,
+        slot: usize,
+        logits: &Vec<T>,
+        labels: &Vec<u32>,
+        rows: usize,
+        classes: usize,
+    ) {
         stats[slot] = ops::count_correct(logits, labels, rows, classes) as f64;
     }
     fn stats_combine(&self, stats: &mut Vec<f64>, dst: usize, terms: &[(f64, usize)]) {

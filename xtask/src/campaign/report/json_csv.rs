@@ -59,9 +59,7 @@ pub(super) fn csv(stats: &[RowStats]) -> String {
             o(r.delta_vs_base.map(|i| i.mean)),
             o(r.delta_vs_base.and_then(|i| i.lo)),
             o(r.delta_vs_base.and_then(|i| i.hi)),
-            r.delta_vs_base
-                .and_then(|i| i.excludes_zero)
-                .map_or(String::new(), |b| b.to_string()),
+            r.delta_vs_base.and_then(|i| i.excludes_zero).map_or(String::new(), |b| b.to_string()),
             o(r.fma_gain.map(|i| i.mean)),
             o(r.fma_gain.and_then(|i| i.lo)),
             o(r.fma_gain.and_then(|i| i.hi)),

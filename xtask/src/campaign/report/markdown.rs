@@ -29,9 +29,7 @@ fn ratio(x: Option<f64>) -> String {
 fn mean_std(s: &Option<Summary>) -> String {
     match s {
         None => "-".into(),
-        Some(Summary {
-            mean, std: Some(sd), ..
-        }) => format!("{mean:.2} ± {sd:.2}"),
+        Some(Summary { mean, std: Some(sd), .. }) => format!("{mean:.2} ± {sd:.2}"),
         Some(Summary { mean, std: None, .. }) => format!("{mean:.2}"),
     }
 }
@@ -43,11 +41,7 @@ fn interval_cells(i: &Option<Interval>) -> [String; 3] {
             (Some(lo), Some(hi)) => [
                 signed(i.mean),
                 format!("[{}, {}]", signed(lo), signed(hi)),
-                if i.excludes_zero == Some(true) {
-                    "**yes**".into()
-                } else {
-                    "no".into()
-                },
+                if i.excludes_zero == Some(true) { "**yes**".into() } else { "no".into() },
             ],
             _ => [signed(i.mean), "none (n = 1)".into(), "-".into()],
         },
@@ -118,29 +112,19 @@ pub(super) fn markdown(
     );
     md += &format!(
         "- Machine of this invocation: {}\n",
-        serde_json::from_value::<Host>(host.clone())
-            .map(|h| h.describe())
-            .unwrap_or_default()
+        serde_json::from_value::<Host>(host.clone()).map(|h| h.describe()).unwrap_or_default()
     );
     md += &format!(
         "- Device {}, {} job(s) x {} thread(s){}\n",
         c.device.name(),
         c.jobs,
         c.threads_per_job,
-        if c.device.device == "cuda" {
-            format!(", GPUs {:?}", c.gpus)
-        } else {
-            String::new()
-        }
+        if c.device.device == "cuda" { format!(", GPUs {:?}", c.gpus) } else { String::new() }
     );
     md += &format!(
         "- Commit {}{}\n",
         &s["commit"].as_str().unwrap_or("")[..s["commit"].as_str().unwrap_or("").len().min(10)],
-        if s["dirty"].as_bool() == Some(true) {
-            " (+ uncommitted changes)"
-        } else {
-            ""
-        }
+        if s["dirty"].as_bool() == Some(true) { " (+ uncommitted changes)" } else { "" }
     );
     let n = &s["numerics"];
     md += &format!(
@@ -149,9 +133,7 @@ pub(super) fn markdown(
         list(&n["fingerprint_source"]),
         list(&n["commits_of_cells"]),
         list(&n["binaries_of_cells"]),
-        n["fingerprint_of_this_build"]
-            .as_str()
-            .map_or(String::new(), |f| format!("; this build: {f}"))
+        n["fingerprint_of_this_build"].as_str().map_or(String::new(), |f| format!("; this build: {f}"))
     );
     md += "- Hosts of the cells:\n";
     for (h, ids) in hosts_of(cells) {

@@ -56,9 +56,7 @@ impl CellData {
     }
 
     pub fn peak_bytes(&self) -> Option<f64> {
-        self.metrics["peak_device_bytes"]
-            .as_f64()
-            .or_else(|| self.metrics["peak_host_bytes"].as_f64())
+        self.metrics["peak_device_bytes"].as_f64().or_else(|| self.metrics["peak_host_bytes"].as_f64())
     }
 
     pub fn steps(&self) -> Option<f64> {
@@ -111,26 +109,17 @@ pub fn compute(
     cells: &BTreeMap<String, CellData>,
 ) -> Vec<RowStats> {
     let by_row = |row: &Row| -> Vec<&CellData> {
-        specs
-            .iter()
-            .filter(|s| s.row == row)
-            .filter_map(|s| cells.get(&s.id))
-            .collect()
+        specs.iter().filter(|s| s.row == row).filter_map(|s| cells.get(&s.id)).collect()
     };
     let seed_map = |row: &Row, f: &dyn Fn(&CellData) -> Option<f64>| -> BTreeMap<u64, f64> {
-        by_row(row)
-            .into_iter()
-            .filter_map(|c| Some((c.spec.seed()?, f(c)?)))
-            .collect()
+        by_row(row).into_iter().filter_map(|c| Some((c.spec.seed()?, f(c)?))).collect()
     };
     let base_acc = seed_map(rows::base(), &|c| c.accuracy());
     let costs = |row: &Row| {
         let cs = by_row(row.parent());
         let sps: Vec<f64> = cs.iter().filter_map(|c| c.seconds_per_step()).collect();
-        let peak = cs
-            .iter()
-            .filter_map(|c| c.peak_bytes())
-            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        let peak =
+            cs.iter().filter_map(|c| c.peak_bytes()).fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
         let steps: Vec<f64> = cs.iter().filter_map(|c| c.steps()).collect();
         (mean(&sps), peak, mean(&steps))
     };
@@ -147,28 +136,17 @@ pub fn compute(
                         let Kind::Fma { members } = &c.spec.kind else {
                             return None;
                         };
-                        let base: Vec<f64> = members
-                            .iter()
-                            .map(|s| base_acc.get(s).copied())
-                            .collect::<Option<_>>()?;
+                        let base: Vec<f64> = members.iter().map(|s| base_acc.get(s).copied()).collect::<Option<_>>()?;
                         Some(c.accuracy()? - mean(&base)?)
                     })
                     .collect();
-                let gains: Vec<f64> = cs
-                    .iter()
-                    .filter_map(|c| Some(c.accuracy()? - c.members_mean()?))
-                    .collect();
-                (
-                    stats::interval(&deltas, stats::LEVEL),
-                    stats::interval(&gains, stats::LEVEL),
-                )
+                let gains: Vec<f64> = cs.iter().filter_map(|c| Some(c.accuracy()? - c.members_mean()?)).collect();
+                (stats::interval(&deltas, stats::LEVEL), stats::interval(&gains, stats::LEVEL))
             } else if *row == rows::base() {
                 (None, None)
             } else {
-                let d: Vec<f64> = stats::paired(&seed_map(row, &|c| c.accuracy()), &base_acc)
-                    .into_iter()
-                    .map(|(_, d)| d)
-                    .collect();
+                let d: Vec<f64> =
+                    stats::paired(&seed_map(row, &|c| c.accuracy()), &base_acc).into_iter().map(|(_, d)| d).collect();
                 (stats::interval(&d, stats::LEVEL), None)
             };
             let (sps, peak, steps) = costs(row);
@@ -211,24 +189,14 @@ pub fn load_cells(c: &Campaign) -> Result<BTreeMap<String, CellData>> {
         }
         let record = cells::read_record(&dir)?;
         let metrics = cells::read_json(&dir.join(METRICS))?;
-        out.insert(
-            s.id.clone(),
-            CellData {
-                spec: s.clone(),
-                record,
-                metrics,
-            },
-        );
+        out.insert(s.id.clone(), CellData { spec: s.clone(), record, metrics });
     }
     let prints: BTreeSet<&str> = out.values().map(|c| c.record.identity.fingerprint.as_str()).collect();
     if prints.len() > 1 {
         let mut msg = String::from("refusing to build one table from cells of different numerics identities:\n");
         for fp in &prints {
-            let ids: Vec<&str> = out
-                .values()
-                .filter(|c| c.record.identity.fingerprint == *fp)
-                .map(|c| c.spec.id.as_str())
-                .collect();
+            let ids: Vec<&str> =
+                out.values().filter(|c| c.record.identity.fingerprint == *fp).map(|c| c.spec.id.as_str()).collect();
             msg += &format!("  fingerprint {fp}: {}\n", ids.join(", "));
         }
         msg += "rerun the cells of the other fingerprints with --fresh --rows ..., or delete them";
@@ -242,11 +210,8 @@ pub fn write(c: &Campaign, current: Option<&Identity>) -> Result<()> {
     let stats = compute(&c.task, &c.rows, &c.specs, &cells);
     let settings = settings::settings(c, current, &cells);
     let notes = settings::notes(c);
-    let title = format!(
-        "{} strategy table{}",
-        c.task.to_uppercase(),
-        if c.opts.quick { " (QUICK smoke run)" } else { "" }
-    );
+    let title =
+        format!("{} strategy table{}", c.task.to_uppercase(), if c.opts.quick { " (QUICK smoke run)" } else { "" });
     let done = cells.len();
     let planned = c.specs.len();
     let md = markdown::markdown(c, &title, &stats, &settings, &notes, &cells);
@@ -255,10 +220,7 @@ pub fn write(c: &Campaign, current: Option<&Identity>) -> Result<()> {
 
     std::fs::create_dir_all(&c.out)?;
     super::write_atomic(&c.out.join("table.md"), md.as_bytes())?;
-    super::write_atomic(
-        &c.out.join("table.json"),
-        serde_json::to_string_pretty(&table_json)?.as_bytes(),
-    )?;
+    super::write_atomic(&c.out.join("table.json"), serde_json::to_string_pretty(&table_json)?.as_bytes())?;
     super::write_atomic(&c.out.join("table.csv"), csv.as_bytes())?;
     let chart_rows: Vec<ChartRow> = stats
         .iter()
@@ -278,10 +240,7 @@ pub fn write(c: &Campaign, current: Option<&Identity>) -> Result<()> {
     );
     chart::write(&c.out, &title, &subtitle, &chart_rows)?;
     println!("{md}");
-    eprintln!(
-        "written: {}/table.{{md,json,csv}}, chart.{{png,svg}} ({done} of {planned} cells)",
-        c.out.display()
-    );
+    eprintln!("written: {}/table.{{md,json,csv}}, chart.{{png,svg}} ({done} of {planned} cells)", c.out.display());
     Ok(())
 }
 
@@ -296,25 +255,14 @@ mod tests {
             Kind::Train { seed } => CellSpec::train_id(row, *seed),
             Kind::Fma { members } => CellSpec::fma_id(row, members),
         };
-        let spec = CellSpec {
-            id: id.clone(),
-            row,
-            kind,
-            config: json!({}),
-        };
+        let spec = CellSpec { id: id.clone(), row, kind, config: json!({}) };
         let identity = Identity {
             commit: "c".into(),
             dirty: false,
             fingerprint: "f".into(),
             fingerprint_source: "s".into(),
             device: "cpu".into(),
-            host: Host {
-                hostname: "h".into(),
-                cpu_model: "cpu".into(),
-                avx512f: false,
-                cores: 2,
-                gpus: vec![],
-            },
+            host: Host { hostname: "h".into(), cpu_model: "cpu".into(), avx512f: false, cores: 2, gpus: vec![] },
             binary: "b".into(),
         };
         let record = CellRecord {
@@ -344,11 +292,8 @@ mod tests {
 
     #[test]
     fn rows_by_hand() {
-        let (base, adv, fma) = (
-            rows::by_key("base").unwrap(),
-            rows::by_key("adv").unwrap(),
-            rows::by_key("fma").unwrap(),
-        );
+        let (base, adv, fma) =
+            (rows::by_key("base").unwrap(), rows::by_key("adv").unwrap(), rows::by_key("fma").unwrap());
         let cells: Vec<CellData> = vec![
             train(base, 1, 70.0, 1.0, 100),
             train(base, 2, 72.0, 1.2, 120),
@@ -361,11 +306,8 @@ mod tests {
                 json!({"accuracy": 0.73, "macro_f1": 0.6, "members_mean_accuracy": 0.71}),
             ),
         ];
-        let specs: Vec<CellSpec> = cells
-            .iter()
-            .map(|c| c.spec.clone())
-            .chain([train(adv, 3, 0.0, 0.0, 0).spec])
-            .collect();
+        let specs: Vec<CellSpec> =
+            cells.iter().map(|c| c.spec.clone()).chain([train(adv, 3, 0.0, 0.0, 0).spec]).collect();
         let by_id: BTreeMap<String, CellData> = cells.into_iter().map(|c| (c.spec.id.clone(), c)).collect();
         let stats = compute("afqmc", &[base, fma, adv], &specs, &by_id);
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
@@ -376,19 +318,13 @@ mod tests {
         assert!(close(acc.mean, 71.0) && close(acc.std.unwrap(), 2f64.sqrt()));
         assert!(close(b.best_during_training.unwrap().mean, 72.0));
         assert!(b.delta_vs_base.is_none() && b.fma_gain.is_none());
-        assert_eq!(
-            (b.step_time_ratio, b.memory_ratio, b.published),
-            (Some(1.0), Some(1.0), Some(76.11))
-        );
+        assert_eq!((b.step_time_ratio, b.memory_ratio, b.published), (Some(1.0), Some(1.0), Some(76.11)));
 
         // adv: n = 2 of 3 planned; deltas [1, 2]: mean 1.5, sd 0.70711, half width 12.7062 * 0.70711 / 1.41421 = 6.35310.
         let a = &stats[2];
         assert_eq!((a.n, a.planned), (2, 3));
         let d = a.delta_vs_base.unwrap();
-        assert!(
-            close(d.mean, 1.5) && (d.half_width.unwrap() - 6.353102).abs() < 1e-5,
-            "{d:?}"
-        );
+        assert!(close(d.mean, 1.5) && (d.half_width.unwrap() - 6.353102).abs() < 1e-5, "{d:?}");
         assert_eq!(d.excludes_zero, Some(false));
         assert!(close(a.seconds_per_step.unwrap(), 2.2) && close(a.step_time_ratio.unwrap(), 2.0));
         assert!(close(a.memory_ratio.unwrap(), 150.0 / 120.0));

@@ -10,17 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// A JSON array of strings (one of the settings' lists) joined by `, `.
 pub(super) fn list(v: &Value) -> String {
-    v.as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
-        .unwrap_or_default()
+    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()
 }
 
 pub(super) fn hosts_of(cells: &BTreeMap<String, CellData>) -> BTreeMap<String, Vec<String>> {
     let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for c in cells.values() {
-        m.entry(c.record.identity.host.describe())
-            .or_default()
-            .push(c.spec.id.clone());
+        m.entry(c.record.identity.host.describe()).or_default().push(c.spec.id.clone());
     }
     m
 }
@@ -28,20 +24,13 @@ pub(super) fn hosts_of(cells: &BTreeMap<String, CellData>) -> BTreeMap<String, V
 pub(super) fn settings(c: &Campaign, current: Option<&Identity>, cells: &BTreeMap<String, CellData>) -> Value {
     let idents: Vec<&Identity> = cells.values().map(|c| &c.record.identity).collect();
     let set = |f: &dyn Fn(&Identity) -> String| {
-        idents
-            .iter()
-            .map(|i| f(i))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect::<Vec<_>>()
+        idents.iter().map(|i| f(i)).collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>()
     };
     let (commit, dirty) = match current {
         Some(i) => (i.commit.clone(), i.dirty),
         None => identity::commit(&root()),
     };
-    let host = current
-        .map(|i| i.host.clone())
-        .unwrap_or_else(|| c.identity.host.clone());
+    let host = current.map(|i| i.host.clone()).unwrap_or_else(|| c.identity.host.clone());
     let mut data =
         vec![json!({"role": "train", "path": c.train.path, "lines": c.train.lines, "blake3": c.train.blake3})];
     data.push(json!({"role": "dev", "path": c.dev.path, "lines": c.dev.lines, "blake3": c.dev.blake3}));

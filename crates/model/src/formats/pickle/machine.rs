@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 /// Parse one pickle that starts at `start` in `input`.
 pub fn parse(input: &[u8], start: usize, opts: Options) -> Result<Pickle<'_>, PickleError> {
-    Machine { input, pos: start, opts, arena: Vec::new(), stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() }.run()
+    Machine { input, pos: start, opts, arena: Vec::new(), stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() }
+        .run()
 }
 
 struct Machine<'a> {
@@ -50,7 +51,10 @@ impl<'a> Machine<'a> {
                 self.pos = end;
                 Ok((start, &self.input[start..end]))
             }
-            None => self.err(start, format!("truncated: {n} more bytes needed, {} left", self.input.len() - start.min(self.input.len()))),
+            None => self.err(
+                start,
+                format!("truncated: {n} more bytes needed, {} left", self.input.len() - start.min(self.input.len())),
+            ),
         }
     }
     fn u8(&mut self) -> Result<u8, PickleError> {
@@ -76,7 +80,9 @@ impl<'a> Machine<'a> {
     fn line(&mut self) -> Result<&'a str, PickleError> {
         let start = self.pos;
         let rest = &self.input[start.min(self.input.len())..];
-        let Some(n) = rest.iter().position(|&b| b == b'\n') else { return self.err(start, "truncated: no end of line") };
+        let Some(n) = rest.iter().position(|&b| b == b'\n') else {
+            return self.err(start, "truncated: no end of line");
+        };
         self.pos = start + n + 1;
         let line = &rest[..n];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -196,7 +202,10 @@ impl<'a> Machine<'a> {
                 };
                 match &self.arena[enc] {
                     Obj::Str(e) if matches!(e.to_ascii_lowercase().as_str(), "latin1" | "latin-1" | "iso-8859-1") => {}
-                    other => return self.err(at, format!("_codecs.encode with encoding {}, not latin1", describe_short(other))),
+                    other => {
+                        return self
+                            .err(at, format!("_codecs.encode with encoding {}, not latin1", describe_short(other)))
+                    }
                 }
                 let Obj::Str(s) = &self.arena[text] else { return self.err(at, "_codecs.encode of a non-str") };
                 let mut out = Vec::with_capacity(s.len());
@@ -212,10 +221,14 @@ impl<'a> Machine<'a> {
                 [] => Ok(Obj::Bytes(ByteData::Owned(vec![]))),
                 _ => self.err(at, "bytes() with arguments"),
             },
-            Global::RebuildTensorV2 | Global::RebuildParameter | Global::NumpyReconstruct | Global::NumpyDtype | Global::NumpyFrombuffer => {
-                Ok(Obj::Call { func, args, state: None })
+            Global::RebuildTensorV2
+            | Global::RebuildParameter
+            | Global::NumpyReconstruct
+            | Global::NumpyDtype
+            | Global::NumpyFrombuffer => Ok(Obj::Call { func, args, state: None }),
+            Global::Storage(_) | Global::NumpyNdarray => {
+                self.err(at, format!("{} is not called by tensor pickles", func.name()))
             }
-            Global::Storage(_) | Global::NumpyNdarray => self.err(at, format!("{} is not called by tensor pickles", func.name())),
         }
     }
 
@@ -263,7 +276,11 @@ impl<'a> Machine<'a> {
                 }
                 b'L' => {
                     let l = self.line()?;
-                    let v = l.strip_suffix('L').unwrap_or(l).parse().or_else(|_| self.err(at, format!("bad LONG {l:?}")))?;
+                    let v = l
+                        .strip_suffix('L')
+                        .unwrap_or(l)
+                        .parse()
+                        .or_else(|_| self.err(at, format!("bad LONG {l:?}")))?;
                     self.push(Obj::Int(v));
                 }
                 b'J' => {
@@ -474,7 +491,10 @@ impl<'a> Machine<'a> {
                 }
                 _ => {
                     return match unsupported_name(op) {
-                        Some(name) => self.err(at, format!("unsupported pickle opcode {name} (0x{op:02x}): not used by tensor files")),
+                        Some(name) => self.err(
+                            at,
+                            format!("unsupported pickle opcode {name} (0x{op:02x}): not used by tensor files"),
+                        ),
                         None => self.err(at, format!("unknown pickle opcode 0x{op:02x}")),
                     }
                 }

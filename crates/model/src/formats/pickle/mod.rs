@@ -84,7 +84,9 @@ impl Global {
             ("collections", "OrderedDict") => Global::OrderedDict,
             ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
             ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
-            ("torch", n) if TORCH_STORAGES.contains(&n) => Global::Storage(TORCH_STORAGES.iter().find(|s| **s == n).expect("listed")),
+            ("torch", n) if TORCH_STORAGES.contains(&n) => {
+                Global::Storage(TORCH_STORAGES.iter().find(|s| **s == n).expect("listed"))
+            }
             ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => Global::NumpyReconstruct,
             ("numpy", "ndarray") => Global::NumpyNdarray,
             ("numpy", "dtype") => Global::NumpyDtype,
@@ -137,7 +139,11 @@ pub enum Obj {
     Set(Vec<Id>),
     Global(Global),
     /// A call of an allowed constructor, not made: `func(*args)`, then `__setstate__(state)` if BUILT.
-    Call { func: Global, args: Id, state: Option<Id> },
+    Call {
+        func: Global,
+        args: Id,
+        state: Option<Id>,
+    },
     /// `persistent_load(id)`: PyTorch's reference to a storage.
     PersistentId(Id),
 }
@@ -198,7 +204,9 @@ impl<'a> Pickle<'a> {
     /// The bytes of a `bytes` object, borrowed from the input where they lie in it.
     pub fn bytes_cow(&self, id: Id) -> Result<std::borrow::Cow<'a, [u8]>, String> {
         match self.get(id) {
-            Obj::Bytes(ByteData::Input { start, len }) => Ok(std::borrow::Cow::Borrowed(&self.input[*start..*start + *len])),
+            Obj::Bytes(ByteData::Input { start, len }) => {
+                Ok(std::borrow::Cow::Borrowed(&self.input[*start..*start + *len]))
+            }
             Obj::Bytes(ByteData::Owned(v)) => Ok(std::borrow::Cow::Owned(v.clone())),
             other => Err(format!("{}, not bytes", other.kind())),
         }
@@ -207,9 +215,8 @@ impl<'a> Pickle<'a> {
     pub fn str(&self, id: Id) -> Result<&str, String> {
         match self.get(id) {
             Obj::Str(s) => Ok(s),
-            Obj::Bytes(ByteData::Input { start, len }) => {
-                std::str::from_utf8(&self.input[*start..*start + *len]).map_err(|_| "a byte string that is not UTF-8".to_string())
-            }
+            Obj::Bytes(ByteData::Input { start, len }) => std::str::from_utf8(&self.input[*start..*start + *len])
+                .map_err(|_| "a byte string that is not UTF-8".to_string()),
             other => Err(format!("{}, not a str", other.kind())),
         }
     }

@@ -47,7 +47,8 @@ pub fn attention_fwd<T: Float>(
     probs.par_chunks_mut(l * l).enumerate().for_each(|(bh, p)| {
         let (b, h) = (bh / a.heads, bh % a.heads);
         matmul(l, l, d, p, 0, l, head_view(q, a, b, h), head_view_t(k, a, b, h), false, false);
-        let maskf: Vec<T> = key_mask[b * l..(b + 1) * l].iter().map(|&m| if m != 0 { T::one() } else { T::zero() }).collect();
+        let maskf: Vec<T> =
+            key_mask[b * l..(b + 1) * l].iter().map(|&m| if m != 0 { T::one() } else { T::zero() }).collect();
         let dl = delta.map(|dd| &dd[bh * l * l..(bh + 1) * l * l]);
         for i in 0..l {
             let row = &mut p[i * l..(i + 1) * l];

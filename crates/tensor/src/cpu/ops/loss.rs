@@ -40,11 +40,8 @@ pub fn sym_kl<T: Float>(a: &[T], b: &[T], classes: usize, grad_scale: f64) -> (V
     let mut kl = vec![T::zero(); rows];
     let mut da = vec![T::zero(); a.len()];
     let mut db = vec![T::zero(); b.len()];
-    kl.par_iter_mut()
-        .zip(da.par_chunks_mut(classes))
-        .zip(db.par_chunks_mut(classes))
-        .enumerate()
-        .for_each(|(r, ((k, ga), gb))| {
+    kl.par_iter_mut().zip(da.par_chunks_mut(classes)).zip(db.par_chunks_mut(classes)).enumerate().for_each(
+        |(r, ((k, ga), gb))| {
             let (x, y) = (&a[r * classes..(r + 1) * classes], &b[r * classes..(r + 1) * classes]);
             let (la, lb) = (log_sum_exp(x), log_sum_exp(y));
             let (mut ep, mut eq, mut acc) = (T::zero(), T::zero(), T::zero());
@@ -65,7 +62,8 @@ pub fn sym_kl<T: Float>(a: &[T], b: &[T], classes: usize, grad_scale: f64) -> (V
                 ga[c] = s * (p * (z - ep) + p - q);
                 gb[c] = s * (q * (eq - z) + q - p);
             }
-        });
+        },
+    );
     (kl, da, db)
 }
 

@@ -13,6 +13,12 @@ pub fn axpby<T: Float>(y: &mut [T], a: f64, x: &[T], b: f64) {
 pub fn sum_squares<T: Float>(bufs: &[&[T]]) -> f64 {
     // Fixed-order per-buffer sums: the same result on any thread count.
     bufs.iter()
-        .map(|b| b.par_chunks(1 << 14).map(|c| c.iter().map(|v| v.as_f64() * v.as_f64()).sum::<f64>()).collect::<Vec<_>>().iter().sum::<f64>())
+        .map(|b| {
+            b.par_chunks(1 << 14)
+                .map(|c| c.iter().map(|v| v.as_f64() * v.as_f64()).sum::<f64>())
+                .collect::<Vec<_>>()
+                .iter()
+                .sum::<f64>()
+        })
         .sum()
 }
