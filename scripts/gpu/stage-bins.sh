@@ -2,17 +2,20 @@
 # Build portable x86-64 binaries here and stage them in .gpubin/ for the GPU machine (see docs/gpu-runbook.md).
 # The GPU machine has no Rust toolchain listed and no network (no crates.io), so the Rust side travels built.
 #
-# Usage (from the repository root):  bash scripts/gpu/stage-bins.sh [speed|accuracy]
+# Usage (from the repository root):  bash scripts/gpu/stage-bins.sh [speed|iflytek|accuracy]
 #   speed     .gpubin/{ernie-ft, xtask, tests/<ernie-cuda test executables>, tests.txt}, stripped
+#             (scripts/gpu/remote.sh tests-speed)
+#   iflytek   .gpubin/{ernie-ft.xz, xtask.xz} (stripped, xz): beside .carry's model and data
+#             (scripts/gpu/remote.sh iflytek)
 #   accuracy  .gpubin/ernie-ft.xz only (stripped, xz): small enough to travel beside .carry's model and data
-# Then pass ".gpubin" in the run tool's carry list (and ".carry" for accuracy runs).
+# Then send ".gpubin" with the tree to the remote machine (and ".carry" for accuracy runs).
 #
 # The build uses its own target directory (target/gpu, or $GPU_TARGET_DIR) and RUSTFLAGS
 # "-C target-cpu=x86-64-v3": the workspace's .cargo/config.toml builds for target-cpu=native, and this
 # machine's CPU (AVX-512) need not match the GPU machine's. The binaries need glibc >= 2.34.
 set -euo pipefail
 what=${1:-speed}
-case $what in speed|accuracy) ;; *) echo "usage: $0 [speed|accuracy]" >&2; exit 2 ;; esac
+case $what in speed|iflytek|accuracy) ;; *) echo "usage: $0 [speed|iflytek|accuracy]" >&2; exit 2 ;; esac
 root=$(git rev-parse --show-toplevel)
 cd "$root"
 grep -qx '/.gpubin/' .git/info/exclude 2>/dev/null || echo '/.gpubin/' >> .git/info/exclude
@@ -25,6 +28,7 @@ rm -rf .gpubin && mkdir -p .gpubin
 # Test binaries find their fixtures through paths fixed at build time (CARGO_MANIFEST_DIR): the device
 # command links this checkout's path to its own working copy (see docs/gpu-runbook.md).
 echo "$root" > .gpubin/built-at
+git rev-parse HEAD > .gpubin/commit
 if [[ $what == speed ]]; then
     cargo build --release -p xtask
     cp "$rel/ernie-ft" "$rel/xtask" .gpubin/
@@ -46,6 +50,13 @@ for line in sys.stdin:
         cp "$exe" ".gpubin/tests/$name" && strip ".gpubin/tests/$name"
     done < .gpubin/tests.txt
     (cd .gpubin/tests && ls) > .gpubin/tests.txt
+fi
+if [[ $what == iflytek ]]; then
+    cargo build --release -p xtask
+    for b in ernie-ft xtask; do
+        cp "$rel/$b" ".gpubin/$b.tmp" && strip ".gpubin/$b.tmp"
+        xz -T0 -9 -c ".gpubin/$b.tmp" > ".gpubin/$b.xz" && rm ".gpubin/$b.tmp"
+    done
 fi
 if [[ $what == accuracy ]]; then
     cp "$rel/ernie-ft" .gpubin/ernie-ft.acc && strip .gpubin/ernie-ft.acc
