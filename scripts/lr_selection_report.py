@@ -21,7 +21,7 @@ def load(run: pathlib.Path):
     metrics = run / "metrics.json"
     if metrics.is_file():
         m = json.loads(metrics.read_text())
-        return dict(finished=True, steps=m["steps"], history=m["history"], lr=m["lr"],
+        return dict(finished=True, steps=m["steps"], history=m["history"], lr=m["lr"], epochs=m["config"]["epochs"],
                     sps=m.get("seconds_per_step"), host=m.get("simd_class", ""), device=m.get("device", ""),
                     train_loss=m.get("train_loss_last_epoch"), total=m["steps"])
     states = sorted((run / "checkpoints").glob("step-*/state.json"))
@@ -29,7 +29,7 @@ def load(run: pathlib.Path):
         return None
     s = json.loads(states[-1].read_text())
     p = s["progress"]
-    return dict(finished=False, steps=p["step"], history=p["history"], lr=s["config"]["lr"],
+    return dict(finished=False, steps=p["step"], history=p["history"], lr=s["config"]["lr"], epochs=s["config"]["epochs"],
                 sps=p["train_seconds"] / max(p["step"], 1), host=s.get("simd_class", ""), device=s.get("backend", ""),
                 train_loss=p.get("last_epoch_loss"), total=s["total_steps"])
 
@@ -42,20 +42,21 @@ def main():
         r = load(d)
         if r:
             rows.append(r)
-    rows.sort(key=lambda r: r["lr"])
+    rows.sort(key=lambda r: (r["epochs"], r["lr"]))
     md = ["# IFLYTEK: choosing the base learning rate on held-out TRAIN", ""]
     md += [
         "Model e5-small-zh (../shared/models), `train.partial.json` (5,951 lines) split 90/10 by `--holdout 0.1`",
-        "(5,356 train / 595 held out, fixed split), base strategy, seed 1, batch 32, 3 epochs, max length 128,",
+        "(5,356 train / 595 held out, fixed split), base strategy, seed 1, batch 32, 3 epochs unless the row says",
+        "otherwise, max length 128,",
         "warmup 0.1, hidden dropout 0, head seed 0, CPU f32. Dev is not used. Produced by",
         "`scripts/lr-selection.sh`, this file by `scripts/lr_selection_report.py`.",
         "",
         "Rule: the lr whose final model has the highest held-out accuracy among finished runs; if that run's",
         f"held-out accuracy still rose by more than {RISE * 100:.0f} points over its last epoch, the number of epochs",
-        "is chosen the same way too.",
+        "is chosen the same way too (runs of that lr with more epochs; each run has its own linear schedule).",
         "",
-        "| lr | status | held-out accuracy per epoch | macro-F1 per epoch | loss per epoch | last-epoch train loss | s/step | host |",
-        "|---|---|---|---|---|---|---|---|",
+        "| lr | epochs | status | held-out accuracy per epoch | macro-F1 per epoch | loss per epoch | last-epoch train loss | s/step | host |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         h = r["history"]
@@ -65,7 +66,7 @@ def main():
         status = "finished" if r["finished"] else f"running: update {r['steps']} of {r['total']}"
         tl = f"{r['train_loss']:.3f}" if r["train_loss"] else "-"
         sps = f"{r['sps']:.2f}" if r["sps"] else "-"
-        md.append(f"| {r['lr']:g} | {status} | {acc} | {f1} | {loss} | {tl} | {sps} | {r['host']} |")
+        md.append(f"| {r['lr']:g} | {r['epochs']} | {status} | {acc} | {f1} | {loss} | {tl} | {sps} | {r['host']} |")
     done = [r for r in rows if r["finished"] and r["history"]]
     md.append("")
     if len(done) < len(rows) or not rows:
@@ -74,12 +75,15 @@ def main():
         best = max(done, key=lambda r: r["history"][-1]["dev"]["accuracy"])
         h = best["history"]
         rise = h[-1]["dev"]["accuracy"] - h[-2]["dev"]["accuracy"] if len(h) > 1 else 0.0
-        md.append(f"Best finished so far: lr {best['lr']:g}, held-out accuracy {h[-1]['dev']['accuracy'] * 100:.2f} "
+        md.append(f"Best finished so far: lr {best['lr']:g}, {best['epochs']} epochs, held-out accuracy {h[-1]['dev']['accuracy'] * 100:.2f} "
                   f"(macro-F1 {h[-1]['dev']['macro_f1'] * 100:.2f}); last-epoch rise {rise * 100:+.2f} points"
                   + (" — still rising steeply: choose the epochs too." if rise > RISE else "."))
     md.append("")
     md.append("s/step: wall-clock seconds per update on the machine that ran it, with other work beside it; not a"
               " speed figure.")
+    notes = runs.parent / "notes.md"  # the reasoning behind the candidates, written by hand
+    if notes.is_file():
+        md += ["", notes.read_text().rstrip()]
     out.write_text("\n".join(md) + "\n")
     print(out.read_text())
 
