@@ -4,11 +4,11 @@
 //! `scripts/bench_cpu_ratio.sh`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ernie_backend::{Cpu, RngStream};
 use ernie_ft_suite::e5_or_random;
 use ernie_model::{Encoder, Tokens};
 use ernie_optim::AdamWConfig;
 use ernie_strategies::{Dropout, LabelledBatch, Recipe};
-use ernie_tensor::{Cpu, RngStream};
 use ernie_train::TrainStep;
 
 const B: usize = 32;

@@ -3,11 +3,11 @@
 //! ids, all-ones mask; `train` = dropout 0.1 forward + backward + AdamW(lr 2e-5, wd 0.01), `infer` = eval
 //! forward; 2 warm-up steps, 5 timed, median. Prints one JSON line.
 //! `cargo run --release --example bench_cpu -- train|infer`
+use ernie_backend::{Cpu, RngStream};
 use ernie_ft_suite::e5_or_random;
 use ernie_model::{Encoder, Tokens};
 use ernie_optim::AdamWConfig;
 use ernie_strategies::{Dropout, LabelledBatch, Recipe};
-use ernie_tensor::{Cpu, RngStream};
 use ernie_train::TrainStep;
 use std::time::Instant;
 

@@ -1,4 +1,4 @@
-use ernie_tensor::cpu::matmul::{matmul, View};
+use ernie_backend::cpu::matmul::{matmul, View};
 use rayon::prelude::*;
 use std::time::Instant;
 fn main() {
@@ -31,7 +31,7 @@ fn main() {
             let mx = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
             let mut sum = 0.0;
             for s in row.iter_mut() {
-                *s = ernie_tensor::float::exp_f32(*s - mx);
+                *s = ernie_backend::float::exp_f32(*s - mx);
                 sum += *s;
             }
             let inv = 1.0 / sum;

@@ -1,7 +1,7 @@
 //! Times each CPU op of one e5-small layer at batch 32 x seq 128 (where the forward's time goes).
 //! `cargo run --release --example profile_ops`
-use ernie_tensor::cpu::ops;
-use ernie_tensor::{AttnShape, RngStream};
+use ernie_backend::cpu::ops;
+use ernie_backend::{AttnShape, RngStream};
 use std::time::Instant;
 
 fn time<R>(name: &str, reps: usize, mut f: impl FnMut() -> R) {

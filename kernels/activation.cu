@@ -1,5 +1,5 @@
 // Activations and dropout, forward and backward: exact (erf) GELU and tanh as
-// ernie_tensor::cpu::ops::activation, and inverted dropout with the Philox masks of the CPU reference (also
+// ernie_backend::cpu::ops::activation, and inverted dropout with the Philox masks of the CPU reference (also
 // used by the attention backward to regenerate the dropped probabilities). Launched by
 // crates/cuda/src/ops/activation.rs.
 #include "common.cuh"

@@ -1,6 +1,6 @@
 // Multi-tensor AdamW: one launch updates every parameter of the step. Per element the arithmetic is the
 // CPU reference's, in f64, operation by operation with explicitly rounded intrinsics (no FMA contraction),
-// so an fp32 parameter ends bit-identical to ernie_tensor::Cpu<f32>'s. Master weights and moments are
+// so an fp32 parameter ends bit-identical to ernie_backend::Cpu<f32>'s. Master weights and moments are
 // fp32; where the parameter has a bf16 copy for the GEMMs (Precision::Bf16), it is refreshed in the same
 // pass.
 //

@@ -6,7 +6,7 @@
 //
 // One warp per score row; the row lives in dynamic shared memory (warps_per_block * seq floats).
 // Dropout for row i of block bh = b * heads + h uses stream derive(rng.stream, rng.offset + bh) at element
-// index i * seq + j (ernie_tensor's attention_block_stream), so masks are the CPU reference's bit for bit.
+// index i * seq + j (ernie_backend's attention_block_stream), so masks are the CPU reference's bit for bit.
 // Kept probabilities are multiplied by 1/(1-p), dropped ones by 0, as the reference. Launched (with the
 // per-head GEMMs) by crates/cuda/src/ops/attention.rs.
 #include "common.cuh"

@@ -1,5 +1,5 @@
 // Shared by every kernel source: typed loads and stores through a dtype tag, the Philox RNG (philox.cuh,
-// bit-identical to crates/tensor/src/philox.rs), and deterministic warp/block reductions.
+// bit-identical to crates/backend/src/philox.rs), and deterministic warp/block reductions.
 //
 // Compiled at run time by NVRTC (crates/cuda/src/nvrtc.rs): -std=c++17, no host headers, cuda_bf16.h from
 // the CUDA include directory.

@@ -22,7 +22,7 @@ struct Tensor {
     u32 _pad;
 };
 
-// A Philox stream, as ernie_tensor::RngStream: the run's seed, the stream id and the offset where the
+// A Philox stream, as ernie_backend::RngStream: the run's seed, the stream id and the offset where the
 // buffer starts in the stream's index space (for attention: in units of (batch, head) blocks).
 struct Rng {
     u64 seed;
@@ -137,7 +137,7 @@ struct BinaryParams {  // out = f(a, b): gelu_bwd(dy, x), tanh_bwd(dy, y)
 // Inverted dropout. `per_block` = 0: element i is drawn at index rng.offset + i of rng's stream;
 // otherwise element i belongs to block site = i / per_block and is drawn from
 // derive(rng.stream, rng.offset + site) at index i % per_block (attention probabilities: one derived
-// stream per (batch, head) block of seq*seq, ernie_tensor's attention_block_stream).
+// stream per (batch, head) block of seq*seq, ernie_backend's attention_block_stream).
 struct DropoutParams {
     Tensor x;
     Tensor y;

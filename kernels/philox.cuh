@@ -1,4 +1,4 @@
-// Philox 4x32-10 and the stream helpers of crates/tensor/src/philox.rs, for the device. Every dropout mask
+// Philox 4x32-10 and the stream helpers of crates/backend/src/philox.rs, for the device. Every dropout mask
 // and noise draw goes through these, so (seed, stream, element index) gives the same word on the CPU and
 // the GPU. Plain C++ on purpose: crates/cuda/tests/philox_host.rs compiles this header with the host C++
 // compiler (ERNIE_DEVICE and the CUDA vector types shimmed) and checks it against the Rust implementation.
@@ -56,7 +56,7 @@ ERNIE_DEVICE float to_uniform(unsigned int w) {
     return (float)(w >> 8) * (1.0f / 16777216.0f);
 }
 
-// The stream of attention block bh (ernie_tensor::cpu::ops::attention_block_stream): for attention an
+// The stream of attention block bh (ernie_backend::cpu::ops::attention_block_stream): for attention an
 // RngStream's offset counts (batch, head) blocks, and each block draws from index 0 of its own stream.
 ERNIE_DEVICE unsigned long long rng_attention_stream(unsigned long long stream, unsigned long long offset,
                                                      unsigned long long bh) {

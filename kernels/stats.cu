@@ -1,7 +1,7 @@
 // A training step's scalars, kept on the device so that the step reads the device once, at its end: batch
 // means of per-row losses, the count of correct predictions, the loss from its parts, and the global-norm
 // clip factor AdamW reads (adamw.cu). All f64, with explicitly rounded operations (no FMA contraction), in
-// the CPU reference's order (ernie_tensor::cpu::ops::stats): where the order matters, one thread does the
+// the CPU reference's order (ernie_backend::cpu::ops::stats): where the order matters, one thread does the
 // work (a batch's rows are a few hundred at most), so the values equal the reference's bit for bit given
 // the same inputs. Launched by crates/cuda/src/ops/stats.rs.
 #include "common.cuh"

@@ -2,9 +2,9 @@
 //! embeddings), f16/bf16 storage, save/reload round trips, and bad checkpoints giving errors that name the
 //! file and tensor.
 
+use ernie_backend::{Backend, Cpu};
 use ernie_ft_suite::local_fixtures;
 use ernie_model::{Encoder, ForwardOpts, HeadInit, HostParams, ModelError, Tokens};
-use ernie_tensor::{Backend, Cpu};
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,8 +1,8 @@
 //! Same seed and step -> same dropout masks and the same gradients, bit for bit, on any thread count.
 
+use ernie_backend::{Backend, Cpu, RngStream};
 use ernie_ft_suite::local_fixtures;
 use ernie_model::{BackwardWants, Encoder, ForwardOpts, HeadInit, HostParams, Tokens};
-use ernie_tensor::{Backend, Cpu, RngStream};
 
 fn step(threads: usize, seed: u64) -> (Vec<f32>, Vec<Vec<f32>>) {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -14,14 +14,7 @@ fn step(threads: usize, seed: u64) -> (Vec<f32>, Vec<Vec<f32>>) {
             .map(|r| ((0..(20 + 3 * r)).map(|i| 1 + ((i * 7 + r * 13) % 90) as u32).collect(), vec![0; 20 + 3 * r]))
             .collect();
         let t = Tokens::from_rows(&rows, 0);
-        let opts = ForwardOpts {
-            train: true,
-            hidden_dropout: 0.1,
-            attn_dropout: 0.1,
-            rng: RngStream::new(seed, 17),
-            score_noise: None,
-            row_offset: 0,
-        };
+        let opts = ForwardOpts::train(0.1, 0.1, RngStream::new(seed, 17));
         let fw = enc.forward(&b, &t, &opts);
         let (_, dl) = b.softmax_ce(&fw.logits, &vec![1; 9], 5, 1.0 / 9.0);
         let mut g = enc.zero_grads(&b);

@@ -5,10 +5,10 @@
 //! logits, `layer_norm_eps` 1e-5 and the task-type embeddings honoured, the published configurations
 //! read key for key, and every kind of bad file an error naming the file and the tensor or key.
 
+use ernie_backend::{Backend, Cpu};
 use ernie_ft_suite::local_fixtures;
 use ernie_model::formats::{convert, paddle, ModelFiles, WeightsFormat};
 use ernie_model::{Encoder, ForwardOpts, HeadInit, HostParams, ModelConfig, ModelError, Tokens};
-use ernie_tensor::{Backend, Cpu};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 

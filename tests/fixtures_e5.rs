@@ -9,11 +9,11 @@
 //! relative to each tensor's largest entry (PyTorch's f32 run: worst 6.8e-6; f32 round-off grows through
 //! 12 layers of backward and our summation order differs).
 
+use ernie_backend::{Backend, Cpu, Float};
 use ernie_ft_suite::{
     fixture_tokens, max_abs_diff, read_fixture, rel_max_err, shared_fixtures, shared_model, FixtureTensor,
 };
 use ernie_model::{BackwardWants, Encoder, ForwardOpts, HeadInit, HostParams};
-use ernie_tensor::{Backend, Cpu, Float};
 use std::collections::BTreeMap;
 
 struct Run {

@@ -7,9 +7,9 @@
 //! relative precision, and two layers of LayerNorm/softmax/GELU amplify that to ~1e-6; we use 1e-4 relative
 //! on gradients and 1e-5 absolute on activations, as the fixture README suggests.
 
+use ernie_backend::{Backend, Cpu, Float};
 use ernie_ft_suite::{fixture_tokens, local_fixtures, max_abs_diff, read_fixture, rel_max_err};
 use ernie_model::{BackwardWants, Encoder, ForwardOpts, HeadInit, HostParams, Tokens};
-use ernie_tensor::{Backend, Cpu, Float};
 use std::collections::BTreeMap;
 
 /// Run forward + backward of mean cross-entropy; returns (hidden states, pooled, logits, loss, grads by name).

@@ -6,9 +6,9 @@
 //! O(eps_f64 |f| / h) ~ 1e-10; we require 1e-6 relative agreement (scaled by the gradient's magnitude),
 //! which still catches any wrong term (they show up as O(1) relative errors).
 
+use ernie_backend::cpu::ops;
+use ernie_backend::{AttnShape, Backend, Cpu, RngStream};
 use ernie_model::{BackwardWants, Encoder, ForwardOpts, HostParams, ModelConfig, ModelType, Tokens};
-use ernie_tensor::cpu::ops;
-use ernie_tensor::{AttnShape, Backend, Cpu, RngStream};
 use proptest::prelude::*;
 
 type B = Cpu<f64>;
@@ -148,7 +148,7 @@ fn embedding_scatter() {
         dot(&ops::embed_sum_fwd(s, w, p, t, Some(k), &ids, &tids, &kids), &u)
     };
     let b = B::new();
-    let tb = ernie_tensor::TokenBatch {
+    let tb = ernie_backend::TokenBatch {
         shape: s,
         ids: ids.clone(),
         type_ids: tids.clone(),
@@ -210,21 +210,10 @@ fn model_and_batch(c: &Case) -> (HostParams, Tokens, Vec<u32>) {
     let hidden = c.hidden_per_head * c.heads;
     let cfg = ModelConfig {
         model_type: if c.ernie { ModelType::Ernie } else { ModelType::Bert },
-        vocab_size: 11,
-        hidden_size: hidden,
-        num_hidden_layers: c.layers,
-        num_attention_heads: c.heads,
-        intermediate_size: 2 * hidden + 1,
-        max_position_embeddings: 8,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        hidden_act: "gelu".into(),
         hidden_dropout_prob: 0.2,
         attention_probs_dropout_prob: 0.2,
-        initializer_range: 0.02,
         use_task_id: c.ernie,
-        task_type_vocab_size: 3,
-        pad_token_id: 0,
+        ..ModelConfig::bert(11, hidden, c.layers, c.heads, 2 * hidden + 1, 8)
     };
     let host = HostParams::random(cfg, 3, c.seed);
     let r = RngStream::new(c.seed, 7);

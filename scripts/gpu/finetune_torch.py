@@ -116,8 +116,41 @@ class Tok:
         return enc["input_ids"], enc.get("token_type_ids") or [[0] * len(x) for x in enc["input_ids"]]
 
 
-def load_split(path, spec, labels, tok, limit):
-    rows = read_jsonl(path)
+# ernie-ft's --holdout split (crates/data/src/clue/dataset.rs `split_holdout`, seed fixed in
+# crates/train/src/trainer.rs): the same examples are held out here.
+HOLDOUT_SEED = 1234
+MASK64 = (1 << 64) - 1
+
+
+def splitmix_permutation(n, seed):
+    """Fisher-Yates over 0..n driven by SplitMix64, as ernie-ft's `permutation` (bit for bit)."""
+    state = seed
+
+    def next_u64():
+        nonlocal state
+        state = (state + 0x9E3779B97F4A7C15) & MASK64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        return z ^ (z >> 31)
+
+    order = list(range(n))
+    for i in range(n - 1, 0, -1):
+        j = (next_u64() * (i + 1)) >> 64
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def split_holdout(rows, fraction, seed=HOLDOUT_SEED):
+    """(train rows, held-out rows), both in file order: round(fraction * n) rows chosen by the seed."""
+    n = len(rows)
+    n_hold = math.floor(n * min(max(fraction, 0.0), 1.0) + 0.5)  # Rust's f64::round for positive values
+    held = set(splitmix_permutation(n, seed)[:n_hold])
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def load_split(path, spec, labels, tok, limit, rows=None):
+    rows = read_jsonl(path) if rows is None else rows
     if limit is not None:
         rows = rows[:limit]
     a = [r.get(spec["text_a"], "") for r in rows]
@@ -308,6 +341,8 @@ def main():
     ap.add_argument("--max-grad-norm", type=float, default=1.0)
     ap.add_argument("--hidden-dropout", type=float)
     ap.add_argument("--attention-dropout", type=float, help="[the model config's]")
+    ap.add_argument("--holdout", type=float, help="score on this fraction of TRAIN held out (ernie-ft's --holdout "
+                    "split, the same examples), not on dev")
     ap.add_argument("--train-limit", type=int)
     ap.add_argument("--dev-limit", type=int)
     ap.add_argument("--max-steps", type=int)
@@ -360,8 +395,14 @@ def main():
                 labels.append(lab)
     del train_rows
     tok = Tok(args.model, args.max_len)
-    train = load_split(train_file, spec, labels, tok, args.train_limit)
-    dev = load_split(dev_file, spec, labels, tok, args.dev_limit)
+    if args.holdout:
+        train_part, held_out = split_holdout(read_jsonl(train_file), args.holdout)
+        train = load_split(train_file, spec, labels, tok, args.train_limit, rows=train_part)
+        dev = load_split(train_file, spec, labels, tok, args.dev_limit, rows=held_out)
+        dev_file = f"{train_file} (held-out {args.holdout:g})"
+    else:
+        train = load_split(train_file, spec, labels, tok, args.train_limit)
+        dev = load_split(dev_file, spec, labels, tok, args.dev_limit)
     with open(os.path.join(args.model, "config.json")) as f:
         pad_id = json.load(f).get("pad_token_id") or 0
     print(f"{task}: {len(train[2])} train / {len(dev[2])} dev examples, {len(labels)} labels, lr {args.lr}, "

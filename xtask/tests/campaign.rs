@@ -6,10 +6,6 @@
 //!
 //! The ernie-ft binary: $ERNIE_FT_BIN, else xtask builds the workspace's (`cargo build --release`).
 
-#[path = "../src/campaign/tiny.rs"]
-#[allow(dead_code)]
-mod tiny;
-
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -45,9 +41,9 @@ struct Work {
 impl Work {
     fn new() -> Work {
         let tmp = tempfile::tempdir().unwrap();
-        tiny::write_model(&tmp.path().join("model")).unwrap();
-        tiny::write_task(&tmp.path().join("train.json"), 160, 21).unwrap();
-        tiny::write_task(&tmp.path().join("dev.json"), 48, 22).unwrap();
+        ernie_testkit::write_model(&tmp.path().join("model")).unwrap();
+        ernie_testkit::write_task(&tmp.path().join("train.json"), 96, 21).unwrap();
+        ernie_testkit::write_task(&tmp.path().join("dev.json"), 32, 22).unwrap();
         Work { tmp }
     }
 

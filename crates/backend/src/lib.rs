@@ -1,4 +1,4 @@
-//! ernie-tensor: the bottom layer of ernie-ft. The [`Backend`] trait every device implements, the CPU
+//! ernie-backend: the bottom layer of ernie-ft. The [`Backend`] trait every device implements, the CPU
 //! backend with its reference kernels, the Philox RNG shared with the CUDA kernels, and dtype decoding for
 //! checkpoints.
 

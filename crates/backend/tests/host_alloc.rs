@@ -4,7 +4,7 @@
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn main() {
-    use ernie_tensor::cpu::host_alloc::keep_freed_buffers;
+    use ernie_backend::cpu::host_alloc::keep_freed_buffers;
 
     /// Minor page faults taken by this thread so far.
     fn thread_minor_faults() -> i64 {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ernie_tensor::Backend;
+use ernie_backend::Backend;
 use ernie_train::average::Members;
 
 use crate::common::DeviceArgs;

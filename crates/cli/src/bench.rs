@@ -36,10 +36,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use ernie_backend::{Backend, RngStream};
 use ernie_model::{Encoder, HostParams, ModelConfig, Tokens};
 use ernie_optim::AdamWConfig;
 use ernie_strategies::{AdvConfig, Dropout, LabelledBatch, RDropConfig, Recipe, Strategy};
-use ernie_tensor::{Backend, RngStream};
 use ernie_train::TrainStep;
 use rayon::prelude::*;
 use serde_json::json;

@@ -136,12 +136,12 @@ pub fn positive(s: &str) -> Result<usize, String> {
 
 impl DeviceArgs {
     /// The CPU backend; sizes the global thread pool. Call once, before any parallel work.
-    pub fn init_cpu(&self) -> Result<ernie_tensor::Cpu<f32>> {
+    pub fn init_cpu(&self) -> Result<ernie_backend::Cpu<f32>> {
         if self.device != Device::Cpu {
             bail!("internal: init_cpu with --device {:?}", self.device);
         }
         self.init_threads()?;
-        Ok(ernie_tensor::Cpu::<f32>::new())
+        Ok(ernie_backend::Cpu::<f32>::new())
     }
 
     /// The CUDA backend on GPU `--gpu` in `--precision`; a clear error (never a panic) without a GPU.

@@ -4,20 +4,22 @@
 //! Output: one line per input, in input order, `{"cls": [...], "mean": [...]}`: the final hidden state of
 //! the first token, and the mean of the final hidden states over the real (non-padding) tokens.
 //!
-//! This module reads the input lines and writes the output lines; loading the model, tokenizing, batching
-//! (inputs sorted by length within windows) and pooling are [`ernie_train::embed`]'s.
+//! The input is streamed: memory holds one window of lines (64 batches) at a time, whatever the file's
+//! length, and the output is written to a temporary file renamed into place on success. This module reads
+//! the input lines and writes the output lines; loading the model, tokenizing, batching (inputs sorted by
+//! length within windows) and pooling are [`ernie_train::embed`]'s.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 use clap::Args;
-use ernie_model::Encoder;
-use ernie_tensor::Backend;
-use ernie_train::embed::{self, Embedder};
+use ernie_backend::Backend;
+use ernie_train::embed::Embedder;
+use ernie_train::eval::Windows;
 
 use crate::common::{positive, progress_bar, DeviceArgs, ModelArgs};
-use crate::io::{line_error, read_json_lines, str_field, AtomicOutput, JsonLine};
+use crate::io::{json_lines, line_error, str_field, AtomicOutput, JsonLine};
 
 #[derive(Args, Debug)]
 pub struct EncodeArgs {
@@ -52,35 +54,47 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     crate::with_backend!(args.device, b => run_on(b, args))
 }
 
+/// Streams the input: lines are read, tokenized and encoded window by window (see
+/// [`Embedder::embed`]), and each window's rows are written to the temporary output as it finishes; the
+/// output appears under its name only once every line has been written, and an error at any line leaves no
+/// output and no temporary file.
 fn run_on<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<()> {
     let mut output = AtomicOutput::create(&args.output)?;
     let model = Embedder::load(args.model.model.as_deref(), args.model.max_len)?;
-    let inputs = read_inputs(&args.input)?;
-    let texts: Vec<(&str, Option<&str>)> = inputs.iter().map(|x| (x.first.as_str(), x.second.as_deref())).collect();
-    let encoded = model.tokenize(&texts).map_err(|e| line_error(&args.input, inputs[e.index].line, e.message))?;
+    let total = ernie_data::count_nonblank_lines(&args.input)?;
+    let path = args.input.as_path();
+    let inputs = json_lines(path)?.map(|l| parse_input(path, l?));
 
-    eprintln!(
-        "encoding {} inputs with {} on {}, max-len {}, batch size {}",
-        inputs.len(),
-        model.describe(),
-        backend.name(),
-        model.max_len,
-        args.batch_size
-    );
+    let pb = progress_bar(total as u64, "lines");
+    let mut started = false;
     let start = Instant::now();
-    let encoder = Encoder::from_host(backend, &model.host);
-    let pad_id = model.tokenizer.pad_id();
-    let pb = progress_bar(embed::batch_count(encoded.len(), args.batch_size) as u64, "batches");
-    embed::embed(
+    let mut written = 0usize;
+    model.embed(
         backend,
-        &encoder,
-        &encoded,
-        pad_id,
-        args.batch_size,
-        || pb.inc(1),
-        |row| {
+        Windows::new(args.batch_size),
+        inputs,
+        |x: &Input| model.encode_one(&x.first, x.second.as_deref()).map_err(|e| line_error(path, x.line, e)),
+        |n| {
+            if !started {
+                // Printed once the first window has been read and tokenized, so that an error in it is all a
+                // failed run prints.
+                started = true;
+                pb.suspend(|| {
+                    eprintln!(
+                        "encoding {total} inputs with {} on {}, max-len {}, batch size {}",
+                        model.describe(),
+                        backend.name(),
+                        model.max_len,
+                        args.batch_size
+                    )
+                });
+            }
+            pb.inc(n as u64)
+        },
+        |_, row| {
             let mut line = serde_json::to_vec(&row).map_err(|e| anyhow!("cannot serialise an output row: {e}"))?;
             line.push(b'\n');
+            written += 1;
             output.write_all(&line)
         },
     )?;
@@ -88,16 +102,11 @@ fn run_on<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<()> {
     output.commit()?;
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
-        "encoded {} examples in {secs:.2} s ({:.1} examples/s) -> {}",
-        inputs.len(),
-        inputs.len() as f64 / secs.max(1e-9),
+        "encoded {written} examples in {secs:.2} s ({:.1} examples/s) -> {}",
+        written as f64 / secs.max(1e-9),
         args.output.display()
     );
     Ok(())
-}
-
-fn read_inputs(path: &Path) -> Result<Vec<Input>> {
-    read_json_lines(path)?.into_iter().map(|l| parse_input(path, l)).collect()
 }
 
 fn parse_input(path: &Path, l: JsonLine) -> Result<Input> {

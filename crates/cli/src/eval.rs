@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use ernie_tensor::Backend;
+use ernie_backend::Backend;
 use ernie_train::inference::Finetuned;
 use ernie_train::setup;
 

@@ -1,5 +1,5 @@
-//! File helpers shared by the subcommands: JSON-lines input with 1-based line numbers, and output files
-//! written atomically (a temporary file beside the target, renamed into place only on success).
+//! File helpers shared by the subcommands: JSON-lines input streamed with 1-based line numbers, and output
+//! files written atomically (a temporary file beside the target, renamed into place only on success).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -8,51 +8,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{Map, Value};
 
-/// One non-blank line of a JSON-lines file.
-#[derive(Debug, Clone)]
-pub struct JsonLine {
-    /// 1-based line number in the file.
-    pub line: usize,
-    pub obj: Map<String, Value>,
-}
+pub use ernie_data::JsonLine;
 
 /// An error about one line of a file, formatted `FILE:LINE: message`.
 pub fn line_error(path: &Path, line: usize, message: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("{}:{line}: {message}", path.display())
 }
 
-/// Reads every non-blank line of `path` as a JSON object. A UTF-8 byte-order mark and CRLF line ends are
-/// accepted. Errors name the file and the 1-based line; a file without any JSON line is an error (line 1).
-pub fn read_json_lines(path: &Path) -> Result<Vec<JsonLine>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    let mut out = Vec::new();
-    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = i + 1;
-        let text = std::str::from_utf8(raw).map_err(|e| line_error(path, line, format!("not valid UTF-8 ({e})")))?;
-        if text.trim().is_empty() {
-            continue;
-        }
-        let value: Value = serde_json::from_str(text).map_err(|e| line_error(path, line, json_message(&e)))?;
-        match value {
-            Value::Object(obj) => out.push(JsonLine { line, obj }),
-            other => return Err(line_error(path, line, format!("expected a JSON object, found {}", kind(&other)))),
-        }
-    }
-    if out.is_empty() {
-        return Err(line_error(path, 1, "the input is empty (no JSON lines)"));
-    }
-    Ok(out)
-}
-
-/// serde_json's message with the position as a column only (the line is the file's, given separately).
-fn json_message(e: &serde_json::Error) -> String {
-    let full = e.to_string();
-    let suffix = format!(" at line {} column {}", e.line(), e.column());
-    match full.strip_suffix(&suffix) {
-        Some(msg) if e.line() == 1 => format!("malformed JSON at column {}: {msg}", e.column()),
-        _ => format!("malformed JSON: {full}"),
-    }
+/// The JSON objects of `path`, one line at a time (see [`ernie_data::JsonLines`]: a UTF-8 byte-order mark and
+/// CRLF line ends accepted, blank lines skipped but counted, errors `FILE:LINE: ...`, an input without any
+/// JSON line an error at line 1).
+pub fn json_lines(path: &Path) -> Result<impl Iterator<Item = Result<JsonLine>>> {
+    Ok(ernie_data::JsonLines::open(path)?.map(|l| l.map_err(anyhow::Error::from)))
 }
 
 /// A string field: `Ok(None)` when absent, an error message when it is not a string (null included).
@@ -153,25 +120,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_lines_with_numbers_bom_crlf_and_blanks() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("in.jsonl");
-        std::fs::write(&p, b"\xEF\xBB\xBF{\"a\": 1}\r\n\r\n  \n{\"b\": 2}\r\n").unwrap();
-        let lines = read_json_lines(&p).unwrap();
-        assert_eq!(lines.iter().map(|l| l.line).collect::<Vec<_>>(), vec![1, 4]);
-        assert!(lines[1].obj.contains_key("b"));
-    }
-
-    #[test]
-    fn errors_name_file_and_line() {
+    fn json_lines_stream_with_errors_naming_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("bad.jsonl");
-        std::fs::write(&p, "{\"a\": 1}\n\n[1]\n").unwrap();
-        let msg = read_json_lines(&p).unwrap_err().to_string();
+        std::fs::write(&p, "\u{feff}{\"a\": 1}\r\n\n[1]\n").unwrap();
+        let mut lines = json_lines(&p).unwrap();
+        assert_eq!(lines.next().unwrap().unwrap().line, 1);
+        let msg = lines.next().unwrap().unwrap_err().to_string();
         assert!(msg.contains("bad.jsonl:3:") && msg.contains("an array"), "{msg}");
-        std::fs::write(&p, "\n \n").unwrap();
-        let msg = read_json_lines(&p).unwrap_err().to_string();
-        assert!(msg.contains("bad.jsonl:1:") && msg.contains("empty"), "{msg}");
+        assert!(lines.next().is_none());
+        let msg = json_lines(&dir.path().join("none.jsonl")).err().unwrap().to_string();
+        assert!(msg.contains("none.jsonl"), "{msg}");
     }
 
     #[test]

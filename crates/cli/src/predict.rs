@@ -1,13 +1,14 @@
 //! `ernie-ft predict`: a checkpoint's predictions for a file, written in the CLUE submission format
-//! (`{"id": ..., "label": "..."}` per line, in input order; `"logits"` too with `--logits`). Loading, reading
-//! and predicting are [`ernie_train::inference`]'s.
+//! (`{"id": ..., "label": "..."}` per line, in input order; `"logits"` too with `--logits`). The file is
+//! streamed (one window of 64 batches in memory at a time) and the output written to a temporary file renamed
+//! into place on success. Loading, reading and predicting are [`ernie_train::inference`]'s.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use ernie_tensor::Backend;
+use ernie_backend::Backend;
+use ernie_train::eval::Windows;
 use ernie_train::inference::Finetuned;
 use ernie_train::setup;
 
@@ -35,20 +36,31 @@ pub fn run(a: &PredictArgs) -> Result<()> {
     crate::with_backend!(a.checkpoint.device, b => predict_on(b, a))
 }
 
+/// Streams the file: lines are read, tokenized and predicted window by window (see
+/// [`Finetuned::predict_file`]), and each window's rows are written to the temporary output as it finishes;
+/// the output appears under its name only once every line has been predicted, and an error at any line
+/// leaves no output and no temporary file.
 fn predict_on<B: Backend>(b: &B, a: &PredictArgs) -> Result<()> {
     let model = Finetuned::open(b, &a.checkpoint.model)?;
     // The data folder of the task the checkpoint was trained for.
     let task = &model.checkpoint.meta.task.name;
     let file = setup::task_file(a.test.as_deref(), a.checkpoint.task.data.as_deref(), task, &setup::TEST_FILES)?;
-    let input = model.unlabelled(&file)?;
-    let pb = progress_bar(input.len() as u64, "examples");
-    let predictions = model.predict(b, &input, a.batch_size.max(1), |n| pb.inc(n as u64));
-    pb.finish_and_clear();
+    let total = ernie_data::count_nonblank_lines(&file)?;
     let mut out = AtomicOutput::create(&a.output)?;
-    for p in &predictions {
-        writeln!(out.writer(), "{}", p.to_json(a.logits))?;
-    }
+    let pb = progress_bar(total as u64, "lines");
+    let written = model.predict_file(
+        b,
+        &file,
+        Windows::new(a.batch_size),
+        |n| pb.inc(n as u64),
+        |p| {
+            let mut line = p.to_json(a.logits).to_string().into_bytes();
+            line.push(b'\n');
+            out.write_all(&line)
+        },
+    )?;
+    pb.finish_and_clear();
     out.commit()?;
-    eprintln!("{} predictions written to {}", predictions.len(), a.output.display());
+    eprintln!("{written} predictions written to {}", a.output.display());
     Ok(())
 }

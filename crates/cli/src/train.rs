@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use ernie_backend::NoiseNorm;
 use ernie_strategies::{adv, AdvConfig, AdvObjective, RDropConfig, Recipe, Strategy};
-use ernie_tensor::NoiseNorm;
 use ernie_train::{setup, Resume, RunOptions, TaskDefaults, TrainConfig};
 
 use crate::common::{DeviceArgs, TaskArgs};

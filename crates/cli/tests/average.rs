@@ -24,9 +24,10 @@ fn tensors(p: &Path) -> BTreeMap<String, Vec<f32>> {
         .collect()
 }
 
-/// Every tensor of `avg` is `w1 * a + w2 * b` (same names, same sizes).
+/// Every tensor of checkpoint `avg` is `w1 * a + w2 * b` of checkpoints `a` and `b` (same names, same sizes).
 fn assert_weighted_mean(avg: &Path, a: &Path, b: &Path, w1: f64, w2: f64) {
-    let (avg, a, b) = (tensors(avg), tensors(a), tensors(b));
+    let weights = |dir: &Path| tensors(&dir.join("model.safetensors"));
+    let (avg, a, b) = (weights(avg), weights(a), weights(b));
     assert_eq!(avg.keys().collect::<Vec<_>>(), a.keys().collect::<Vec<_>>());
     assert!(avg.contains_key("classifier.weight"), "{:?}", avg.keys());
     let mut differ = false;
@@ -65,25 +66,13 @@ fn average_checkpoints() {
 
     let a = w.path("avg");
     assert_ok(&average(&a, &[], &[&d1, &d2]));
-    assert_weighted_mean(
-        &a.join("model.safetensors"),
-        &d1.join("model.safetensors"),
-        &d2.join("model.safetensors"),
-        0.5,
-        0.5,
-    );
+    assert_weighted_mean(&a, &d1, &d2, 0.5, 0.5);
     assert!(eval_accuracy(&a, &dev, &w.path("avg.eval.json")).is_finite());
     assert_eq!(json(&a.join("config.json"))["id2label"], json(&d1.join("config.json"))["id2label"]);
 
     let aw = w.path("avg31");
     assert_ok(&average(&aw, &["--weights", "3,1"], &[&d1, &d2]));
-    assert_weighted_mean(
-        &aw.join("model.safetensors"),
-        &d1.join("model.safetensors"),
-        &d2.join("model.safetensors"),
-        0.75,
-        0.25,
-    );
+    assert_weighted_mean(&aw, &d1, &d2, 0.75, 0.25);
     let err = assert_fails(&average(&w.path("avg_w"), &["--weights", "1,2,3"], &[&d1, &d2]));
     assert!(err.contains("--weights"), "{err}");
     let err = assert_fails(&average(&w.path("avg_w"), &["--weights", "0,0"], &[&d1, &d2]));

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use common::encode::*;
@@ -16,6 +15,12 @@ const PRECIOUS: &str = "{\"cls\": [1.0], \"mean\": [2.0]}\n";
 /// the message (every needle), that no output file was created, that the old one is untouched, and that
 /// no temporary file is left behind.
 fn check_failure(t: &Tiny, input: &Path, model: Option<&Path>, extra: &[&str], needles: &[&str]) {
+    check_failure_after(t, input, model, extra, needles, false)
+}
+
+/// [`check_failure`]; with `started`, the failure comes after the first window was encoded (and written to
+/// the temporary file): the run's header line comes before the error.
+fn check_failure_after(t: &Tiny, input: &Path, model: Option<&Path>, extra: &[&str], needles: &[&str], started: bool) {
     for existing in [false, true] {
         let output = t.path("out.jsonl");
         let _ = std::fs::remove_file(&output);
@@ -23,14 +28,15 @@ fn check_failure(t: &Tiny, input: &Path, model: Option<&Path>, extra: &[&str], n
             std::fs::write(&output, PRECIOUS).unwrap();
         }
         let model = model.map(Path::to_path_buf).unwrap_or_else(|| t.model());
-        let mut args: Vec<&OsStr> = vec!["encode".as_ref(), "--model".as_ref(), model.as_os_str()];
-        args.extend(["--input".as_ref(), input.as_os_str(), "--output".as_ref(), output.as_os_str()]);
-        args.extend(extra.iter().map(OsStr::new));
-        let out = run(&args);
+        let out = encode_with(&model, input, &output, extra);
         let err = stderr(&out);
         assert!(!out.status.success(), "expected a failure for {needles:?}, got success:\n{err}");
         assert_eq!(out.status.code(), Some(1), "exit code 1 (not a panic, not a signal):\n{err}");
-        assert!(err.starts_with("error: "), "message starts with 'error: ':\n{err}");
+        if started {
+            assert!(err.starts_with("encoding ") && err.contains("\nerror: "), "header, then the error:\n{err}");
+        } else {
+            assert!(err.starts_with("error: "), "message starts with 'error: ':\n{err}");
+        }
         assert!(!err.contains("panicked"), "{err}");
         for n in needles {
             assert!(err.contains(n), "message lacks {n:?}:\n{err}");
@@ -40,11 +46,7 @@ fn check_failure(t: &Tiny, input: &Path, model: Option<&Path>, extra: &[&str], n
         } else {
             assert!(!output.exists(), "output created despite the error");
         }
-        let tmp: Vec<_> = std::fs::read_dir(t.dir())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".tmp"))
-            .collect();
+        let tmp = t.temp_files();
         assert!(tmp.is_empty(), "temporary files left: {tmp:?}");
     }
 }
@@ -99,6 +101,39 @@ fn malformed_input_lines_are_errors_naming_file_and_line() {
         check_failure(&t, &input, None, &[], &needles);
     }
     check_failure(&t, &t.path("does_not_exist.jsonl"), None, &[], &["does_not_exist.jsonl"]);
+}
+
+/// A bad line after the first window (with --batch-size 1 a window is 64 lines): the first window has been
+/// encoded and written to the temporary file, yet the error names FILE:LINE, no output file appears, an
+/// existing one is untouched and no temporary file is left.
+#[test]
+fn a_bad_line_in_a_late_window_leaves_no_output() {
+    let t = Tiny::new();
+    let good: String = (0..70).map(|i| single(&text(i, 1 + i % 9)) + if i % 9 == 3 { "\n\n" } else { "\n" }).collect();
+    let last = good.lines().count() + 1;
+    let cases = [
+        ("late_json.jsonl", "{\"sentence\": ", "malformed JSON"),
+        ("late_key.jsonl", "{\"text\": \"好\"}", "missing key \"sentence\""),
+        ("late_array.jsonl", "[\"好\"]", "expected a JSON object"),
+    ];
+    for (name, bad, what) in cases {
+        let input = t.write(name, format!("{good}{bad}\n\n"));
+        check_failure_after(&t, &input, None, &["--batch-size", "1"], &[&format!("{name}:{last}: "), what], true);
+    }
+    // A token outside the model's vocabulary (a tokenizer larger than the embedding table) on the last line.
+    let m = t.path("m_late_vocab");
+    std::fs::create_dir(&m).unwrap();
+    for f in ["config.json", "model.safetensors", "vocab.txt"] {
+        std::fs::copy(t.model().join(f), m.join(f)).unwrap();
+    }
+    let mut v = std::fs::read_to_string(m.join("vocab.txt")).unwrap();
+    v.extend((0..40).map(|i| format!("tok{i}\n")));
+    v.push_str("龙\n");
+    std::fs::write(m.join("vocab.txt"), v).unwrap();
+    let input = t.write("late_vocab.jsonl", format!("{good}{}\n", single("一条龙")));
+    let needles = [format!("late_vocab.jsonl:{last}: "), "vocabulary".to_string()];
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    check_failure_after(&t, &input, Some(&m), &["--batch-size", "1"], &needles, true);
 }
 
 #[test]
@@ -205,17 +240,7 @@ fn bad_flags_are_clear_errors() {
 
     // An output directory that does not exist.
     let output = t.path("missing_dir/out.jsonl");
-    let model = t.model();
-    let args: Vec<&OsStr> = vec![
-        "encode".as_ref(),
-        "--model".as_ref(),
-        model.as_os_str(),
-        "--input".as_ref(),
-        input.as_os_str(),
-        "--output".as_ref(),
-        output.as_os_str(),
-    ];
-    let out = run(&args);
+    let out = t.encode(&input, &output, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("missing_dir") && stderr(&out).contains("does not exist"), "{}", stderr(&out));
 

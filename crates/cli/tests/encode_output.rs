@@ -40,11 +40,7 @@ fn one_row_per_line_in_input_order() {
     assert!(err.contains("encoded 4 examples in") && err.contains("examples/s"), "summary line:\n{err}");
     assert!(!err.contains('\r'), "no progress bar when stderr is not a terminal:\n{err}");
     // Nothing but the input, the outputs and the model in the work dir (no temporary files left).
-    let leftovers: Vec<_> = std::fs::read_dir(t.dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".tmp"))
-        .collect();
+    let leftovers = t.temp_files();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -74,6 +70,37 @@ fn batch_size_does_not_change_results() {
         assert_rows_close(&one[i], &seven[i], &format!("input {i}, batch 1 vs 7"));
         assert_rows_close(&one[i], &all[i], &format!("input {i}, batch 1 vs 32"));
     }
+}
+
+/// An input longer than a window (with --batch-size 2 a window is 128 lines) streams: one row per line, in
+/// input order, the rows of one window (--batch-size 150) up to float rounding, and the summary counts them.
+#[test]
+fn a_long_input_streams_in_windows() {
+    let t = Tiny::new();
+    let inputs: Vec<String> = (0..150)
+        .map(|i| {
+            let len = 1 + (i * 11) % 29;
+            if i % 4 == 1 {
+                pair(&text(i, len), &text(i + 3, 1 + i % 7))
+            } else {
+                single(&text(i, len))
+            }
+        })
+        .collect();
+    let input = t.write("long.jsonl", inputs.iter().map(|l| format!("{l}\r\n\n")).collect::<String>());
+    let output = t.path("long.out.jsonl");
+    let out = t.encode(&input, &output, &["--batch-size", "2"]);
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(err.contains("encoding 150 inputs") && err.contains("encoded 150 examples in"), "{err}");
+    let streamed = read_rows(&output);
+    let whole = t.rows("whole", &inputs, &["--batch-size", "150"]);
+    assert_eq!((streamed.len(), whole.len()), (150, 150));
+    for (i, (a, b)) in streamed.iter().zip(&whole).enumerate() {
+        assert_rows_close(a, b, &format!("line {i}: windows of 128 vs one window"));
+    }
+    assert!(max_diff(&streamed[0].mean, &streamed[1].mean) > 1e-3, "distinct inputs, distinct rows");
+    assert!(t.temp_files().is_empty());
 }
 
 #[test]
@@ -173,15 +200,7 @@ fn e5_paraphrases_are_closer_than_unrelated_sentences() {
         ["今天天气很好，我们去公园散步吧。", "今天阳光明媚，适合去公园走走。", "这家银行的信用卡年费太贵了。"];
     std::fs::write(&input, sentences.iter().map(|s| single(s) + "\n").collect::<String>()).unwrap();
     let output = tmp.path().join("out.jsonl");
-    let out = run(&[
-        "encode".as_ref(),
-        "--model".as_ref(),
-        model.as_os_str(),
-        "--input".as_ref(),
-        input.as_os_str(),
-        "--output".as_ref(),
-        output.as_os_str(),
-    ]);
+    let out = encode_with(&model, &input, &output, &[]);
     assert_success(&out);
     let rows = read_rows(&output);
     assert_eq!(rows.len(), 3);

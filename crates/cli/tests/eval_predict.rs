@@ -6,8 +6,18 @@
 mod common;
 
 use common::*;
+use ernie_testkit::{examples, LABELS};
 
 use serde_json::Value;
+
+/// The names of the files in `dir` that `keep` accepts.
+fn files_in(dir: &std::path::Path, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| keep(n))
+        .collect()
+}
 
 /// 1-3: `train` with every strategy, then `eval` and `predict` of its checkpoint.
 #[test]
@@ -125,11 +135,7 @@ fn train_eval_and_predict() {
     let err = assert_fails(&out);
     assert!(err.contains(&format!("{}:3", t_bad.display())), "{err}");
     assert!(!p_bad.exists(), "no output after a failure");
-    let leftovers: Vec<_> = std::fs::read_dir(w.tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.contains("pred_bad"))
-        .collect();
+    let leftovers = files_in(w.tmp.path(), |n| n.contains("pred_bad"));
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -177,6 +183,78 @@ fn predict_logits_and_eval_ranges() {
     assert_ok(&predict(&[]));
     let first: Value = serde_json::from_str(std::fs::read_to_string(&p).unwrap().lines().next().unwrap()).unwrap();
     assert!(first.get("logits").is_none(), "no logits without --logits: {first}");
+
+    // Streaming: with --batch-size 1 a window is 64 lines, so these 75 lines (blank ones between) run in two
+    // windows; the rows are those of one window (--batch-size 75): ids as written, labels, and logits up to
+    // float rounding (the last bits depend on which rows share a batch).
+    let mut body = String::new();
+    for (i, (text, _)) in examples(75, 5).into_iter().enumerate() {
+        let row = match i % 3 {
+            0 => serde_json::json!({ "id": format!("{i:04}"), "sentence": text }),
+            1 => serde_json::json!({ "id": i, "sentence": text }),
+            _ => serde_json::json!({ "sentence": text }),
+        };
+        body.push_str(&format!("{row}\n"));
+        if i % 10 == 4 {
+            body.push_str("\r\n");
+        }
+    }
+    let long = w.write("long.json", &body);
+    let rows_of = |p: &std::path::Path| -> Vec<Value> {
+        std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let p_one = w.path("pred_one.json");
+    let p_two = w.path("pred_two.json");
+    let run_predict = |file: &std::path::Path, out: &std::path::Path, batch: &str| {
+        run(&[
+            "predict".to_string(),
+            "--model".into(),
+            s(&d),
+            "--test".into(),
+            s(file),
+            "--output".into(),
+            s(out),
+            "--threads".into(),
+            "2".into(),
+            "--batch-size".into(),
+            batch.into(),
+            "--logits".into(),
+        ])
+    };
+    assert_ok(&run_predict(&long, &p_one, "75"));
+    let out = run_predict(&long, &p_two, "1");
+    assert_ok(&out);
+    assert!(stderr(&out).contains("75 predictions written to"), "{}", stderr(&out));
+    let (one, two) = (rows_of(&p_one), rows_of(&p_two));
+    assert_eq!((one.len(), two.len()), (75, 75));
+    for (i, (x, y)) in one.iter().zip(&two).enumerate() {
+        let want_id = match i % 3 {
+            0 => Value::from(format!("{i:04}")),
+            _ => Value::from(i),
+        };
+        assert_eq!((&x["id"], &y["id"]), (&want_id, &want_id), "line {i}: ids as written, in input order");
+        assert_eq!(x["label"], y["label"], "line {i}");
+        let (lx, ly) = (x["logits"].as_array().unwrap(), y["logits"].as_array().unwrap());
+        for (a, b) in lx.iter().zip(ly) {
+            assert!((a.as_f64().unwrap() - b.as_f64().unwrap()).abs() <= 1e-5, "line {i}: {x} vs {y}");
+        }
+    }
+
+    // A bad line in the second window: the first window was predicted and written to the temporary file,
+    // yet the existing output is untouched and no temporary file is left.
+    for (name, bad, what) in [
+        ("late_json.json", "{\"id\": 1, \"sentence\": ", "malformed JSON"),
+        ("late_key.json", "{\"id\": 1, \"text\": \"的\"}", "missing text key \"sentence\""),
+    ] {
+        let file = w.write(name, &format!("{body}{bad}\n"));
+        let before = std::fs::read(&p_two).unwrap();
+        let err = assert_fails(&run_predict(&file, &p_two, "1"));
+        let at = format!("{}:{}: ", file.display(), body.lines().count() + 1);
+        assert!(err.contains(&at) && err.contains(what), "{at} {what}: {err}");
+        assert_eq!(std::fs::read(&p_two).unwrap(), before, "the existing output is untouched");
+        let tmp = files_in(w.tmp.path(), |n| n.ends_with(".tmp"));
+        assert!(tmp.is_empty(), "temporary files left: {tmp:?}");
+    }
 
     let eval = |extra: &[&str]| {
         let mut args = vec![

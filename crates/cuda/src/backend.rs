@@ -1,11 +1,11 @@
-//! `ernie_tensor::Backend` for [`CudaBackend`]: each method calls its op family in [`crate::ops`] (one file
-//! per kernel source), as the CPU backend calls `ernie_tensor::cpu::ops`. Construction is in
+//! `ernie_backend::Backend` for [`CudaBackend`]: each method calls its op family in [`crate::ops`] (one file
+//! per kernel source), as the CPU backend calls `ernie_backend::cpu::ops`. Construction is in
 //! [`crate::device`].
 
 use crate::buf::{CudaBuf, CudaIds, CudaStats, DType};
 use crate::ops::{activation, adamw, attention, copy, embedding, layernorm, linear, loss, noise, stats, vector};
 use crate::CudaBackend;
-use ernie_tensor::{AdamWStep, AttnShape, Backend, Clip, NoiseNorm, ParamSlot, RngStream, TokenBatch};
+use ernie_backend::{AdamWStep, AttnShape, Backend, Clip, NoiseNorm, ParamSlot, RngStream, TokenBatch};
 
 impl Backend for CudaBackend {
     type Buf = CudaBuf;

@@ -2,7 +2,7 @@
 //!
 //! # Why a tagged buffer
 //!
-//! [`ernie_tensor::Backend`] has one buffer type for everything: parameters, their gradients, optimizer
+//! [`ernie_backend::Backend`] has one buffer type for everything: parameters, their gradients, optimizer
 //! moments, activations and activation gradients. Under [`Precision::Bf16`] these want different storage:
 //!
 //! * **parameters, gradients, AdamW moments** stay fp32: updates of size `lr * g` are far below bf16's
@@ -14,8 +14,8 @@
 //!
 //! So [`CudaBuf`] is an fp32 or bf16 array (a dtype tag) plus an optional bf16 shadow. The rules:
 //!
-//! * buffers the caller makes ([`upload`](ernie_tensor::Backend::upload),
-//!   [`zeros`](ernie_tensor::Backend::zeros)) are fp32: that is how parameters, gradient accumulators and
+//! * buffers the caller makes ([`upload`](ernie_backend::Backend::upload),
+//!   [`zeros`](ernie_backend::Backend::zeros)) are fp32: that is how parameters, gradient accumulators and
 //!   moments come to exist;
 //! * buffers an op produces are in the precision's activation dtype (fp32 or bf16); LayerNorm statistics,
 //!   loss values and reduction partials are always fp32;
@@ -259,7 +259,7 @@ impl std::fmt::Debug for CudaIds {
     }
 }
 
-/// A training step's f64 scalars on the device ([`ernie_tensor::Backend::Stats`]): written by the loss,
+/// A training step's f64 scalars on the device ([`ernie_backend::Backend::Stats`]): written by the loss,
 /// norm and clip kernels, read by AdamW on the device, downloaded once at the end of the step.
 pub struct CudaStats {
     pub(crate) mem: Mem,

@@ -1,6 +1,6 @@
 //! ernie-cuda: the CUDA backend of ernie-ft.
 //!
-//! [`CudaBackend`] implements [`ernie_tensor::Backend`] with hand-written kernels (`kernels/*.cu`, compiled
+//! [`CudaBackend`] implements [`ernie_backend::Backend`] with hand-written kernels (`kernels/*.cu`, compiled
 //! at run time by NVRTC for the device at hand) and cuBLASLt / cuBLAS for the matrix products. Everything
 //! CUDA is loaded at run time: the crate builds, and the rest of the workspace runs, on machines without
 //! CUDA; [`CudaBackend::new`] then returns an error saying what is missing instead of panicking.
@@ -17,7 +17,7 @@
 //! No kernel uses floating-point atomics: column reductions (bias, LayerNorm parameter gradients) sum fixed
 //! 64-row chunks then the chunks in order, the embedding backward groups tokens by row on the host and gives
 //! each (row, column) to one thread, and the norm reductions are two fixed passes. Dropout and noise come
-//! from the counter-based Philox of `ernie_tensor::philox`, so masks equal the CPU's bit for bit.
+//! from the counter-based Philox of `ernie_backend::philox`, so masks equal the CPU's bit for bit.
 //!
 //! # Where things are
 //!

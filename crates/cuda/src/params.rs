@@ -50,7 +50,7 @@ mod shared {
     super::launch_params! {
         /// A device buffer and its element type (`DT_F32` = 0, `DT_BF16` = 1).
         struct Tensor { ptr: u64, dtype: u32, _pad: u32 }
-        /// A Philox stream: ernie_tensor::RngStream's seed, stream id and offset.
+        /// A Philox stream: ernie_backend::RngStream's seed, stream id and offset.
         struct Rng { seed: u64, stream: u64, offset: u64 }
         /// `y = f(x)`: gelu, tanh (activation), cast (copy).
         struct UnaryParams { x: Tensor, y: Tensor, n: u64 }
@@ -77,8 +77,8 @@ pub fn layout_asserts(offsets: bool) -> String {
     families.iter().map(|f| f(offsets)).collect()
 }
 
-impl From<ernie_tensor::RngStream> for Rng {
-    fn from(r: ernie_tensor::RngStream) -> Self {
+impl From<ernie_backend::RngStream> for Rng {
+    fn from(r: ernie_backend::RngStream) -> Self {
         Rng { seed: r.seed, stream: r.stream, offset: r.offset }
     }
 }

@@ -10,11 +10,11 @@
 mod common;
 
 use common::on_backends;
+use ernie_backend::{Backend, Cpu};
 use ernie_cuda::{CudaBackend, Precision};
 use ernie_model::{BackwardWants, Encoder, ForwardOpts, HeadInit, HostParams, Tokens};
 use ernie_optim::AdamWConfig;
 use ernie_strategies::{AdvConfig, Dropout, LabelledBatch, RDropConfig, Recipe};
-use ernie_tensor::{Backend, Cpu};
 use ernie_train::TrainStep;
 use std::path::PathBuf;
 

@@ -1,8 +1,8 @@
 //! Construction never panics: on a machine without a GPU (or without the CUDA libraries) it is an error
 //! that says what is missing. On a GPU machine the backend comes up and reports its name.
 
+use ernie_backend::Backend;
 use ernie_cuda::{CudaBackend, Precision};
-use ernie_tensor::Backend;
 
 #[test]
 fn new_returns_err_instead_of_panicking() {

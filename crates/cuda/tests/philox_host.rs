@@ -1,5 +1,5 @@
 //! The device Philox (kernels/philox.cuh) compiled for the host with the system C++ compiler and compared
-//! with ernie_tensor's RngStream: the same (seed, stream, index) must give the same word, the same derived
+//! with ernie_backend's RngStream: the same (seed, stream, index) must give the same word, the same derived
 //! stream, the same uniform and (with the host's libm on both sides) the same normal. This checks the CUDA
 //! source's logic without a GPU; only the device's own log/cos in the normal draw remain unchecked here.
 
@@ -12,8 +12,8 @@ macro_rules! skipped {
     }};
 }
 
-use ernie_tensor::cpu::ops::attention_block_stream;
-use ernie_tensor::philox::{to_uniform, RngStream};
+use ernie_backend::cpu::ops::attention_block_stream;
+use ernie_backend::philox::{to_uniform, RngStream};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -11,31 +11,9 @@ use ernie_strategies::Recipe;
 use ernie_train::{train_with, Resume, RunOptions, TrainConfig};
 use std::path::{Path, PathBuf};
 
-const CHARS: &str = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经";
-
+/// The tiny model and 8 examples of the synthetic task.
 fn setup(dir: &Path) -> (PathBuf, PathBuf) {
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny_random_model");
-    let m = dir.join("model");
-    std::fs::create_dir_all(&m).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(src.join(f), m.join(f)).unwrap();
-    }
-    let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(CHARS.chars().map(String::from))
-        .collect();
-    std::fs::write(m.join("vocab.txt"), vocab.join("\n")).unwrap();
-    let chars: Vec<char> = CHARS.chars().collect();
-    let lines: Vec<String> = (0..8)
-        .map(|i| {
-            let text: String = (0..6).map(|j| chars[(i * 7 + j * 13) % chars.len()]).collect();
-            format!("{{\"sentence\": \"{text}\", \"label\": \"{}\"}}", ["a", "b", "c"][i % 3])
-        })
-        .collect();
-    let data = dir.join("train.json");
-    std::fs::write(&data, lines.join("\n")).unwrap();
-    (m, data)
+    (ernie_testkit::model_in(dir), ernie_testkit::task_in(dir, "train.json", 8, 3))
 }
 
 fn config(dir: &Path, model: PathBuf, data: PathBuf, out: &str) -> TrainConfig {

@@ -12,32 +12,15 @@
 mod common;
 
 use common::on_backends;
+use ernie_backend::{Backend, Cpu};
 use ernie_cuda::{CudaBackend, Transfers};
-use ernie_model::{Encoder, HostParams, ModelConfig, ModelType, Tokens};
+use ernie_model::{Encoder, HostParams, ModelConfig, Tokens};
 use ernie_optim::{AdamWConfig, STAT_SLOTS};
 use ernie_strategies::{stat, AdvConfig, Dropout, LabelledBatch, RDropConfig, Recipe, StepReport};
-use ernie_tensor::{Backend, Cpu};
 use ernie_train::TrainStep;
 
 fn config() -> ModelConfig {
-    ModelConfig {
-        model_type: ModelType::Bert,
-        vocab_size: 23,
-        hidden_size: 16,
-        num_hidden_layers: 1,
-        num_attention_heads: 2,
-        intermediate_size: 24,
-        max_position_embeddings: 16,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        hidden_act: "gelu".into(),
-        hidden_dropout_prob: 0.1,
-        attention_probs_dropout_prob: 0.1,
-        initializer_range: 0.02,
-        use_task_id: false,
-        task_type_vocab_size: 3,
-        pad_token_id: 0,
-    }
+    ModelConfig::bert(23, 16, 1, 2, 24, 16)
 }
 
 fn batch() -> (Tokens, Vec<u32>) {

@@ -1,5 +1,6 @@
 //! Data side of ernie-ft: tokenizers for BERT-family encoders ([`tokenize`]), CLUE-style JSON-lines
-//! readers, label sets, batching ([`clue`]) and default locations of model and data ([`paths`]).
+//! readers (all built on [`JsonLines`]), label sets, batching ([`clue`]) and default locations of model and
+//! data ([`paths`]).
 
 pub mod clue;
 pub mod error;
@@ -7,8 +8,8 @@ pub mod paths;
 pub mod tokenize;
 
 pub use clue::{
-    json_kind, read_examples, resolve_labels, split_holdout, Batch, Dataset, Example, Item, LabelSet, LabelSource,
-    TaskSpec,
+    count_nonblank_lines, json_kind, read_examples, resolve_labels, split_holdout, Batch, Dataset, Example, Item,
+    JsonLine, JsonLines, LabelSet, LabelSource, TaskSpec,
 };
 pub use error::{Error, Result};
 pub use paths::{resolve_data_dir, resolve_model_dir};

@@ -70,6 +70,37 @@ struct RawConfig {
 }
 
 impl ModelConfig {
+    /// A BERT encoder of this shape with HF `BertConfig`'s defaults for everything else (what a config.json
+    /// that names only the shape means): type vocabulary 2, LayerNorm eps 1e-12, exact GELU, dropout 0.1,
+    /// initializer range 0.02, no task-type embedding, pad id 0. Tests build small random models from it.
+    pub fn bert(
+        vocab_size: usize,
+        hidden_size: usize,
+        num_hidden_layers: usize,
+        num_attention_heads: usize,
+        intermediate_size: usize,
+        max_position_embeddings: usize,
+    ) -> Self {
+        ModelConfig {
+            model_type: ModelType::Bert,
+            vocab_size,
+            hidden_size,
+            num_hidden_layers,
+            num_attention_heads,
+            intermediate_size,
+            max_position_embeddings,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            hidden_act: "gelu".into(),
+            hidden_dropout_prob: 0.1,
+            attention_probs_dropout_prob: 0.1,
+            initializer_range: 0.02,
+            use_task_id: false,
+            task_type_vocab_size: 3,
+            pad_token_id: 0,
+        }
+    }
+
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
         Self::from_json(&text).map_err(|msg| ModelError::Config { path: path.to_path_buf(), msg })
@@ -84,23 +115,28 @@ impl ModelConfig {
             Some(other) => return Err(format!("model_type {other:?} is not supported (bert or ernie)")),
         };
         let need = |v: Option<usize>, name: &str| v.ok_or_else(|| format!("missing required field {name:?}"));
+        let defaults = ModelConfig::bert(
+            need(raw.vocab_size, "vocab_size")?,
+            need(raw.hidden_size, "hidden_size")?,
+            need(raw.num_hidden_layers, "num_hidden_layers")?,
+            need(raw.num_attention_heads, "num_attention_heads")?,
+            need(raw.intermediate_size, "intermediate_size")?,
+            raw.max_position_embeddings.unwrap_or(512),
+        );
         let cfg = ModelConfig {
             model_type,
-            vocab_size: need(raw.vocab_size, "vocab_size")?,
-            hidden_size: need(raw.hidden_size, "hidden_size")?,
-            num_hidden_layers: need(raw.num_hidden_layers, "num_hidden_layers")?,
-            num_attention_heads: need(raw.num_attention_heads, "num_attention_heads")?,
-            intermediate_size: need(raw.intermediate_size, "intermediate_size")?,
-            max_position_embeddings: raw.max_position_embeddings.unwrap_or(512),
-            type_vocab_size: raw.type_vocab_size.unwrap_or(2),
-            layer_norm_eps: raw.layer_norm_eps.unwrap_or(1e-12),
-            hidden_act: raw.hidden_act.unwrap_or_else(|| "gelu".into()),
-            hidden_dropout_prob: raw.hidden_dropout_prob.unwrap_or(0.1),
-            attention_probs_dropout_prob: raw.attention_probs_dropout_prob.unwrap_or(0.1),
-            initializer_range: raw.initializer_range.unwrap_or(0.02),
-            use_task_id: raw.use_task_id.unwrap_or(false),
-            task_type_vocab_size: raw.task_type_vocab_size.unwrap_or(3),
-            pad_token_id: raw.pad_token_id.unwrap_or(0),
+            type_vocab_size: raw.type_vocab_size.unwrap_or(defaults.type_vocab_size),
+            layer_norm_eps: raw.layer_norm_eps.unwrap_or(defaults.layer_norm_eps),
+            hidden_act: raw.hidden_act.unwrap_or_else(|| defaults.hidden_act.clone()),
+            hidden_dropout_prob: raw.hidden_dropout_prob.unwrap_or(defaults.hidden_dropout_prob),
+            attention_probs_dropout_prob: raw
+                .attention_probs_dropout_prob
+                .unwrap_or(defaults.attention_probs_dropout_prob),
+            initializer_range: raw.initializer_range.unwrap_or(defaults.initializer_range),
+            use_task_id: raw.use_task_id.unwrap_or(defaults.use_task_id),
+            task_type_vocab_size: raw.task_type_vocab_size.unwrap_or(defaults.task_type_vocab_size),
+            pad_token_id: raw.pad_token_id.unwrap_or(defaults.pad_token_id),
+            ..defaults
         };
         cfg.validate()?;
         Ok(cfg)

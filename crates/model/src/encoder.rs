@@ -4,7 +4,7 @@
 
 use crate::params::{idx, param_specs, HostParams, ParamIndex, ParamSpec};
 use crate::ModelConfig;
-use ernie_tensor::{AttnShape, Backend, RngStream, TokShape, TokenBatch};
+use ernie_backend::{AttnShape, Backend, RngStream, TokShape, TokenBatch};
 
 /// Token inputs of a batch on the host: `batch` rows of `seq` tokens, right-padded.
 #[derive(Clone, Debug, PartialEq)]
@@ -102,6 +102,19 @@ pub struct ForwardOpts<'a, B: Backend> {
 }
 
 impl<B: Backend> ForwardOpts<'_, B> {
+    /// A training pass: dropout `hidden` and `attention` with masks from `rng`, no attention-score noise,
+    /// the batch on its own (row offset 0).
+    pub fn train(hidden: f32, attention: f32, rng: RngStream) -> Self {
+        ForwardOpts {
+            train: true,
+            hidden_dropout: hidden,
+            attn_dropout: attention,
+            rng,
+            score_noise: None,
+            row_offset: 0,
+        }
+    }
+
     pub fn eval() -> Self {
         ForwardOpts {
             train: false,

@@ -1,7 +1,7 @@
 //! ernie-model: the BERT / ERNIE 3.0 encoder with its sequence-classification head. Config from HF
 //! `config.json` (or PaddleNLP's), weights from HF safetensors, PyTorch `pytorch_model.bin` or PaddleNLP
 //! `model_state.pdparams` (`bert.` / `ernie.` prefixes or bare; F32/F16/BF16; see [`formats`]), explicit
-//! forward and backward written against [`ernie_tensor::Backend`].
+//! forward and backward written against [`ernie_backend::Backend`].
 
 pub mod config;
 pub mod encoder;

@@ -6,8 +6,8 @@
 use crate::config::{ModelConfig, ModelType};
 use crate::formats::{self, ModelFiles, TensorTable};
 use crate::ModelError;
-use ernie_tensor::dtype::{decode_f32, DType};
-use ernie_tensor::RngStream;
+use ernie_backend::dtype::{decode_f32, DType};
+use ernie_backend::RngStream;
 use safetensors::tensor::{Dtype as StDtype, TensorView};
 use safetensors::SafeTensors;
 use std::path::Path;

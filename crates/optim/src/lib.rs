@@ -2,7 +2,7 @@
 //! multiplier (what layer decay sets), global gradient-norm clipping, and the linear warmup / linear decay
 //! schedule of HF `get_linear_schedule_with_warmup` (PaddleNLP's `LinearDecayWithWarmup` is the same).
 
-use ernie_tensor::{AdamWStep, Backend, Clip, ParamSlot};
+use ernie_backend::{AdamWStep, Backend, Clip, ParamSlot};
 use serde::{Deserialize, Serialize};
 
 /// AdamW's settings; the learning rate is given to each [`AdamW::step`] (the schedule's value).
@@ -152,7 +152,7 @@ impl<B: Backend> AdamW<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ernie_tensor::Cpu;
+    use ernie_backend::Cpu;
 
     #[test]
     fn schedule_matches_hf_linear_with_warmup() {

@@ -13,8 +13,8 @@
 //! difference between `p_clean` and `p_adv` comes from the noise alone.
 
 use crate::objective::stat;
+use ernie_backend::{AttnShape, Backend, NoiseNorm, RngStream, TokenBatch};
 use ernie_model::{BackwardWants, Encoder, Forward, ForwardOpts, Grads};
-use ernie_tensor::{AttnShape, Backend, NoiseNorm, RngStream, TokenBatch};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -61,7 +61,7 @@ impl Default for AdvConfig {
 }
 
 mod norm_serde {
-    use ernie_tensor::NoiseNorm;
+    use ernie_backend::NoiseNorm;
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(n: &NoiseNorm, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(match n {

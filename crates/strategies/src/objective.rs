@@ -5,8 +5,8 @@
 use crate::adv::{self, AdvConfig};
 use crate::rdrop::{self, RDropConfig};
 use crate::Strategy;
+use ernie_backend::{Backend, RngStream};
 use ernie_model::{BackwardWants, Encoder, ForwardOpts, Grads, Tokens};
-use ernie_tensor::{Backend, RngStream};
 use serde::{Deserialize, Serialize};
 
 /// Where a step's values sit in its statistics on the device ([`Backend::Stats`]): the loss ops write them
@@ -131,14 +131,7 @@ pub fn compute_gradients<B: Backend>(
     let classes = enc.num_labels;
     let batch = tokens.batch;
     let hidden = enc.config.hidden_size;
-    let opts = ForwardOpts {
-        train: true,
-        hidden_dropout: dropout.hidden,
-        attn_dropout: dropout.attention,
-        rng: rng.derive(1),
-        score_noise: None,
-        row_offset: 0,
-    };
+    let opts = ForwardOpts::train(dropout.hidden, dropout.attention, rng.derive(1));
     let mut report =
         PendingReport { rdrop: recipe.rdrop.is_some(), adv: recipe.adv.is_some(), forwards: 0, backwards: 0 };
     // The step's one upload. The clean pass runs B rows, or 2B under R-Drop (the batch twice).

@@ -4,7 +4,7 @@
 //! averaged over the B examples. The KL and its gradient are one fused op of the backend.
 
 use crate::objective::stat;
-use ernie_tensor::Backend;
+use ernie_backend::Backend;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

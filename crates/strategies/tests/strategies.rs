@@ -1,33 +1,16 @@
 //! Each strategy against an independent computation.
 
-use ernie_model::{BackwardWants, Encoder, ForwardOpts, Grads, HostParams, ModelConfig, ModelType, Tokens};
+use ernie_backend::{Backend, Cpu, NoiseNorm, RngStream};
+use ernie_model::{BackwardWants, Encoder, ForwardOpts, Grads, HostParams, ModelConfig, Tokens};
 use ernie_strategies::{
     adv, fma, layer_decay, objective, rdrop, AdvConfig, AdvObjective, Dropout, LabelledBatch, RDropConfig, Recipe,
     StepReport,
 };
-use ernie_tensor::{Backend, Cpu, NoiseNorm, RngStream};
 
 type B = Cpu<f64>;
 
 fn config(layers: usize) -> ModelConfig {
-    ModelConfig {
-        model_type: ModelType::Bert,
-        vocab_size: 13,
-        hidden_size: 8,
-        num_hidden_layers: layers,
-        num_attention_heads: 2,
-        intermediate_size: 12,
-        max_position_embeddings: 16,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        hidden_act: "gelu".into(),
-        hidden_dropout_prob: 0.1,
-        attention_probs_dropout_prob: 0.1,
-        initializer_range: 0.02,
-        use_task_id: false,
-        task_type_vocab_size: 3,
-        pad_token_id: 0,
-    }
+    ModelConfig::bert(13, 8, layers, 2, 12, 16)
 }
 
 fn batch() -> (Tokens, Vec<u32>) {
@@ -41,15 +24,7 @@ fn batch() -> (Tokens, Vec<u32>) {
 
 #[test]
 fn layer_decay_multipliers_follow_the_formula() {
-    let cfg = ModelConfig {
-        hidden_size: 384,
-        num_attention_heads: 12,
-        intermediate_size: 1536,
-        vocab_size: 100,
-        num_hidden_layers: 12,
-        ..config(12)
-    };
-    let host = HostParams::random(cfg, 2, 0);
+    let host = HostParams::random(ModelConfig::bert(100, 384, 12, 12, 1536, 16), 2, 0);
     let m = layer_decay::multipliers(&host.specs, 12, 0.8);
     for (s, &mult) in host.specs.iter().zip(&m) {
         let want = if s.name.starts_with("embeddings.") {
@@ -134,19 +109,21 @@ fn rdrop_loss_and_gradient() {
     }
 }
 
-/// `compute_gradients` and the one read of its statistics.
+/// `compute_gradients` into fresh gradients (returned) on the batch `(t, y)`, and the one read of its
+/// statistics.
 fn step<Be: Backend>(
     b: &Be,
     enc: &Encoder<Be>,
-    grads: &mut Grads<Be>,
-    batch: LabelledBatch<'_>,
+    (t, y): (&Tokens, &[u32]),
     recipe: &Recipe,
     drop: Dropout,
     rng: RngStream,
-) -> StepReport {
+) -> (StepReport, Grads<Be>) {
+    let mut grads = enc.zero_grads(b);
     let mut stats = b.stats_zeros(objective::stat::LEN);
-    let pending = objective::compute_gradients(b, enc, grads, batch, recipe, drop, rng, &mut stats);
-    pending.read(&b.stats_download(&stats))
+    let batch = LabelledBatch { tokens: t, labels: y };
+    let pending = objective::compute_gradients(b, enc, &mut grads, batch, recipe, drop, rng, &mut stats);
+    (pending.read(&b.stats_download(&stats)), grads)
 }
 
 fn adv_setup() -> (B, Encoder<B>, Tokens, Vec<u32>) {
@@ -159,18 +136,11 @@ fn adv_setup() -> (B, Encoder<B>, Tokens, Vec<u32>) {
 #[test]
 fn adv_noise_gradient_matches_finite_differences_and_is_normalised() {
     let (b, enc, t, _) = adv_setup();
-    let opts = ForwardOpts::<B> {
-        train: true,
-        hidden_dropout: 0.1,
-        attn_dropout: 0.1,
-        rng: RngStream::new(3, 3),
-        score_noise: None,
-        row_offset: 0,
-    };
+    let opts = ForwardOpts::<B>::train(0.1, 0.1, RngStream::new(3, 3));
     let clean = enc.forward(&b, &t, &opts);
     // The probe gradient g: recompute it here as the backward of KL(clean || probe) w.r.t. the noise and
     // compare with finite differences of that KL.
-    let shape = ernie_tensor::AttnShape { batch: t.batch, seq: t.seq, heads: 2, head_dim: 4 };
+    let shape = ernie_backend::AttnShape { batch: t.batch, seq: t.seq, heads: 2, head_dim: 4 };
     let delta0: Vec<Vec<f64>> = (0..2).map(|l| b.randn_key_masked(shape, &t.mask, 0.3, RngStream::new(8, l))).collect();
     let kl_of = |noise: &[Vec<f64>]| {
         let fw = enc.forward(&b, &t, &ForwardOpts { score_noise: Some(noise), ..opts });
@@ -230,18 +200,10 @@ fn adv_step_gradient_is_that_of_its_objective_with_the_noise_fixed() {
         let recipe = Recipe { adv: Some(cfg), ..Recipe::default() };
         let drop = Dropout { hidden: 0.1, attention: 0.1 };
         let rng = RngStream::new(6, 6);
-        let mut grads = enc.zero_grads(&b);
-        let report = step(&b, &enc, &mut grads, LabelledBatch { tokens: &t, labels: &y }, &recipe, drop, rng);
+        let (report, grads) = step(&b, &enc, (&t, &y), &recipe, drop, rng);
         assert_eq!((report.forwards, report.backwards), (3, 2), "3 forwards, 2 backwards");
         // Rebuild the objective with the same (fixed) noise and differentiate it numerically.
-        let opts = ForwardOpts::<B> {
-            train: true,
-            hidden_dropout: 0.1,
-            attn_dropout: 0.1,
-            rng: rng.derive(1),
-            score_noise: None,
-            row_offset: 0,
-        };
+        let opts = ForwardOpts::<B>::train(0.1, 0.1, rng.derive(1));
         let clean = enc.forward(&b, &t, &opts);
         let (delta, _) =
             adv::adversarial_noise(&b, &enc, &t.to_device(&b, 8), &clean.logits, &opts, &cfg, rng.derive(2));
@@ -281,16 +243,7 @@ fn adv_step_gradient_is_that_of_its_objective_with_the_noise_fixed() {
 fn strategies_compose() {
     let (b, enc, t, y) = adv_setup();
     let recipe = Recipe { rdrop: Some(RDropConfig { alpha: 1.0 }), adv: Some(AdvConfig::default()), layer_decay: None };
-    let mut grads = enc.zero_grads(&b);
-    let r = step(
-        &b,
-        &enc,
-        &mut grads,
-        LabelledBatch { tokens: &t, labels: &y },
-        &recipe,
-        Dropout { hidden: 0.1, attention: 0.1 },
-        RngStream::new(1, 2),
-    );
+    let (r, grads) = step(&b, &enc, (&t, &y), &recipe, Dropout { hidden: 0.1, attention: 0.1 }, RngStream::new(1, 2));
     assert!(r.rdrop_kl.unwrap() > 0.0 && r.adv_kl.unwrap() >= 0.0 && r.loss.is_finite());
     assert!(grads.bufs.iter().all(|g| g.iter().all(|v| v.is_finite())));
 }
@@ -316,18 +269,10 @@ fn step_report_is_the_host_arithmetic_bit_for_bit() {
         Recipe { rdrop, adv: Some(kl), layer_decay: None },
         Recipe { rdrop, adv: Some(ce), layer_decay: None },
     ] {
-        let mut grads = enc.zero_grads(&b);
-        let got = step(&b, &enc, &mut grads, LabelledBatch { tokens: &t, labels: &y }, &recipe, drop, rng);
+        let (got, _) = step(&b, &enc, (&t, &y), &recipe, drop, rng);
         // Before: per-row losses downloaded as f64, summed and combined on the host.
         let mean = |rows: Vec<f32>, n: usize| b.download_f64(&rows).iter().sum::<f64>() / n as f64;
-        let opts = ForwardOpts::<F> {
-            train: true,
-            hidden_dropout: 0.1,
-            attn_dropout: 0.1,
-            rng: rng.derive(1),
-            score_noise: None,
-            row_offset: 0,
-        };
+        let opts = ForwardOpts::<F>::train(0.1, 0.1, rng.derive(1));
         let (tt, yy) = if recipe.rdrop.is_some() {
             (t.doubled(), [y.clone(), y.clone()].concat())
         } else {

@@ -6,10 +6,10 @@
 use crate::checkpoint::{self, Checkpoint};
 use crate::eval;
 use anyhow::{bail, Result};
+use ernie_backend::Backend;
 use ernie_data::{read_examples, Dataset, TextTokenizer};
 use ernie_model::{Encoder, HostParams};
 use ernie_strategies::fma;
-use ernie_tensor::Backend;
 use std::path::{Path, PathBuf};
 
 /// Checkpoints that can be averaged (same model config, task, labels, max length and head seed).

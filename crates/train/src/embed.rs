@@ -3,22 +3,21 @@
 //! (`mean`), in input order.
 //!
 //! [`Embedder::load`] reads a model directory (any checkpoint: its classifier is not used) and
-//! [`Embedder::tokenize`] checks each input against the model; [`embed`] then runs the encoder, sorting
-//! inputs by length inside windows of [`WINDOW_BATCHES`] consecutive batches so that batches carry little
-//! padding, and hands each window's embeddings to a sink in input order (outputs stream window by window).
-//! Padding never changes a result (attention gives padded keys exactly zero weight), so the embeddings do
-//! not depend on the batch size. [`Embedder::embed_texts`] does it all and returns the embeddings.
+//! [`Embedder::encode_one`] checks an input against the model; [`Embedder::embed`] runs the encoder on a
+//! stream of inputs of any length, window by window ([`eval::windowed`]: a window is tokenized in parallel
+//! and run sorted by length, so that batches carry little padding), and hands each window's embeddings to a
+//! sink in input order. Padding never changes a result (attention gives padded keys exactly zero weight),
+//! so the embeddings do not depend on the batch size or the window (up to float rounding). [`Embedder::embed_texts`] does it all
+//! for texts in memory and returns the embeddings.
 
+use crate::eval::{self, LengthOrder, Windows};
 use anyhow::{anyhow, bail, Context, Result};
+use ernie_backend::Backend;
 use ernie_data::{Encoded, TextTokenizer};
-use ernie_model::{Encoder, HeadInit, HostParams, Tokens};
-use ernie_tensor::Backend;
+use ernie_model::{Encoder, HeadInit, HostParams};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-
-/// Batches sorted together: inputs are sorted by length within windows of this many batches.
-pub const WINDOW_BATCHES: usize = 64;
 
 /// The maximum length when none is given (or the model's `max_position_embeddings` when smaller).
 pub const DEFAULT_MAX_LEN: usize = 128;
@@ -84,119 +83,124 @@ impl Embedder {
         format!("{} ({} layers, hidden {})", self.dir.display(), c.num_hidden_layers, c.hidden_size)
     }
 
-    /// Token ids of every input (a text, or a pair), in parallel, each checked against the model's
-    /// vocabulary and token types; the error is the first failing input's.
-    pub fn tokenize<S: AsRef<str> + Sync>(&self, inputs: &[(S, Option<S>)]) -> Result<Vec<Encoded>, InputError> {
+    /// The token ids of one input (a text, or a pair), checked against the model's vocabulary and token
+    /// types; the error says why the model cannot take it.
+    pub fn encode_one(&self, first: &str, second: Option<&str>) -> Result<Encoded, String> {
         let vocab = self.host.config.vocab_size;
         let types = self.host.config.type_vocab_size;
+        let enc = self.tokenizer.encode(first, second, self.max_len).map_err(|e| e.to_string())?;
+        if enc.ids.is_empty() {
+            return Err("the input has no tokens (the tokenizer adds no special tokens)".into());
+        }
+        if let Some(&id) = enc.ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(format!(
+                "token id {id} is outside the model's vocabulary ({vocab} entries): the tokenizer in {} does not match the model",
+                self.dir.display()
+            ));
+        }
+        if let Some(&t) = enc.type_ids.iter().find(|&&t| t as usize >= types) {
+            return Err(format!(
+                "token type {t} is outside the model's type_vocab_size {types} (a sentence pair needs 2)"
+            ));
+        }
+        Ok(enc)
+    }
+
+    /// Token ids of every input (a text, or a pair), in parallel, each checked as [`Self::encode_one`]
+    /// does; the error is the first failing input's.
+    pub fn tokenize<S: AsRef<str> + Sync>(&self, inputs: &[(S, Option<S>)]) -> Result<Vec<Encoded>, InputError> {
         let results: Vec<Result<Encoded, InputError>> = inputs
             .par_iter()
             .enumerate()
             .map(|(index, (first, second))| {
-                let err = |message: String| InputError { index, message };
-                let second: Option<&str> = second.as_ref().map(|s| s.as_ref());
-                let enc = self.tokenizer.encode(first.as_ref(), second, self.max_len).map_err(|e| err(e.to_string()))?;
-                if enc.ids.is_empty() {
-                    return Err(err("the input has no tokens (the tokenizer adds no special tokens)".into()));
-                }
-                if let Some(&id) = enc.ids.iter().find(|&&id| id as usize >= vocab) {
-                    return Err(err(format!(
-                        "token id {id} is outside the model's vocabulary ({vocab} entries): the tokenizer in {} does not match the model",
-                        self.dir.display()
-                    )));
-                }
-                if let Some(&t) = enc.type_ids.iter().find(|&&t| t as usize >= types) {
-                    return Err(err(format!("token type {t} is outside the model's type_vocab_size {types} (a sentence pair needs 2)")));
-                }
-                Ok(enc)
+                self.encode_one(first.as_ref(), second.as_ref().map(|s| s.as_ref()))
+                    .map_err(|message| InputError { index, message })
             })
             .collect();
         results.into_iter().collect()
     }
 
     /// The embeddings of `inputs` (texts, or pairs), in input order, `batch_size` inputs per forward pass.
+    /// Errors name the input by its position ([`InputError`]).
     pub fn embed_texts<B: Backend, S: AsRef<str> + Sync>(
         &self,
         b: &B,
         inputs: &[(S, Option<S>)],
         batch_size: usize,
     ) -> Result<Vec<Embedding>> {
-        let encoded = self.tokenize(inputs)?;
-        let encoder = Encoder::from_host(b, &self.host);
         let mut out = Vec::with_capacity(inputs.len());
-        embed(
+        self.embed(
             b,
-            &encoder,
-            &encoded,
-            self.tokenizer.pad_id(),
-            batch_size,
-            || {},
-            |e| {
+            Windows::new(batch_size),
+            inputs.iter().enumerate().map(Ok),
+            |(index, (first, second))| {
+                let second = second.as_ref().map(|s| s.as_ref());
+                self.encode_one(first.as_ref(), second).map_err(|message| InputError { index: *index, message }.into())
+            },
+            |_| {},
+            |_, e| {
                 out.push(e);
                 Ok(())
             },
         )?;
         Ok(out)
     }
-}
 
-/// How many forward passes [`embed`] makes for `inputs` inputs (for a progress bar).
-pub fn batch_count(inputs: usize, batch_size: usize) -> usize {
-    let batch_size = batch_size.max(1);
-    let window = batch_size * WINDOW_BATCHES;
-    inputs / window * WINDOW_BATCHES + (inputs % window).div_ceil(batch_size)
-}
-
-/// Runs `encoder` on every input and hands the embeddings to `sink` in input order, window by window;
-/// `on_batch` is called after each forward pass. Errors from `sink` stop the run.
-pub fn embed<B: Backend>(
-    b: &B,
-    encoder: &Encoder<B>,
-    inputs: &[Encoded],
-    pad_id: u32,
-    batch_size: usize,
-    mut on_batch: impl FnMut(),
-    mut sink: impl FnMut(Embedding) -> Result<()>,
-) -> Result<()> {
-    let batch_size = batch_size.max(1);
-    let window = batch_size * WINDOW_BATCHES;
-    let h = encoder.config.hidden_size;
-    for (w, chunk) in inputs.chunks(window).enumerate() {
-        let base = w * window;
-        // Longest first, ties in input order, so batches hold similar lengths.
-        let mut order: Vec<usize> = (0..chunk.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(chunk[i].len()));
-        let mut cls = vec![Vec::new(); chunk.len()];
-        let mut mean = vec![Vec::new(); chunk.len()];
-        for batch in order.chunks(batch_size) {
-            let rows: Vec<(Vec<u32>, Vec<u32>)> =
-                batch.iter().map(|&i| (chunk[i].ids.clone(), chunk[i].type_ids.clone())).collect();
-            let tokens = Tokens::from_rows(&rows, pad_id);
-            encoder.check_tokens(&tokens).map_err(|e| {
-                anyhow!("a batch of inputs {} does not fit the model: {e}", describe_batch(base, batch))
-            })?;
-            let fw = encoder.infer(b, &tokens);
-            let hidden = b.download(&fw.final_hidden);
-            drop(fw);
-            let seq = tokens.seq;
-            for (r, &i) in batch.iter().enumerate() {
-                let len = rows[r].0.len();
-                let block = &hidden[r * seq * h..(r * seq + len) * h];
-                cls[i] = block[..h].to_vec();
-                mean[i] = mean_rows(block, h);
-            }
-            on_batch();
-        }
-        for (cls, mean) in cls.into_iter().zip(mean) {
-            sink(Embedding { cls, mean })?;
-        }
+    /// Runs the model on a stream of inputs, window by window ([`eval::windowed`]: `windows` sets the batch
+    /// size and how many inputs are held at once), and hands each input with its embeddings to `sink`, in
+    /// input order, as its window finishes. `tokenize` turns an input into token ids (in parallel within a
+    /// window), normally with [`Self::encode_one`], naming the input in its error; `on_batch` gets the number
+    /// of inputs of each forward pass. The first error (of `inputs`, `tokenize` or `sink`) stops the run,
+    /// after the windows before it went to `sink`.
+    ///
+    /// Inputs run longest first within a window. Padding never changes a result (attention gives padded keys
+    /// exactly zero weight), so the embeddings depend neither on the batch size nor on the window, up to
+    /// float rounding (the CPU kernels' last bits depend on which rows share a batch).
+    pub fn embed<B: Backend, X: Sync>(
+        &self,
+        b: &B,
+        windows: Windows,
+        inputs: impl IntoIterator<Item = Result<X>>,
+        tokenize: impl Fn(&X) -> Result<Encoded> + Sync,
+        mut on_batch: impl FnMut(usize),
+        sink: impl FnMut(X, Embedding) -> Result<()>,
+    ) -> Result<()> {
+        let encoder = Encoder::from_host(b, &self.host);
+        let pad_id = self.tokenizer.pad_id();
+        let h = encoder.config.hidden_size;
+        eval::windowed(
+            inputs,
+            windows,
+            LengthOrder::LongestFirst,
+            tokenize,
+            |rows, positions| {
+                let tokens = eval::tokens_of_rows(rows, pad_id);
+                encoder.check_tokens(&tokens).map_err(|e| {
+                    anyhow!("a batch of inputs {} does not fit the model: {e}", describe_batch(positions))
+                })?;
+                let fw = encoder.infer(b, &tokens);
+                let hidden = b.download(&fw.final_hidden);
+                drop(fw);
+                let seq = tokens.seq;
+                let out = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(r, row)| {
+                        let block = &hidden[r * seq * h..(r * seq + row.len()) * h];
+                        Embedding { cls: block[..h].to_vec(), mean: mean_rows(block, h) }
+                    })
+                    .collect();
+                on_batch(rows.len());
+                Ok(out)
+            },
+            sink,
+        )
     }
-    Ok(())
 }
 
 /// `#3, #17, ...` (1-based input positions), for the rare error after tokenization.
-fn describe_batch(base: usize, batch: &[usize]) -> String {
-    batch.iter().map(|&i| format!("#{}", base + i + 1)).collect::<Vec<_>>().join(", ")
+fn describe_batch(positions: &[usize]) -> String {
+    positions.iter().map(|&i| format!("#{}", i + 1)).collect::<Vec<_>>().join(", ")
 }
 
 /// Column means of a row-major `[rows, h]` block, accumulated in f64.
@@ -219,16 +223,5 @@ mod tests {
     fn mean_of_rows() {
         let m = mean_rows(&[1.0, 2.0, 3.0, 6.0], 2);
         assert_eq!(m, vec![2.0, 4.0]);
-    }
-
-    #[test]
-    fn batch_count_matches_the_windows() {
-        for bs in [1, 3, 32] {
-            for n in [1, 2, 63, 64, 65, 64 * bs, 64 * bs + 1, 200 * bs + 7] {
-                let want: usize =
-                    (0..n).collect::<Vec<_>>().chunks(bs * WINDOW_BATCHES).map(|w| w.len().div_ceil(bs)).sum();
-                assert_eq!(batch_count(n, bs), want, "{n} inputs, batch {bs}");
-            }
-        }
     }
 }

@@ -1,41 +1,25 @@
 //! A fine-tuned checkpoint put to use on a file, as `ernie-ft eval` and `ernie-ft predict` do:
 //! [`Finetuned`] (a checkpoint on a backend, with its tokenizer), the labelled [`Dataset`] of a file and its
-//! [`Metrics`], and the [`Prediction`]s for a file in input order, each with the example's id exactly as
-//! written (an int stays an int, a string stays a string, even `"0042"`) and its CLUE submission row.
+//! [`Metrics`], and the [`Prediction`]s for a file of any length, streamed window by window in input order
+//! ([`Finetuned::predict_file`]), each with the example's id exactly as written (an int stays an int, a
+//! string stays a string, even `"0042"`) and its CLUE submission row.
 
 use crate::checkpoint::{self, Checkpoint};
-use crate::eval;
-use crate::metrics::Metrics;
-use anyhow::{bail, Result};
-use ernie_data::{read_examples, Dataset, TextTokenizer};
+use crate::eval::{self, LengthOrder, Windows};
+use crate::metrics::{argmax_rows, Metrics};
+use anyhow::{anyhow, bail, Result};
+use ernie_backend::Backend;
+use ernie_data::{read_examples, Dataset, Example, JsonLines, TextTokenizer};
 use ernie_model::Encoder;
-use ernie_tensor::Backend;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// A checkpoint written by training or averaging, on a backend, with its tokenizer and metadata.
 pub struct Finetuned<B: Backend> {
     pub encoder: Encoder<B>,
     pub tokenizer: TextTokenizer,
     pub checkpoint: Checkpoint,
-}
-
-/// The examples of a file to predict, tokenized, with their ids as written.
-pub struct PredictionInput {
-    pub dataset: Dataset,
-    /// The id value of each line that has one, by 1-based line number.
-    raw_ids: HashMap<usize, Value>,
-}
-
-impl PredictionInput {
-    pub fn len(&self) -> usize {
-        self.dataset.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.dataset.is_empty()
-    }
 }
 
 /// The prediction for one example.
@@ -100,65 +84,71 @@ impl<B: Backend> Finetuned<B> {
         eval::evaluate(b, &self.encoder, data, batch_size, self.tokenizer.pad_id(), on_batch)
     }
 
-    /// The examples of `file` to predict: labels, if present, are not read; ids are kept as written.
-    pub fn unlabelled(&self, file: &Path) -> Result<PredictionInput> {
+    /// The prediction of every example of `file`, streamed: the file is read, tokenized and run window by
+    /// window (see [`eval::windowed`]; `windows` sets the batch size and the window), and each prediction
+    /// goes to `sink` in input order as its window finishes. Labels, if present, are not read; ids are
+    /// taken from each line as written. `on_batch` gets the number of examples of each forward pass.
+    /// Returns the number of predictions.
+    ///
+    /// Errors name `FILE:LINE` (malformed JSON, a missing text key, a bad id, a text the tokenizer refuses)
+    /// and stop the stream: predictions of earlier windows have gone to `sink` by then, later ones never
+    /// do. A file that fits in one window runs exactly the batches [`eval::predict`] runs on its dataset;
+    /// over more windows, which examples share a batch changes, and with it the last bits of some logits
+    /// (the CPU kernels round differently for different batches), never more.
+    pub fn predict_file(
+        &self,
+        b: &B,
+        file: &Path,
+        windows: Windows,
+        mut on_batch: impl FnMut(usize),
+        mut sink: impl FnMut(Prediction) -> Result<()>,
+    ) -> Result<usize> {
         let meta = &self.checkpoint.meta;
         let mut spec = meta.task.clone();
         spec.label_key = None; // labels, if present, are not read
-        let ex = read_examples(file, &spec, false)?;
-        let raw_ids = raw_ids(file, &spec.id_key)?;
-        let dataset = Dataset::build(&ex, &self.tokenizer, meta.max_len, &meta.labels)?;
-        Ok(PredictionInput { dataset, raw_ids })
-    }
-
-    /// The prediction of every example, in input order (`on_batch` gets the examples of each batch).
-    pub fn predict(
-        &self,
-        b: &B,
-        input: &PredictionInput,
-        batch_size: usize,
-        on_batch: impl FnMut(usize),
-    ) -> Vec<Prediction> {
-        let (pred, _, logits) =
-            eval::predict_with_logits(b, &self.encoder, &input.dataset, batch_size, self.tokenizer.pad_id(), on_batch);
-        let labels = &self.checkpoint.meta.labels;
-        input
-            .dataset
-            .items()
-            .iter()
-            .zip(pred)
-            .zip(logits)
-            .enumerate()
-            .map(|(i, ((item, p), logits))| {
-                let id: Value = match &item.id {
-                    Some(s) => input.raw_ids.get(&item.line).cloned().unwrap_or_else(|| s.clone().into()),
-                    None => i.into(),
-                };
-                Prediction { id, label: labels.name(p).unwrap_or_default().to_string(), logits }
-            })
-            .collect()
+        let source: Arc<Path> = Arc::from(file);
+        let lines = JsonLines::open(file)?;
+        let inputs = lines.enumerate().map(|(position, line)| -> Result<Pending> {
+            let line = line?;
+            let example = Example::from_line(&source, &line, &spec, false)?;
+            // The id as written (int or string, `"0042"` included); the position when there is none.
+            let id = match example.id {
+                Some(_) => line.obj.get(&spec.id_key).cloned().unwrap_or(Value::Null),
+                None => position.into(),
+            };
+            Ok(Pending { example, id })
+        });
+        let pad_id = self.tokenizer.pad_id();
+        let num_labels = self.encoder.num_labels;
+        let mut count = 0;
+        eval::windowed(
+            inputs,
+            windows,
+            LengthOrder::ShortestFirst,
+            |p| {
+                let e = &p.example;
+                self.tokenizer
+                    .encode(&e.text_a, e.text_b.as_deref(), meta.max_len)
+                    .map_err(|err| anyhow!("{}: {err}", e.location()))
+            },
+            |rows, _| {
+                let (logits, _) = eval::classify(b, &self.encoder, &eval::tokens_of_rows(rows, pad_id), None);
+                on_batch(rows.len());
+                Ok(logits.chunks_exact(num_labels).map(<[f32]>::to_vec).collect())
+            },
+            |p, logits| {
+                let class = argmax_rows(&logits, num_labels)[0];
+                let label = meta.labels.name(class).unwrap_or_default().to_string();
+                count += 1;
+                sink(Prediction { id: p.id, label, logits })
+            },
+        )?;
+        Ok(count)
     }
 }
 
-/// The value under `key` of every line of a JSON-lines file that has one, by 1-based line number (blank
-/// lines counted, a UTF-8 byte-order mark skipped). Meant for a file [`read_examples`] has accepted.
-fn raw_ids(path: &Path, key: &str) -> Result<HashMap<usize, Value>> {
-    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    let mut ids = HashMap::new();
-    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = i + 1;
-        let text = std::str::from_utf8(raw)
-            .map_err(|e| anyhow::anyhow!("{}:{line}: not valid UTF-8 ({e})", path.display()))?
-            .trim();
-        if text.is_empty() {
-            continue;
-        }
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{}:{line}: malformed JSON: {e}", path.display()))?;
-        if let Some(id) = value.get(key) {
-            ids.insert(line, id.clone());
-        }
-    }
-    Ok(ids)
+/// A line of a file to predict, read and waiting for its window to run.
+struct Pending {
+    example: Example,
+    id: Value,
 }

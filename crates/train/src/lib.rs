@@ -1,5 +1,5 @@
 //! ernie-train: fine-tuning, evaluation, prediction and checkpoints for CLUE-style classification and pair
-//! tasks, on any [`ernie_tensor::Backend`]; and what the `ernie-ft` subcommands do with them: a run set up
+//! tasks, on any [`ernie_backend::Backend`]; and what the `ernie-ft` subcommands do with them: a run set up
 //! from a task name ([`setup`]), a checkpoint evaluated or predicting on a file ([`inference`]), FMA
 //! averaging of checkpoints ([`average`]), sentence embeddings ([`embed`]).
 

@@ -9,10 +9,10 @@
 //! device: the clip factor is computed there and AdamW reads it there, and a non-finite loss makes the
 //! device skip the update. `crates/cuda/tests/transfers.rs` counts this on the CUDA backend.
 
+use ernie_backend::{Backend, RngStream};
 use ernie_model::{Encoder, Grads};
 use ernie_optim::{AdamW, AdamWConfig, StepStats, STAT_SLOTS};
 use ernie_strategies::{compute_gradients, layer_decay, stat, Dropout, LabelledBatch, Recipe, StepReport};
-use ernie_tensor::{Backend, RngStream};
 
 /// The loss of an update was NaN or infinite (nothing was applied).
 #[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
@@ -31,6 +31,8 @@ pub struct TrainStep<B: Backend> {
     pub seed: u64,
     pub opt: AdamW<B>,
     pub grads: Grads<B>,
+    /// What the optimizer did in the last update that was applied.
+    pub last_stats: Option<StepStats>,
 }
 
 impl<B: Backend> TrainStep<B> {
@@ -43,12 +45,13 @@ impl<B: Backend> TrainStep<B> {
         if let Some(rate) = recipe.layer_decay {
             opt.lr_mult = layer_decay::multipliers(&enc.specs, enc.config.num_hidden_layers, rate);
         }
-        TrainStep { recipe, dropout, seed, opt, grads: enc.zero_grads(b) }
+        TrainStep { recipe, dropout, seed, opt, grads: enc.zero_grads(b), last_stats: None }
     }
 
     /// Update number `update` (0-based) on one batch, with base learning rate `lr` (the schedule's value
-    /// for this update). A non-finite loss is an error and leaves the parameters and the optimizer state as
-    /// they were.
+    /// for this update); what the optimizer did (gradient norm, clip factor) is kept in
+    /// [`TrainStep::last_stats`]. A non-finite loss is an error and leaves the parameters and the optimizer
+    /// state as they were.
     pub fn run(
         &mut self,
         b: &B,
@@ -57,18 +60,6 @@ impl<B: Backend> TrainStep<B> {
         update: u64,
         lr: f64,
     ) -> Result<StepReport, NonFiniteLoss> {
-        self.run_with_stats(b, enc, batch, update, lr).map(|(rep, _)| rep)
-    }
-
-    /// [`TrainStep::run`], also returning what the optimizer did (gradient norm, clip factor).
-    pub fn run_with_stats(
-        &mut self,
-        b: &B,
-        enc: &mut Encoder<B>,
-        batch: LabelledBatch<'_>,
-        update: u64,
-        lr: f64,
-    ) -> Result<(StepReport, StepStats), NonFiniteLoss> {
         self.grads.zero(b);
         let rng = RngStream::new(self.seed, update);
         let mut stats = b.stats_zeros(stat::LEN + STAT_SLOTS);
@@ -83,6 +74,7 @@ impl<B: Backend> TrainStep<B> {
             self.opt.steps_done -= 1;
             return Err(NonFiniteLoss { loss: rep.loss, update });
         }
-        Ok((rep, StepStats::read(&values, stat::LEN, lr)))
+        self.last_stats = Some(StepStats::read(&values, stat::LEN, lr));
+        Ok(rep)
     }
 }

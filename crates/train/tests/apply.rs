@@ -2,35 +2,18 @@
 //! evaluated and predicting on files ([`ernie_train::inference`]), checkpoints averaged
 //! ([`ernie_train::average`]), sentence embeddings ([`ernie_train::embed`]).
 
-use ernie_data::{LabelSet, TaskSpec};
+use anyhow::Result;
+use ernie_backend::{Backend, Cpu};
+use ernie_data::{read_examples, Dataset, LabelSet, TaskSpec};
 use ernie_model::{HeadInit, HostParams};
-use ernie_tensor::Cpu;
+use ernie_testkit::{model_in, CHARS, LABELS};
 use ernie_train::average::Members;
 use ernie_train::checkpoint::{self, CheckpointMeta};
 use ernie_train::embed::{Embedder, Embedding};
-use ernie_train::inference::Finetuned;
+use ernie_train::eval::{self, Windows};
+use ernie_train::inference::{Finetuned, Prediction};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-
-const CHARS: &str = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经";
-const LABELS: [&str; 3] = ["甲", "乙", "丙"];
-
-/// A copy of the tiny random model with a WordPiece vocab of [PAD] [UNK] [CLS] [SEP] [MASK] + 80 chars.
-fn tiny_model(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny_random_model");
-    let m = dir.join("model");
-    std::fs::create_dir_all(&m).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(src.join(f), m.join(f)).unwrap();
-    }
-    let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(CHARS.chars().map(String::from))
-        .collect();
-    std::fs::write(m.join("vocab.txt"), vocab.join("\n")).unwrap();
-    m
-}
 
 /// `n` texts of 3 to 12 characters, different for each `seed`.
 fn texts(n: usize, seed: usize) -> Vec<String> {
@@ -61,18 +44,87 @@ fn checkpoint_of(model: &Path, dir: &Path, head_seed: u64) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// A checkpoint of the tiny model (head seed 1, see [`checkpoint_of`]) in `dir/ck`, opened on the CPU.
+fn finetuned(dir: &Path) -> (Cpu<f32>, Finetuned<Cpu<f32>>) {
+    let ck = checkpoint_of(&model_in(dir), &dir.join("ck"), 1);
+    let b = Cpu::<f32>::new();
+    let m = Finetuned::open(&b, &ck).unwrap();
+    (b, m)
+}
+
 fn write_lines(path: &Path, rows: &[Value]) -> PathBuf {
     std::fs::write(path, rows.iter().map(|r| format!("{r}\n")).collect::<String>()).unwrap();
     path.to_path_buf()
 }
 
+/// Largest difference allowed between results computed in different batches.
+const TOL: f32 = 1e-5;
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// The predictions of `file`, streamed in `windows`, and the examples counted by `on_batch`.
+fn predict_all<B: Backend>(m: &Finetuned<B>, b: &B, file: &Path, windows: Windows) -> Result<(Vec<Prediction>, usize)> {
+    let (mut out, mut counted) = (Vec::new(), 0);
+    let n = m.predict_file(
+        b,
+        file,
+        windows,
+        |n| counted += n,
+        |p| {
+            out.push(p);
+            Ok(())
+        },
+    )?;
+    assert_eq!(n, out.len());
+    Ok((out, counted))
+}
+
+/// The embeddings of `inputs`, streamed in `windows`, each with its input.
+fn embed_all(e: &Embedder, inputs: &[(String, Option<String>)], windows: Windows) -> Result<Vec<Embedding>> {
+    let mut out = Vec::new();
+    e.embed(
+        &Cpu::<f32>::new(),
+        windows,
+        inputs.iter().map(Ok),
+        |(a, b)| e.encode_one(a, b.as_deref()).map_err(anyhow::Error::msg),
+        |_| {},
+        |x, row| {
+            assert!(std::ptr::eq(x, &inputs[out.len()]), "each row comes with its own input");
+            out.push(row);
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// `n` lines to predict, of lengths 3 to 12, with ids of every kind: an int, a string, a string of digits,
+/// none (then a label that is not one of the checkpoint's, never read), and blank lines between some.
+fn test_file(path: &Path, n: usize) -> (PathBuf, Vec<Value>) {
+    let ids = [json!(1000), json!("t-1"), json!("0042"), Value::Null];
+    let mut body = String::new();
+    let mut want = Vec::new();
+    for (i, s) in texts(n, 7).iter().enumerate() {
+        let row = match &ids[i % 4] {
+            Value::Null => json!({ "sentence": s, "label": "not a label" }),
+            id => json!({ "id": id, "sentence": s }),
+        };
+        want.push(if i % 4 == 3 { json!(i) } else { ids[i % 4].clone() });
+        body.push_str(&format!("{row}\n"));
+        if i % 5 == 1 {
+            body.push_str("\r\n");
+        }
+    }
+    std::fs::write(path, body).unwrap();
+    (path.to_path_buf(), want)
+}
+
 #[test]
 fn eval_and_predict_a_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = tiny_model(tmp.path());
-    let ck = checkpoint_of(&model, &tmp.path().join("ck"), 1);
-    let b = Cpu::<f32>::new();
-    let m = Finetuned::open(&b, &ck).unwrap();
+    let (b, m) = finetuned(tmp.path());
     assert!(m.check_max_len(32).is_ok() && m.check_max_len(64).is_ok());
     let e = m.check_max_len(2).unwrap_err().to_string();
     assert!(e.starts_with("--max-len 2: "), "{e}");
@@ -87,43 +139,105 @@ fn eval_and_predict_a_file() {
     let mut batches = 0;
     let metrics = m.evaluate(&b, &ds, 8, |n| batches += n);
     assert_eq!((metrics.examples, batches), (30, 30));
-    let predictions = m.predict(&b, &m.unlabelled(&dev).unwrap(), 8, |_| {});
+    let (predictions, counted) = predict_all(&m, &b, &dev, Windows::new(8)).unwrap();
+    assert_eq!(counted, 30);
     let right = predictions.iter().enumerate().filter(|(i, p)| p.label == LABELS[i % 3]).count();
     assert_eq!(metrics.accuracy, right as f64 / 30.0);
     assert_eq!(m.labelled(&dev, Some(4), Some(16)).unwrap().len(), 4);
 
     // Unlabelled: ids as written (int, string, a string of digits), the position without one; labels,
     // when present, are not read.
-    let ids = [json!(1000), json!("t-1"), json!("0042"), Value::Null];
-    let test: Vec<Value> = t
-        .iter()
-        .take(8)
-        .enumerate()
-        .map(|(i, s)| match &ids[i % 4] {
-            Value::Null => json!({ "sentence": s, "label": "not a label" }),
-            id => json!({ "id": id, "sentence": s }),
-        })
-        .collect();
-    let test = write_lines(&tmp.path().join("test.json"), &test);
-    let input = m.unlabelled(&test).unwrap();
-    assert_eq!(input.len(), 8);
-    let predictions = m.predict(&b, &input, 3, |_| {});
+    let (test, ids) = test_file(&tmp.path().join("test.json"), 8);
+    let (predictions, _) = predict_all(&m, &b, &test, Windows::new(3)).unwrap();
+    assert_eq!(predictions.len(), 8);
     for (i, p) in predictions.iter().enumerate() {
-        let want = if i % 4 == 3 { json!(i) } else { ids[i % 4].clone() };
-        assert_eq!(p.id, want, "row {i}");
+        assert_eq!(p.id, ids[i], "row {i}");
         assert_eq!(p.logits.len(), 3);
         let best = (0..3).max_by(|&x, &y| p.logits[x].total_cmp(&p.logits[y])).unwrap();
         assert_eq!(p.label, LABELS[best]);
         let row = p.to_json(false);
-        assert_eq!(row, json!({ "id": want, "label": p.label }));
+        assert_eq!(row, json!({ "id": ids[i], "label": p.label }));
         assert_eq!(p.to_json(true)["logits"].as_array().unwrap().len(), 3);
     }
+}
+
+/// Predictions streamed in windows of 3 batches of 2 are those of one window of the whole file, line for
+/// line (the same ids as written, labels, and logits up to float rounding: the CPU kernels' last bits depend
+/// on which rows share a batch); one window of the whole file is what `eval::predict` computes on its
+/// dataset, bit for bit.
+#[test]
+fn streamed_predictions_equal_one_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (b, m) = finetuned(tmp.path());
+    let (test, ids) = test_file(&tmp.path().join("test.json"), 23);
+
+    let (small, counted) = predict_all(&m, &b, &test, Windows::with_batches(2, 3)).unwrap();
+    assert_eq!((small.len(), counted), (23, 23));
+    let (whole, _) = predict_all(&m, &b, &test, Windows::with_batches(2, 1000)).unwrap();
+    assert_eq!(small.len(), whole.len());
+    for (i, (x, y)) in small.iter().zip(&whole).enumerate() {
+        assert_eq!((&x.id, &x.label), (&y.id, &y.label), "line {i}: windows of 6 vs one window");
+        assert!(max_diff(&x.logits, &y.logits) <= TOL, "line {i}: {:?} vs {:?}", x.logits, y.logits);
+    }
+    assert_eq!(small.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), ids, "ids as written, in input order");
+
+    // One window runs exactly what eval::predict runs on the file's dataset.
+    let mut spec = m.checkpoint.meta.task.clone();
+    spec.label_key = None;
+    let ds = Dataset::build(&read_examples(&test, &spec, false).unwrap(), &m.tokenizer, 32, &m.checkpoint.meta.labels)
+        .unwrap();
+    let p = eval::predict(&b, &m.encoder, &ds, 2, m.tokenizer.pad_id(), true, |_| {});
+    assert_eq!(p.loss, None);
+    assert_eq!(p.logits, whole.iter().map(|x| x.logits.clone()).collect::<Vec<_>>());
+    let labels: Vec<&str> = p.classes.iter().map(|&c| LABELS[c as usize]).collect();
+    assert_eq!(labels, whole.iter().map(|x| x.label.as_str()).collect::<Vec<_>>());
+    // Without logits, the same classes.
+    let q = eval::predict(&b, &m.encoder, &ds, 2, m.tokenizer.pad_id(), false, |_| {});
+    assert_eq!((q.classes, q.logits.len()), (p.classes, 0));
+}
+
+/// A bad line in a late window: the windows before it reach the sink, the error names FILE:LINE, and
+/// nothing after it is predicted.
+#[test]
+fn a_bad_line_in_a_late_window_stops_the_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (b, m) = finetuned(tmp.path());
+    let (test, _) = test_file(&tmp.path().join("test.json"), 20);
+    let good = std::fs::read_to_string(&test).unwrap();
+    let lines = good.lines().count();
+    let stream = |file: &Path, sink: &mut dyn FnMut(Prediction) -> Result<()>| {
+        m.predict_file(&b, file, Windows::with_batches(2, 3), |_| {}, sink).unwrap_err().to_string()
+    };
+    for (name, bad, what) in [
+        ("json", "{\"id\": 9, \"sentence\": ", "malformed JSON"),
+        ("key", "{\"id\": 9, \"text\": \"的\"}", "missing text key \"sentence\""),
+        ("id", "{\"id\": 1.5, \"sentence\": \"的\"}", "id key \"id\""),
+    ] {
+        let file = tmp.path().join(format!("bad_{name}.json"));
+        std::fs::write(&file, format!("{good}{bad}\n")).unwrap();
+        let mut seen = 0;
+        let err = stream(&file, &mut |_| {
+            seen += 1;
+            Ok(())
+        });
+        assert!(err.contains(&format!("{}:{}: ", file.display(), lines + 1)), "{err}");
+        assert!(err.contains(what), "{err}");
+        assert_eq!(seen, 18, "the three windows before the bad line's, then nothing");
+    }
+    // An error of the sink stops the stream too.
+    let mut calls = 0;
+    let err = stream(&test, &mut |_| {
+        calls += 1;
+        anyhow::ensure!(calls < 8, "disk full");
+        Ok(())
+    });
+    assert_eq!((err, calls), ("disk full".to_string(), 8));
 }
 
 #[test]
 fn average_weighted_and_greedy() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = tiny_model(tmp.path());
+    let model = model_in(tmp.path());
     let (c1, c2) = (checkpoint_of(&model, &tmp.path().join("c1"), 1), checkpoint_of(&model, &tmp.path().join("c2"), 2));
     let out = tmp.path().join("avg");
     let e = format!("{:#}", Members::load(&c2, &[c1.clone(), c2.clone()]).err().unwrap());
@@ -160,7 +274,7 @@ fn average_weighted_and_greedy() {
 #[test]
 fn embeddings_in_input_order_whatever_the_batch() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = tiny_model(tmp.path());
+    let model = model_in(tmp.path());
     let e = Embedder::load(Some(&model), None).unwrap();
     assert_eq!(e.max_len, 64, "the default 128 is capped by the position table");
     let err = format!("{:#}", Embedder::load(Some(&model), Some(65)).err().unwrap());
@@ -186,6 +300,38 @@ fn embeddings_in_input_order_whatever_the_batch() {
         assert!(close(x, y), "input {i}: reversed input, reversed output");
     }
     assert!(!close(&one[0], &one[1]), "distinct inputs, distinct rows");
+
+    // Streamed in windows of 3 batches of 2: the rows of one window of all the inputs (up to float
+    // rounding: which rows share a batch moves the last bits).
+    let owned: Vec<(String, Option<String>)> =
+        texts(23, 4).into_iter().enumerate().map(|(i, s)| (s, (i % 3 == 1).then(|| t[i % 10].clone()))).collect();
+    let small = embed_all(&e, &owned, Windows::with_batches(2, 3)).unwrap();
+    let whole = embed_all(&e, &owned, Windows::with_batches(2, 1000)).unwrap();
+    assert_eq!((small.len(), whole.len()), (23, 23));
+    for (i, (x, y)) in small.iter().zip(&whole).enumerate() {
+        assert!(close(x, y), "input {i}: windows of 6 vs one window");
+    }
+    assert_eq!(whole, e.embed_texts(&b, &owned, 2).unwrap(), "embed_texts: one window of 64 batches");
+    // An error in a late window (here, of the input stream): the windows before it reach the sink, then
+    // the error and nothing more.
+    let mut rows = 0;
+    let err = e
+        .embed(
+            &b,
+            Windows::with_batches(2, 3),
+            owned
+                .iter()
+                .enumerate()
+                .map(|(i, x)| if i == 21 { Err(anyhow::anyhow!("in.jsonl:22: bad")) } else { Ok(x) }),
+            |(a, b)| e.encode_one(a, b.as_deref()).map_err(anyhow::Error::msg),
+            |_| {},
+            |_, _| {
+                rows += 1;
+                Ok(())
+            },
+        )
+        .unwrap_err();
+    assert_eq!((err.to_string(), rows), ("in.jsonl:22: bad".to_string(), 18));
 
     // An input the model cannot take is named by its position.
     let short = Embedder { max_len: 2, ..e };

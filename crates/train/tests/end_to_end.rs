@@ -1,66 +1,18 @@
 //! End to end on the tiny model: it learns a small synthetic task (loss falls, accuracy far above chance)
 //! with every strategy on, and its checkpoint reloads to the same predictions.
 
+use ernie_backend::Cpu;
 use ernie_data::TaskSpec;
 use ernie_strategies::{AdvConfig, RDropConfig, Recipe, Strategy};
-use ernie_tensor::Cpu;
+use ernie_testkit::{model_in, task_in};
 use ernie_train::{checkpoint, eval, TrainConfig};
 use std::path::{Path, PathBuf};
-
-const CHARS: &str = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经";
-
-/// A copy of the tiny random model with a WordPiece vocab of [PAD] [UNK] [CLS] [SEP] [MASK] + 80 chars.
-fn tiny_model(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny_random_model");
-    let m = dir.join("model");
-    std::fs::create_dir_all(&m).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(src.join(f), m.join(f)).unwrap();
-    }
-    let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(CHARS.chars().map(String::from))
-        .collect();
-    assert!(vocab.len() <= 97);
-    std::fs::write(m.join("vocab.txt"), vocab.join("\n")).unwrap();
-    m
-}
-
-/// Label = which of three marker characters the sentence contains (the rest is random filler).
-fn write_task(dir: &Path, name: &str, n: usize, seed: u64) -> PathBuf {
-    let chars: Vec<char> = CHARS.chars().collect();
-    let markers = ['的', '是', '在'];
-    let filler = &chars[3..];
-    let mut s = seed;
-    let mut next = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (s >> 33) as usize
-    };
-    let lines: Vec<String> = (0..n)
-        .map(|_| {
-            let label = next() % 3;
-            let len = 4 + next() % 8;
-            let mut text: Vec<char> = (0..len).map(|_| filler[next() % filler.len()]).collect();
-            let at = next() % (len + 1);
-            text.insert(at, markers[label]);
-            format!(
-                "{{\"sentence\": \"{}\", \"label\": \"{}\"}}",
-                text.iter().collect::<String>(),
-                ["甲", "乙", "丙"][label]
-            )
-        })
-        .collect();
-    let p = dir.join(name);
-    std::fs::write(&p, lines.join("\n")).unwrap();
-    p
-}
 
 fn config(dir: &Path, model: PathBuf, recipe: Recipe) -> TrainConfig {
     TrainConfig {
         task: TaskSpec::custom("synthetic", "sentence", None, Some("label")),
-        train_file: write_task(dir, "train.json", 240, 1),
-        dev_file: Some(write_task(dir, "dev.json", 90, 2)),
+        train_file: task_in(dir, "train.json", 240, 1),
+        dev_file: Some(task_in(dir, "dev.json", 90, 2)),
         labels_file: None,
         model_dir: model,
         output_dir: dir.join("out"),
@@ -90,7 +42,7 @@ fn config(dir: &Path, model: PathBuf, recipe: Recipe) -> TrainConfig {
 #[test]
 fn tiny_model_learns_with_every_strategy_on() {
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
+    let model = model_in(dir.path());
     let recipe = Recipe {
         rdrop: Some(RDropConfig { alpha: 1.0 }),
         adv: Some(AdvConfig { epsilon: 0.5, ..AdvConfig::default() }),
@@ -124,7 +76,7 @@ fn tiny_model_learns_with_every_strategy_on() {
 #[test]
 fn base_training_is_deterministic() {
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
+    let model = model_in(dir.path());
     let mut cfg = config(dir.path(), model, Recipe::default());
     cfg.epochs = 1;
     cfg.save = false;
@@ -151,7 +103,7 @@ fn weights_hash(params: &ernie_model::HostParams) -> String {
 /// The CPU training path's numbers, pinned: the final weights of a few steps of the tiny model under each
 /// strategy. A refactor must keep every hash; a deliberate change of numerics updates them here (and
 /// invalidates experiment cells computed before it). The values depend on the host's SIMD class
-/// (`ernie_tensor::simd_class`: gemm's AVX-512 and AVX2 kernels differ in the last bits); a class without
+/// (`ernie_backend::simd_class`: gemm's AVX-512 and AVX2 kernels differ in the last bits); a class without
 /// pinned values prints what to pin and skips visibly.
 #[test]
 fn training_numerics_are_pinned() {
@@ -165,9 +117,9 @@ fn training_numerics_are_pinned() {
             ("adv+rdrop+layer-decay", "1884b4541550cb54"),
         ],
     )];
-    let class = ernie_tensor::simd_class();
+    let class = ernie_backend::simd_class();
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
+    let model = model_in(dir.path());
     let adv = AdvConfig { epsilon: 0.5, ..AdvConfig::default() };
     let rdrop = Some(RDropConfig { alpha: 1.0 });
     let rows: [(&str, Recipe); 5] = [

@@ -226,35 +226,16 @@ ernie-ft's device high-water mark (host RSS on the CPU), PyTorch's torch.cuda.ma
             let r = |e: &str, s: Strategy, f: &str| {
                 ratio(num(recs, e, shape, size, s.name(), f), num(recs, e, shape, size, BASE, f))
             };
+            let ours_and_torch = |s: Strategy, f: &str| (r("ernie-ft", s, f), r("torch-eager", s, f));
             let cells = [
-                (
-                    "adv_time",
-                    r("ernie-ft", Strategy::Adv, "median_step_s"),
-                    r("torch-eager", Strategy::Adv, "median_step_s"),
-                    MAX_ADV_TIME,
-                ),
-                (
-                    "rdrop_time",
-                    r("ernie-ft", Strategy::Rdrop, "median_step_s"),
-                    r("torch-eager", Strategy::Rdrop, "median_step_s"),
-                    MAX_RDROP_TIME,
-                ),
-                (
-                    "adv_memory",
-                    r("ernie-ft", Strategy::Adv, "peak_memory_bytes"),
-                    r("torch-eager", Strategy::Adv, "peak_memory_bytes"),
-                    MAX_ADV_MEM,
-                ),
-                (
-                    "rdrop_memory",
-                    r("ernie-ft", Strategy::Rdrop, "peak_memory_bytes"),
-                    r("torch-eager", Strategy::Rdrop, "peak_memory_bytes"),
-                    MAX_RDROP_MEM,
-                ),
+                ("adv_time", ours_and_torch(Strategy::Adv, "median_step_s"), MAX_ADV_TIME),
+                ("rdrop_time", ours_and_torch(Strategy::Rdrop, "median_step_s"), MAX_RDROP_TIME),
+                ("adv_memory", ours_and_torch(Strategy::Adv, "peak_memory_bytes"), MAX_ADV_MEM),
+                ("rdrop_memory", ours_and_torch(Strategy::Rdrop, "peak_memory_bytes"), MAX_RDROP_MEM),
             ];
             let mut line = format!("| {shape} | {}x{} |", size.0, size.1);
             let mut o_json = json!({"shape": shape, "seq": size.0, "batch": size.1});
-            for (name, ours, theirs, bound) in cells {
+            for (name, (ours, theirs), bound) in cells {
                 let (txt, ok) = judged(ours, bound, true);
                 line += &format!(" {txt} [{}] |", theirs.map_or("-".into(), |t| format!("{t:.2}x")));
                 o_json[name] = json!({"ernie_ft": ours, "torch_eager": theirs, "bound": bound, "ok": ok});

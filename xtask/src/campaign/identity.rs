@@ -11,7 +11,6 @@
 //! changed kernel gets another, and so does a host of another class. It is cached per binary (blake3 of
 //! the file), device and host.
 
-use super::tiny;
 use anyhow::{bail, Context, Result};
 use ernie_strategies::Strategy;
 use serde::{Deserialize, Serialize};
@@ -211,10 +210,10 @@ pub fn fingerprint(bin: &Path, dev: &DeviceSpec, gpu: Option<usize>, host: &Host
     let work = cache.join(format!("fingerprint-{key}-work"));
     let _ = std::fs::remove_dir_all(&work);
     let model = work.join("model");
-    tiny::write_model(&model).context("writing the tiny model for the numerics fingerprint")?;
+    ernie_testkit::write_model(&model).context("writing the tiny model for the numerics fingerprint")?;
     let (train, dev_file) = (work.join("train.json"), work.join("dev.json"));
-    tiny::write_task(&train, 48, 11)?;
-    tiny::write_task(&dev_file, 24, 12)?;
+    ernie_testkit::write_task(&train, 48, 11)?;
+    ernie_testkit::write_task(&dev_file, 24, 12)?;
     eprintln!("numerics fingerprint: {} tiny runs of 3 steps on {}", FINGERPRINT_RUNS.len(), dev.name());
     let mut runs = BTreeMap::new();
     let mut sources = vec![];
@@ -222,7 +221,7 @@ pub fn fingerprint(bin: &Path, dev: &DeviceSpec, gpu: Option<usize>, host: &Host
     for (name, strategies) in FINGERPRINT_RUNS {
         let out = work.join(name);
         let mut args: Vec<String> = vec!["train".into(), "--model".into(), model.display().to_string()];
-        args.extend(tiny::TASK_FLAGS.map(String::from));
+        args.extend(ernie_testkit::TASK_FLAGS.map(String::from));
         args.extend(
             [
                 "--max-len",

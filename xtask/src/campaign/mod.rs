@@ -23,7 +23,6 @@ pub mod rows;
 pub mod runner;
 pub mod setup;
 pub mod stats;
-pub mod tiny;
 
 use anyhow::{bail, Context, Result};
 use identity::Identity;

@@ -7,9 +7,9 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use ernie_backend::{Backend, Cpu};
 use ernie_data::TextTokenizer;
 use ernie_model::{Encoder, ForwardOpts, HeadInit, HostParams, Tokens};
-use ernie_tensor::{Backend, Cpu};
 use tempfile::TempDir;
 
 pub use super::BIN;
@@ -19,33 +19,24 @@ pub const TOL: f32 = 1e-5;
 /// Every character of the test sentences is in the vocabulary, so one character is one token.
 pub const CHARS: &str = "我你他她们的是在有不了人这中大来上国个到说时要就出会可也天好今气很去公园玩吧明下雨学习文喜欢吃苹果书看电影工作家猫狗跑快慢红花，。";
 
-pub fn fixture_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny_random_model")
-}
-
 /// A temporary work dir with `model/` (the tiny model plus a vocab.txt). Its classifier has 5 labels, so
 /// every test also checks that `encode` loads a checkpoint whatever its head.
 pub struct Tiny {
     pub tmp: TempDir,
 }
 
+/// Runs `ernie-ft encode --model MODEL --input INPUT --output OUTPUT EXTRA...`.
+pub fn encode_with(model: &Path, input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let mut args: Vec<&OsStr> = vec!["encode".as_ref(), "--model".as_ref(), model.as_os_str()];
+    args.extend(["--input".as_ref(), input.as_os_str(), "--output".as_ref(), output.as_os_str()]);
+    args.extend(extra.iter().map(OsStr::new));
+    run(&args)
+}
+
 impl Tiny {
     pub fn new() -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let model = tmp.path().join("model");
-        std::fs::create_dir(&model).unwrap();
-        for f in ["config.json", "model.safetensors"] {
-            std::fs::copy(fixture_model().join(f), model.join(f)).unwrap_or_else(|e| panic!("copy {f}: {e}"));
-        }
-        let mut vocab: Vec<String> =
-            ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|s| s.to_string()).collect();
-        for c in CHARS.chars() {
-            let c = c.to_string();
-            assert!(!vocab.contains(&c), "duplicate {c}");
-            vocab.push(c);
-        }
-        assert!(vocab.len() < 97, "vocab {} must fit the tiny model's 97 ids", vocab.len());
-        std::fs::write(model.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
+        ernie_testkit::write_model_with_chars(&tmp.path().join("model"), CHARS).expect("writing the tiny model");
         Tiny { tmp }
     }
     pub fn dir(&self) -> &Path {
@@ -57,6 +48,14 @@ impl Tiny {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir().join(name)
     }
+    /// The `*.tmp` files left in the work directory (none once a command has ended, whatever its outcome).
+    pub fn temp_files(&self) -> Vec<String> {
+        std::fs::read_dir(self.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect()
+    }
     pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
         let p = self.path(name);
         std::fs::write(&p, content).unwrap();
@@ -64,11 +63,7 @@ impl Tiny {
     }
     /// Runs `encode` on the tiny model: `input` -> `output`, with `extra` flags.
     pub fn encode(&self, input: &Path, output: &Path, extra: &[&str]) -> Output {
-        let model = self.model();
-        let mut args: Vec<&OsStr> = vec!["encode".as_ref(), "--model".as_ref(), model.as_os_str()];
-        args.extend(["--input".as_ref(), input.as_os_str(), "--output".as_ref(), output.as_os_str()]);
-        args.extend(extra.iter().map(OsStr::new));
-        run(&args)
+        encode_with(&self.model(), input, output, extra)
     }
     /// Encodes `lines` (JSON strings) and returns the rows; panics on failure.
     pub fn rows(&self, name: &str, lines: &[String], extra: &[&str]) -> Vec<Row> {

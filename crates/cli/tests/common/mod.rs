@@ -14,8 +14,6 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ernie-ft");
-pub const CHARS: &str = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经";
-pub const LABELS: [&str; 3] = ["甲", "乙", "丙"];
 /// Fields of metrics.json that measure time or memory (they differ between identical runs).
 pub const TIMING_FIELDS: [&str; 6] =
     ["train_seconds", "seconds_per_step", "samples_per_second", "eval_seconds", "peak_host_bytes", "peak_device_bytes"];
@@ -28,19 +26,7 @@ pub struct Work {
 impl Work {
     pub fn new() -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny_random_model");
-        let m = tmp.path().join("model");
-        std::fs::create_dir(&m).unwrap();
-        for f in ["config.json", "model.safetensors"] {
-            std::fs::copy(src.join(f), m.join(f)).unwrap_or_else(|e| panic!("copy {f}: {e}"));
-        }
-        let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain(CHARS.chars().map(String::from))
-            .collect();
-        assert!(vocab.len() <= 97, "the vocab must fit the tiny model's 97 ids");
-        std::fs::write(m.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
+        ernie_testkit::model_in(tmp.path());
         Work { tmp }
     }
     pub fn path(&self, name: &str) -> PathBuf {
@@ -56,11 +42,7 @@ impl Work {
     }
     /// `n` labelled examples (seeded), one JSON object per line.
     pub fn task(&self, name: &str, n: usize, seed: u64) -> PathBuf {
-        let lines: Vec<String> = examples(n, seed)
-            .iter()
-            .map(|(text, label)| serde_json::json!({ "sentence": text, "label": LABELS[*label] }).to_string())
-            .collect();
-        self.write(name, &(lines.join("\n") + "\n"))
+        ernie_testkit::task_in(self.tmp.path(), name, n, seed)
     }
     /// `train` on the synthetic task with the flags every run shares, then `extra`.
     pub fn train(&self, train: &Path, dev: Option<&Path>, out: &Path, extra: &[&str]) -> Output {
@@ -102,27 +84,6 @@ impl Work {
 }
 
 /// Seeded (text, label index) pairs: random filler with the label's marker inserted somewhere.
-pub fn examples(n: usize, seed: u64) -> Vec<(String, usize)> {
-    let chars: Vec<char> = CHARS.chars().collect();
-    let markers = ['的', '是', '在'];
-    let filler = &chars[3..];
-    let mut st = seed;
-    let mut next = || {
-        st = st.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (st >> 33) as usize
-    };
-    (0..n)
-        .map(|_| {
-            let label = next() % 3;
-            let len = 4 + next() % 8;
-            let mut text: Vec<char> = (0..len).map(|_| filler[next() % filler.len()]).collect();
-            let at = next() % (len + 1);
-            text.insert(at, markers[label]);
-            (text.into_iter().collect(), label)
-        })
-        .collect()
-}
-
 pub fn s(p: &Path) -> String {
     p.to_str().expect("UTF-8 temp path").to_string()
 }

@@ -6,7 +6,7 @@ use crate::buf::CudaBuf;
 use crate::kernels::Kernel;
 use crate::params::{launch_params, Rng, Tensor, UnaryParams};
 use crate::CudaBackend;
-use ernie_tensor::RngStream;
+use ernie_backend::RngStream;
 
 launch_params! {
     /// `out = f(a, b)`: gelu_bwd(dy, x), tanh_bwd(dy, y).

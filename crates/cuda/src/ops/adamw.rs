@@ -7,7 +7,7 @@ use crate::host::block_starts;
 use crate::kernels::Kernel;
 use crate::params::{launch_params, Tensor};
 use crate::CudaBackend;
-use ernie_tensor::{AdamWStep, ParamSlot};
+use ernie_backend::{AdamWStep, ParamSlot};
 
 /// Elements per block.
 const CHUNK: usize = 4096;

@@ -8,7 +8,7 @@ use crate::gemm::{Gemm, Mat};
 use crate::kernels::Kernel;
 use crate::params::{launch_params, Rng, Tensor};
 use crate::CudaBackend;
-use ernie_tensor::{AttnShape, RngStream};
+use ernie_backend::{AttnShape, RngStream};
 
 launch_params! {
     struct AttnFwdParams {

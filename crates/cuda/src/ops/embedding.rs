@@ -7,7 +7,7 @@ use crate::host::segments;
 use crate::kernels::Kernel;
 use crate::params::{launch_params, Tensor};
 use crate::CudaBackend;
-use ernie_tensor::TokenBatch;
+use ernie_backend::TokenBatch;
 
 launch_params! {
     struct EmbedFwdParams {

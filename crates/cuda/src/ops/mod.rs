@@ -1,7 +1,7 @@
 //! The backend's ops, one file per kernel family: `ops/<family>.rs` launches the kernels of
 //! `kernels/<family>.cu` (with the GEMMs the family needs) and declares their `#[repr(C)]` parameter structs,
 //! the mirrors of the family's section of `kernels/params.cuh`. `backend.rs` implements the `Backend` trait
-//! by calling these functions, as the CPU backend calls `ernie_tensor::cpu::ops`.
+//! by calling these functions, as the CPU backend calls `ernie_backend::cpu::ops`.
 //!
 //! This file holds what the families share: allocation, launch geometry, size checks and the GEMM operands.
 

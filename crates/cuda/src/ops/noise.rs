@@ -6,7 +6,7 @@ use crate::buf::{CudaBuf, CudaIds};
 use crate::kernels::Kernel;
 use crate::params::{launch_params, Rng, Tensor};
 use crate::CudaBackend;
-use ernie_tensor::{AttnShape, NoiseNorm, RngStream};
+use ernie_backend::{AttnShape, NoiseNorm, RngStream};
 
 /// Elements per block of the per-example norm's first pass.
 const NORM_CHUNK: usize = 16384;

@@ -1,7 +1,7 @@
 //! A training step's scalars on the device (kernels/stats.cu): batch means of per-row losses, the count of
 //! correct predictions, the loss from its parts and the global-norm clip factor, all in f64, so that a step
 //! reads the device once, at its end (`stats_download`). The CPU reference is
-//! `ernie_tensor::cpu::ops::stats`; each kernel does the reference's f64 operations in its order (one thread
+//! `ernie_backend::cpu::ops::stats`; each kernel does the reference's f64 operations in its order (one thread
 //! where the order matters: the rows of a batch are a few hundred at most), so the results agree bit for
 //! bit given the same inputs.
 
@@ -10,7 +10,7 @@ use crate::buf::{CudaBuf, CudaIds, CudaStats};
 use crate::kernels::Kernel;
 use crate::params::{launch_params, Tensor};
 use crate::CudaBackend;
-use ernie_tensor::{Clip, MAX_COMBINE_TERMS};
+use ernie_backend::{Clip, MAX_COMBINE_TERMS};
 
 /// "No slot" in the parameter structs.
 const NO_SLOT: u64 = u64::MAX;
@@ -22,7 +22,7 @@ launch_params! {
     struct StatsCorrectParams { stats: u64, logits: Tensor, labels: u64, rows: u64, classes: u64, slot: u64 }
     /// `stats[dst] = sum_k weight[k] * stats[slot[k]]`, `k < n`, left to right.
     struct StatsCombineParams { stats: u64, dst: u64, n: u64, _pad: u64, slot: [u64; 4], weight: [f64; 4] }
-    /// The clip factor (see ernie_tensor::Clip); `guard` NO_SLOT for none, `clip` 0 for no clipping.
+    /// The clip factor (see ernie_backend::Clip); `guard` NO_SLOT for none, `clip` 0 for no clipping.
     struct ClipParams { stats: u64, sumsq: u64, norm: u64, scale: u64, guard: u64, max_norm: f64, clip: u32, _pad: u32 }
 }
 

@@ -11,8 +11,8 @@ macro_rules! skipped {
     }};
 }
 
+use ernie_backend::RngStream;
 use ernie_cuda::{CudaBackend, Precision};
-use ernie_tensor::RngStream;
 use proptest::strategy::Strategy;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use std::sync::OnceLock;

@@ -2,8 +2,8 @@
 
 use crate::common::*;
 use crate::{cpu32, cpu64};
+use ernie_backend::{Backend, RngStream};
 use ernie_cuda::Precision;
-use ernie_tensor::{Backend, RngStream};
 use proptest::prelude::*;
 
 #[test]

@@ -3,8 +3,8 @@
 
 use crate::common::*;
 use crate::cpu32;
+use ernie_backend::{AdamWStep, Backend, ParamSlot};
 use ernie_cuda::Precision;
-use ernie_tensor::{AdamWStep, Backend, ParamSlot};
 use proptest::prelude::*;
 
 /// One AdamW step of backend `b` over every parameter: the parameters, their moments, their gradients, and

@@ -2,7 +2,7 @@
 
 use crate::common::*;
 use crate::{attention_case, cpu64};
-use ernie_tensor::{Backend, RngStream};
+use ernie_backend::{Backend, RngStream};
 use proptest::prelude::*;
 
 #[test]

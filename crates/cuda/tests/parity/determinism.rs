@@ -3,7 +3,7 @@
 
 use crate::attention_case;
 use crate::common::*;
-use ernie_tensor::{Backend, RngStream, TokShape, TokenBatch};
+use ernie_backend::{Backend, RngStream, TokShape, TokenBatch};
 
 #[test]
 fn reductions_are_deterministic() {

@@ -2,8 +2,8 @@
 
 use crate::common::*;
 use crate::{batch, cpu32};
+use ernie_backend::{Backend, TokShape};
 use ernie_cuda::Precision;
-use ernie_tensor::{Backend, TokShape};
 use proptest::prelude::*;
 
 #[test]

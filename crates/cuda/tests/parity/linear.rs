@@ -2,8 +2,8 @@
 
 use crate::common::*;
 use crate::cpu64;
+use ernie_backend::Backend;
 use ernie_cuda::DType;
-use ernie_tensor::Backend;
 use proptest::prelude::*;
 
 #[test]

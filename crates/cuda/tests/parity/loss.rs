@@ -2,7 +2,7 @@
 
 use crate::common::*;
 use crate::cpu64;
-use ernie_tensor::Backend;
+use ernie_backend::Backend;
 use proptest::prelude::*;
 
 #[test]

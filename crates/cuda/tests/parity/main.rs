@@ -25,7 +25,7 @@ mod stats;
 mod vector;
 
 use common::*;
-use ernie_tensor::{AttnShape, Backend, Cpu, TokShape, TokenBatch};
+use ernie_backend::{AttnShape, Backend, Cpu, TokShape, TokenBatch};
 
 fn cpu64() -> Cpu<f64> {
     Cpu::<f64>::new()

@@ -2,7 +2,7 @@
 
 use crate::common::*;
 use crate::{cpu32, cpu64};
-use ernie_tensor::{AttnShape, Backend, NoiseNorm, RngStream};
+use ernie_backend::{AttnShape, Backend, NoiseNorm, RngStream};
 use proptest::prelude::*;
 
 #[test]

@@ -2,8 +2,8 @@
 
 use crate::common::*;
 use crate::cpu64;
+use ernie_backend::Backend;
 use ernie_cuda::{CudaBackend, DType, Precision};
-use ernie_tensor::Backend;
 
 #[test]
 fn storage_follows_the_precision() {

@@ -4,7 +4,7 @@
 
 use crate::common::*;
 use crate::cpu32;
-use ernie_tensor::{Backend, Clip};
+use ernie_backend::{Backend, Clip};
 use proptest::prelude::*;
 
 fn same_bits(what: &str, got: &[f64], want: &[f64]) -> Result<(), TestCaseError> {

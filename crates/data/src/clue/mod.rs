@@ -2,6 +2,7 @@
 //! specific keys (see [`TaskSpec`]).
 
 mod dataset;
+mod json_lines;
 mod labels;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 
 pub use dataset::{split_holdout, Batch, Dataset, Item};
+pub use json_lines::{count_nonblank_lines, JsonLine, JsonLines};
 pub use labels::{resolve_labels, LabelSet, LabelSource, DEFAULT_LABELS_FILE};
 
 /// Which JSON keys hold what for one task. Serializable so it can be saved next to a fine-tuned model.
@@ -115,9 +117,36 @@ impl Example {
     pub fn location(&self) -> String {
         format!("{}:{}", self.file.display(), self.line)
     }
+
+    /// The example on one line of `file`, its texts, label and id under `spec`'s keys.
+    ///
+    /// With `require_label`, the line must carry the label (string or integer); without it a label is read
+    /// when present and `spec` has a label key. Errors name `file` and the line.
+    pub fn from_line(file: &Arc<Path>, line: &JsonLine, spec: &TaskSpec, require_label: bool) -> Result<Self> {
+        let (obj, n) = (&line.obj, line.line);
+        let at = |message: String| Error::data(file.as_ref(), n, message);
+        let text_a = text_field(obj, &spec.text_a_key).map_err(at)?;
+        let text_b = match &spec.text_b_key {
+            Some(key) => Some(text_field(obj, key).map_err(at)?),
+            None => None,
+        };
+        let label = match &spec.label_key {
+            Some(key) => {
+                let label = label_field(obj, key).map_err(at)?;
+                if require_label && label.is_none() {
+                    return Err(at(format!("missing label key \"{key}\"")));
+                }
+                label
+            }
+            None => None,
+        };
+        let id = id_field(obj, &spec.id_key).map_err(at)?;
+        Ok(Example { file: Arc::clone(file), line: n, id, text_a, text_b, label })
+    }
 }
 
-/// Reads every non-blank line of `path` as an [`Example`].
+/// Reads every non-blank line of `path` as an [`Example`] (a collect of [`JsonLines`] and
+/// [`Example::from_line`]).
 ///
 /// With `require_label`, every line must carry the label (string or integer); without it a label is read
 /// when present (test files have none, but have `id`). A UTF-8 BOM and CRLF line ends are accepted.
@@ -130,57 +159,17 @@ pub fn read_examples(path: &Path, spec: &TaskSpec, require_label: bool) -> Resul
         )));
     }
     let file: Arc<Path> = Arc::from(path);
-    let mut out = Vec::new();
-    for_each_json_line(path, |line, obj| {
-        let at = |message: String| Error::data(path, line, message);
-        let text_a = text_field(&obj, &spec.text_a_key).map_err(at)?;
-        let text_b = match &spec.text_b_key {
-            Some(key) => Some(text_field(&obj, key).map_err(at)?),
-            None => None,
-        };
-        let label = match &spec.label_key {
-            Some(key) => {
-                let label = label_field(&obj, key).map_err(at)?;
-                if require_label && label.is_none() {
-                    return Err(at(format!("missing label key \"{key}\"")));
-                }
-                label
-            }
-            None => None,
-        };
-        let id = id_field(&obj, &spec.id_key).map_err(at)?;
-        out.push(Example { file: Arc::clone(&file), line, id, text_a, text_b, label });
-        Ok(())
-    })?;
-    Ok(out)
+    JsonLines::open(path)?.map(|line| Example::from_line(&file, &line?, spec, require_label)).collect()
 }
 
-/// Calls `f(line_number, object)` for every non-blank line; errors name the file and the line.
-/// A file without any non-blank line is an error (reported at line 1).
+/// Calls `f(line_number, object)` for every non-blank line of `path` (see [`JsonLines`]).
 pub(crate) fn for_each_json_line(
     path: &Path,
     mut f: impl FnMut(usize, Map<String, Value>) -> Result<()>,
 ) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    let mut seen = 0usize;
-    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = i + 1;
-        let text = std::str::from_utf8(raw).map_err(|e| Error::data(path, line, format!("not valid UTF-8 ({e})")))?;
-        let text = text.trim();
-        if text.is_empty() {
-            continue;
-        }
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| Error::data(path, line, format!("malformed JSON: {e}")))?;
-        let Value::Object(obj) = value else {
-            return Err(Error::data(path, line, format!("expected a JSON object, found {}", json_kind(&value))));
-        };
-        seen += 1;
+    for line in JsonLines::open(path)? {
+        let JsonLine { line, obj } = line?;
         f(line, obj)?;
-    }
-    if seen == 0 {
-        return Err(Error::data(path, 1, "the file is empty (no JSON lines)"));
     }
     Ok(())
 }

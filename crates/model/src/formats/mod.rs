@@ -17,7 +17,7 @@ pub mod pytorch;
 
 use crate::config::ModelConfig;
 use crate::ModelError;
-use ernie_tensor::dtype::DType;
+use ernie_backend::dtype::DType;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

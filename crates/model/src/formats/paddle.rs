@@ -14,7 +14,7 @@
 
 use super::pickle::{self, Global, Id, Obj, Pickle};
 use super::{gather, swap_bytes, Stored, TensorTable};
-use ernie_tensor::dtype::DType;
+use ernie_backend::dtype::DType;
 use std::borrow::Cow;
 
 /// The map from a PaddleNLP ERNIE parameter name to `(HF name, stored transposed)`; `None` for a name

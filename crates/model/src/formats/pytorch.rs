@@ -16,7 +16,7 @@
 
 use super::pickle::{self, Global, Id, Obj, Pickle};
 use super::{gather, swap_bytes, Stored};
-use ernie_tensor::dtype::DType;
+use ernie_backend::dtype::DType;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{Cursor, Read};

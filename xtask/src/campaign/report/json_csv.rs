@@ -1,20 +1,12 @@
 //! table.json (the settings, every row's statistics, every cell, the notes) and table.csv (one line per
 //! row): the table for programs.
 
-use super::{CellData, RowStats};
-use crate::campaign::Campaign;
+use super::{RowStats, Table};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 
 /// table.json.
-pub(super) fn table_json(
-    c: &Campaign,
-    title: &str,
-    stats: &[RowStats],
-    settings: &Value,
-    notes: &[String],
-    cells: &BTreeMap<String, CellData>,
-) -> Value {
+pub(super) fn table_json(t: &Table) -> Value {
+    let Table { campaign: c, title, stats, settings, notes, cells } = t;
     let cell_json: Vec<Value> = c
         .specs
         .iter()

@@ -2,13 +2,10 @@
 //! the settings that produced it and one line per cell.
 
 use super::settings::{hosts_of, list};
-use super::{CellData, RowStats};
+use super::Table;
 use crate::campaign::identity::Host;
 use crate::campaign::rows;
 use crate::campaign::stats::{Interval, Summary};
-use crate::campaign::Campaign;
-use serde_json::Value;
-use std::collections::BTreeMap;
 
 fn f2(x: Option<f64>) -> String {
     x.map_or("-".into(), |x| format!("{x:.2}"))
@@ -50,14 +47,8 @@ fn interval_cells(i: &Option<Interval>) -> [String; 3] {
 
 /// The Markdown of the table, from the rows' statistics, the settings and notes of table.json, and the
 /// finished cells.
-pub(super) fn markdown(
-    c: &Campaign,
-    title: &str,
-    stats: &[RowStats],
-    settings: &Value,
-    notes: &[String],
-    cells: &BTreeMap<String, CellData>,
-) -> String {
+pub(super) fn markdown(t: &Table) -> String {
+    let Table { campaign: c, title, stats, settings, notes, cells } = t;
     let done = cells.len();
     let planned = c.specs.len();
     let mut md = format!("# {title}\n\n");

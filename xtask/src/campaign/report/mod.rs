@@ -205,6 +205,16 @@ pub fn load_cells(c: &Campaign) -> Result<BTreeMap<String, CellData>> {
     Ok(out)
 }
 
+/// Everything the table's files are written from.
+pub(super) struct Table<'a> {
+    campaign: &'a Campaign,
+    title: String,
+    stats: Vec<RowStats>,
+    settings: Value,
+    notes: Vec<String>,
+    cells: BTreeMap<String, CellData>,
+}
+
 pub fn write(c: &Campaign, current: Option<&Identity>) -> Result<()> {
     let cells = load_cells(c)?;
     let stats = compute(&c.task, &c.rows, &c.specs, &cells);
@@ -214,15 +224,17 @@ pub fn write(c: &Campaign, current: Option<&Identity>) -> Result<()> {
         format!("{} strategy table{}", c.task.to_uppercase(), if c.opts.quick { " (QUICK smoke run)" } else { "" });
     let done = cells.len();
     let planned = c.specs.len();
-    let md = markdown::markdown(c, &title, &stats, &settings, &notes, &cells);
-    let table_json = json_csv::table_json(c, &title, &stats, &settings, &notes, &cells);
-    let csv = json_csv::csv(&stats);
+    let table = Table { campaign: c, title, stats, settings, notes, cells };
+    let md = markdown::markdown(&table);
+    let table_json = json_csv::table_json(&table);
+    let csv = json_csv::csv(&table.stats);
 
     std::fs::create_dir_all(&c.out)?;
     super::write_atomic(&c.out.join("table.md"), md.as_bytes())?;
     super::write_atomic(&c.out.join("table.json"), serde_json::to_string_pretty(&table_json)?.as_bytes())?;
     super::write_atomic(&c.out.join("table.csv"), csv.as_bytes())?;
-    let chart_rows: Vec<ChartRow> = stats
+    let chart_rows: Vec<ChartRow> = table
+        .stats
         .iter()
         .map(|r| ChartRow {
             label: rows::by_key(&r.row).map_or(r.label.clone(), |row| row.short.to_string()),
@@ -236,9 +248,9 @@ pub fn write(c: &Campaign, current: Option<&Identity>) -> Result<()> {
         done,
         planned,
         c.device.name(),
-        settings::list(&settings["numerics"]["fingerprint_of_cells"])
+        settings::list(&table.settings["numerics"]["fingerprint_of_cells"])
     );
-    chart::write(&c.out, &title, &subtitle, &chart_rows)?;
+    chart::write(&c.out, &table.title, &subtitle, &chart_rows)?;
     println!("{md}");
     eprintln!("written: {}/table.{{md,json,csv}}, chart.{{png,svg}} ({done} of {planned} cells)", c.out.display());
     Ok(())
