@@ -4,6 +4,7 @@
 //! recorded HF transformers' logits): identical parameters and logits from every format, the reference
 //! logits, `layer_norm_eps` 1e-5 and the task-type embeddings honoured, the published configurations
 //! read key for key, and every kind of bad file an error naming the file and the tensor or key.
+//! (About 600 lines: one file for the one fixture set, so its helpers are not shared across test binaries.)
 
 use ernie_backend::{Backend, Cpu};
 use ernie_ft_suite::local_fixtures;

@@ -28,7 +28,7 @@ fn config(dir: &Path, model: PathBuf, data: PathBuf, out: &str) -> TrainConfig {
         lr: 3e-3,
         batch_size: 4,
         epochs: 2,
-        max_len: 10,
+        max_len: 8,
         warmup_ratio: 0.1,
         weight_decay: 0.01,
         max_grad_norm: 1.0,

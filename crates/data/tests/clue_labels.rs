@@ -81,12 +81,7 @@ fn labels_json_beside_train_applies_to_pair_tasks_and_rejects_unknown_labels() {
     let train = write(
         dir.path(),
         "train.json",
-        concat!(
-            r#"{"sentence1": "a", "sentence2": "b", "label": "0"}"#,
-            "\n",
-            r#"{"sentence1": "c", "sentence2": "d", "label": 1}"#,
-            "\n"
-        ),
+        "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": \"0\"}\n{\"sentence1\": \"c\", \"sentence2\": \"d\", \"label\": 1}\n",
     );
     let ex = read_examples(&train, &spec, true).expect("read");
     let (set, source) = resolve_labels(None, &train, &spec, &ex).expect("labels");
@@ -95,18 +90,12 @@ fn labels_json_beside_train_applies_to_pair_tasks_and_rejects_unknown_labels() {
     assert!(source.to_string().contains("labels.json"), "{source}");
 
     // A training label missing from labels.json: an error naming the train file and line, not a new class.
-    let bad = write(
-        dir.path(),
-        "train.json",
-        concat!(
-            r#"{"sentence1": "a", "sentence2": "b", "label": "0"}"#,
-            "\n",
-            r#"{"sentence1": "c", "sentence2": "d", "label": "1"}"#,
-            "\n",
-            r#"{"sentence1": "e", "sentence2": "f", "label": "2"}"#,
-            "\n"
-        ),
-    );
+    let pairs = [("a", "b", "0"), ("c", "d", "1"), ("e", "f", "2")];
+    let lines: String = pairs
+        .iter()
+        .map(|(a, b, l)| format!("{{\"sentence1\": \"{a}\", \"sentence2\": \"{b}\", \"label\": \"{l}\"}}\n"))
+        .collect();
+    let bad = write(dir.path(), "train.json", &lines);
     let ex = read_examples(&bad, &spec, true).expect("read");
     let msg = resolve_labels(None, &bad, &spec, &ex).expect_err("unknown label").to_string();
     assert!(msg.contains(&format!("{}:3:", bad.display())) && msg.contains("unknown label \"2\""), "{msg}");

@@ -1,6 +1,9 @@
 //! The encoder with its classification head: explicit forward that keeps what the backward needs, and an
 //! explicit backward that yields every parameter's gradient (and, for the adv strategy, the gradient with
 //! respect to the attention-score noise of every layer). No autograd graph: the backward is written out.
+//!
+//! About 600 lines in one file on purpose: each block's forward and backward stand in the same file so the
+//! backward can be read against the forward that produced its cache.
 
 use crate::params::{idx, param_specs, HostParams, ParamIndex, ParamSpec};
 use crate::ModelConfig;

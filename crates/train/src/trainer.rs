@@ -1,4 +1,8 @@
 //! The fine-tuning loop: data, model, optimizer and strategies put together.
+//!
+//! About 600 lines in one file on purpose: the loop's state (data position, schedule, RNG, evaluation,
+//! training states and resume) is one piece that a reader follows top to bottom; the one update is
+//! `step.rs`, setting a run up `setup.rs`, the state files `state.rs`.
 
 use crate::checkpoint::{self, CheckpointMeta, METRICS_FILE};
 use crate::config::TrainConfig;
