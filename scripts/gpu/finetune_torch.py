@@ -116,7 +116,7 @@ class Tok:
         return enc["input_ids"], enc.get("token_type_ids") or [[0] * len(x) for x in enc["input_ids"]]
 
 
-# ernie-ft's --holdout split (crates/data/src/clue/dataset.rs `split_holdout`, seed fixed in
+# ernie-ft's --holdout split (crates/data/src/clue/dataset.rs `split_holdout`, seed HOLDOUT_SEED of
 # crates/train/src/trainer.rs): the same examples are held out here.
 HOLDOUT_SEED = 1234
 MASK64 = (1 << 64) - 1

@@ -182,6 +182,10 @@ pub fn train<B: Backend>(b: &B, cfg: &TrainConfig) -> Result<TrainReport> {
     train_with(b, cfg, &RunOptions::default())
 }
 
+/// The seed of the `--holdout` split: fixed, so that every run (any seed, any strategy) holds out the same
+/// examples (scripts/gpu/finetune_torch.py `--holdout` holds out the same ones for PyTorch).
+pub const HOLDOUT_SEED: u64 = 1234;
+
 /// Fine-tune on `b`. Writes training states under `cfg.output_dir/checkpoints/` as configured, the final
 /// checkpoint when `cfg.save`, and `metrics.json` last. Nothing is created before the data and model have
 /// been read and checked.
@@ -193,7 +197,7 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
     let (mut train_ex, dev_ex) = match cfg.holdout {
         Some(frac) => {
             let n = all_train.len();
-            let (tr, ho) = split_holdout(all_train, frac, 1234);
+            let (tr, ho) = split_holdout(all_train, frac, HOLDOUT_SEED);
             if tr.is_empty() || ho.is_empty() {
                 bail!("--holdout {frac} of the {n} examples of {} leaves {} to train on and {} held out: both must be at least 1", cfg.train_file.display(), tr.len(), ho.len());
             }
