@@ -11,7 +11,7 @@
 
 use ernie_backend::{Backend, RngStream};
 use ernie_model::{Encoder, Grads};
-use ernie_optim::{AdamW, AdamWConfig, StepStats, STAT_SLOTS};
+use ernie_optim::{AdamW, AdamWConfig, STAT_SLOTS};
 use ernie_strategies::{compute_gradients, layer_decay, stat, Dropout, LabelledBatch, Recipe, StepReport};
 
 /// The loss of an update was NaN or infinite (nothing was applied).
@@ -31,8 +31,6 @@ pub struct TrainStep<B: Backend> {
     pub seed: u64,
     pub opt: AdamW<B>,
     pub grads: Grads<B>,
-    /// What the optimizer did in the last update that was applied.
-    pub last_stats: Option<StepStats>,
 }
 
 impl<B: Backend> TrainStep<B> {
@@ -45,13 +43,12 @@ impl<B: Backend> TrainStep<B> {
         if let Some(rate) = recipe.layer_decay {
             opt.lr_mult = layer_decay::multipliers(&enc.specs, enc.config.num_hidden_layers, rate);
         }
-        TrainStep { recipe, dropout, seed, opt, grads: enc.zero_grads(b), last_stats: None }
+        TrainStep { recipe, dropout, seed, opt, grads: enc.zero_grads(b) }
     }
 
     /// Update number `update` (0-based) on one batch, with base learning rate `lr` (the schedule's value
-    /// for this update); what the optimizer did (gradient norm, clip factor) is kept in
-    /// [`TrainStep::last_stats`]. A non-finite loss is an error and leaves the parameters and the optimizer
-    /// state as they were.
+    /// for this update). A non-finite loss is an error and leaves the parameters and the optimizer state as
+    /// they were.
     pub fn run(
         &mut self,
         b: &B,
@@ -74,7 +71,6 @@ impl<B: Backend> TrainStep<B> {
             self.opt.steps_done -= 1;
             return Err(NonFiniteLoss { loss: rep.loss, update });
         }
-        self.last_stats = Some(StepStats::read(&values, stat::LEN, lr));
         Ok(rep)
     }
 }
