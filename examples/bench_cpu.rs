@@ -1,8 +1,10 @@
 //! ernie-ft's side of the CPU speed comparison, with the protocol of
 //! ../shared/fixtures/scripts/bench_cpu.py: e5-small-zh with a 119-label head, batch 32 x seq 128, random
 //! ids, all-ones mask; `train` = dropout 0.1 forward + backward + AdamW(lr 2e-5, wd 0.01), `infer` = eval
-//! forward; 2 warm-up steps, 5 timed, median. Prints one JSON line.
-//! `cargo run --release --example bench_cpu -- train|infer`
+//! forward to the logits (`Encoder::classify`, what evaluation and `predict` run: the last layer's
+//! feed-forward on the first tokens only), `encode` = eval forward to every token's final state
+//! (`Encoder::infer`, what `encode` runs); 2 warm-up steps, 5 timed, median. Prints one JSON line.
+//! `cargo run --release --example bench_cpu -- train|infer|encode`
 use ernie_backend::{Cpu, RngStream};
 use ernie_ft_suite::e5_or_random;
 use ernie_model::{Encoder, Tokens};
@@ -39,8 +41,10 @@ fn main() {
             stepper
                 .run(&b, &mut enc, LabelledBatch { tokens: &tokens, labels: &labels }, step, 2e-5)
                 .expect("finite loss");
+        } else if mode == "infer" {
+            std::hint::black_box(enc.classify(&b, &tokens).logits);
         } else {
-            std::hint::black_box(enc.infer(&b, &tokens).logits);
+            std::hint::black_box(enc.infer(&b, &tokens).final_hidden);
         }
     };
     let mut warm = vec![];

@@ -113,3 +113,23 @@ fn cache_free_inference_equals_the_eval_forward() {
     assert_eq!(b.download(&inf.pooled), b.download(&fw.pooled));
     assert_eq!(b.download(&inf.final_hidden), b.download(fw.final_hidden()));
 }
+
+#[test]
+fn first_token_classification_equals_the_full_inference() {
+    // `Encoder::classify` (evaluation, `predict`) carries only the first token of each row through the last
+    // layer's output projection and feed-forward block: the same pooled states and logits as the full
+    // inference up to f32 round-off (its GEMMs run on fewer rows), and PyTorch's logits as closely.
+    let dir = local_fixtures();
+    let host = HostParams::load_dir(&dir.join("tiny_random_model"), 5, HeadInit::seed(0)).unwrap();
+    let fx = read_fixture(&dir.join("tiny_f64.safetensors"));
+    let (t, _) = fixture_tokens(&fx);
+    let b = Cpu::<f32>::new();
+    let enc = Encoder::from_host(&b, &host);
+    let inf = enc.infer(&b, &t);
+    let cls = enc.classify(&b, &t);
+    assert_eq!(b.len(&cls.logits), t.batch * 5);
+    assert!(max_abs_diff(&b.download_f64(&cls.pooled), &b.download_f64(&inf.pooled)) < 1e-6);
+    let logits = b.download_f64(&cls.logits);
+    assert!(max_abs_diff(&logits, &b.download_f64(&inf.logits)) < 1e-6);
+    assert!(max_abs_diff(&logits, &fx["logits"].data) < 1e-5);
+}

@@ -227,6 +227,19 @@ pub trait Backend: Send + Sync {
         dropout_p: f32,
         rng: RngStream,
     ) -> (Self::Buf, Self::Buf);
+    /// Attention for inference (no dropout, no noise): the context alone, the same numbers as
+    /// `attention(..).0` with `dropout_p = 0` and no noise. Backends override it to skip keeping the
+    /// `[batch, heads, seq, seq]` probabilities that only a backward reads.
+    fn attention_infer(
+        &self,
+        shape: AttnShape,
+        q: &Self::Buf,
+        k: &Self::Buf,
+        v: &Self::Buf,
+        key_mask: &Self::Ids,
+    ) -> Self::Buf {
+        self.attention(shape, q, k, v, key_mask, None, 0.0, RngStream::new(0, 0)).0
+    }
     /// Returns `(dq, dk, dv, dscores)`; `dscores` (the gradient w.r.t. the noise) only when asked.
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     fn attention_bwd(

@@ -9,7 +9,7 @@ pub mod formats;
 pub mod params;
 
 pub use config::{ModelConfig, ModelType};
-pub use encoder::{BackwardWants, Encoder, Forward, ForwardOpts, Grads, Inference, Tokens};
+pub use encoder::{BackwardWants, Classified, Encoder, Forward, ForwardOpts, Grads, Inference, Tokens};
 pub use params::{HeadInit, HostParams, ParamGroup, ParamSpec};
 
 use std::path::{Path, PathBuf};

@@ -133,7 +133,7 @@ pub fn tokens_of_rows(rows: &[&Encoded], pad_id: u32) -> Tokens {
 
 /// The logits of a batch (`batch * num_labels`, row-major) and, given the labels, the sum of the rows' CE.
 pub fn classify<B: Backend>(b: &B, enc: &Encoder<B>, tokens: &Tokens, labels: Option<&[u32]>) -> (Vec<f32>, f64) {
-    let fw = enc.infer(b, tokens);
+    let fw = enc.classify(b, tokens);
     let logits = b.download(&fw.logits);
     let loss = match labels {
         Some(labels) => {

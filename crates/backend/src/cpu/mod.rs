@@ -185,6 +185,9 @@ impl<T: Float> Backend for Cpu<T> {
     ) -> (Vec<T>, Vec<T>) {
         ops::attention_fwd(a, q, k, v, mask, delta.map(|d| &d[..]), p, rng)
     }
+    fn attention_infer(&self, a: AttnShape, q: &Vec<T>, k: &Vec<T>, v: &Vec<T>, mask: &Vec<u32>) -> Vec<T> {
+        ops::attention_infer(a, q, k, v, mask)
+    }
     fn attention_bwd(
         &self,
         a: AttnShape,

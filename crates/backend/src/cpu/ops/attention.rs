@@ -22,11 +22,59 @@ fn head_view_t<T>(x: &[T], a: AttnShape, b: usize, h: usize) -> View<'_, T> {
     View { data: x, off: b * a.seq * a.hidden() + h * a.head_dim, rs: 1, cs: a.hidden() as isize }
 }
 
-/// Forward of one attention block.
-/// `probs[b,h,i,j] = softmax_j(q_i.k_j * scale + delta[b,h,i,j])` over real keys (`key_mask[b,j] != 0`),
-/// exactly 0 on padded keys (the limit of HF's additive `finfo.min` mask); `delta` is the adversarial noise
-/// on the pre-softmax scores (adv strategy). `ctx = dropout(probs) @ v`. Returns `(ctx, probs)`; probs are
-/// kept before dropout, the backward regenerates the mask from `rng`.
+/// The attention probabilities of block `(b, h)` into `p` (`seq * seq`, row-major):
+/// `p[i,j] = softmax_j(q_i.k_j * scale + delta[i,j])` over real keys (`key_mask[b,j] != 0`), exactly 0 on
+/// padded keys (the limit of HF's additive `finfo.min` mask). One definition for the training forward and
+/// the inference-only forward, so the two agree bit for bit.
+#[allow(clippy::too_many_arguments)]
+fn block_probs<T: Float>(
+    a: AttnShape,
+    q: &[T],
+    k: &[T],
+    key_mask: &[u32],
+    delta: Option<&[T]>,
+    bh: usize,
+    p: &mut [T],
+) {
+    let (l, d) = (a.seq, a.head_dim);
+    let (b, h) = (bh / a.heads, bh % a.heads);
+    let scale = T::c(1.0 / (d as f64).sqrt());
+    matmul(l, l, d, p, 0, l, head_view(q, a, b, h), head_view_t(k, a, b, h), false, false);
+    let maskf: Vec<T> =
+        key_mask[b * l..(b + 1) * l].iter().map(|&m| if m != 0 { T::one() } else { T::zero() }).collect();
+    let dl = delta.map(|dd| &dd[bh * l * l..(bh + 1) * l * l]);
+    for i in 0..l {
+        let row = &mut p[i * l..(i + 1) * l];
+        // Branch-free over the row so that it vectorises: padded keys get exp(...) * 0 = exactly 0.
+        match dl {
+            Some(dl) => row.iter_mut().zip(&dl[i * l..(i + 1) * l]).for_each(|(s, &d)| *s = *s * scale + d),
+            None => row.iter_mut().for_each(|s| *s *= scale),
+        }
+        let mx = max_lanes_where(row, &maskf);
+        for (s, &k) in row.iter_mut().zip(&maskf) {
+            *s = (*s - mx).exp_fast() * k;
+        }
+        let inv = T::one() / sum_lanes(row);
+        row.iter_mut().for_each(|x| *x *= inv);
+    }
+}
+
+/// `ctx[rows of b, columns of h] = p @ v_(b,h)` for block `bh`.
+///
+/// # Safety
+/// `ctx` must point to `a.batch * a.seq * a.hidden()` elements, and no other thread may write the block
+/// (rows of batch row b, columns of head h) at the same time.
+unsafe fn block_context<T: Float>(a: AttnShape, p: &[T], v: &[T], bh: usize, ctx: SendPtr<T>) {
+    let (l, d, hd) = (a.seq, a.head_dim, a.hidden());
+    let (b, h) = (bh / a.heads, bh % a.heads);
+    let ctx_all = std::slice::from_raw_parts_mut(ctx.get(), a.batch * l * hd);
+    matmul(l, d, l, ctx_all, b * l * hd + h * d, hd, View::rows(p, l), head_view(v, a, b, h), false, false);
+}
+
+/// Forward of one attention block for training.
+/// `probs` as [`block_probs`], with `delta` the adversarial noise on the pre-softmax scores (adv strategy);
+/// `ctx = dropout(probs) @ v`. Returns `(ctx, probs)`; probs are kept before dropout, the backward
+/// regenerates the mask from `rng`.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_fwd<T: Float>(
     a: AttnShape,
@@ -38,32 +86,12 @@ pub fn attention_fwd<T: Float>(
     dropout_p: f32,
     rng: RngStream,
 ) -> (Vec<T>, Vec<T>) {
-    let (l, d, hd) = (a.seq, a.head_dim, a.hidden());
-    let scale = T::c(1.0 / (d as f64).sqrt());
+    let l = a.seq;
     let mut probs = vec![T::zero(); a.score_len()];
-    let mut ctx = vec![T::zero(); a.batch * l * hd];
+    let mut ctx = vec![T::zero(); a.batch * l * a.hidden()];
     let ctx_ptr = SendPtr(ctx.as_mut_ptr());
-    let ctx_len = ctx.len();
     probs.par_chunks_mut(l * l).enumerate().for_each(|(bh, p)| {
-        let (b, h) = (bh / a.heads, bh % a.heads);
-        matmul(l, l, d, p, 0, l, head_view(q, a, b, h), head_view_t(k, a, b, h), false, false);
-        let maskf: Vec<T> =
-            key_mask[b * l..(b + 1) * l].iter().map(|&m| if m != 0 { T::one() } else { T::zero() }).collect();
-        let dl = delta.map(|dd| &dd[bh * l * l..(bh + 1) * l * l]);
-        for i in 0..l {
-            let row = &mut p[i * l..(i + 1) * l];
-            // Branch-free over the row so that it vectorises: padded keys get exp(...) * 0 = exactly 0.
-            match dl {
-                Some(dl) => row.iter_mut().zip(&dl[i * l..(i + 1) * l]).for_each(|(s, &d)| *s = *s * scale + d),
-                None => row.iter_mut().for_each(|s| *s *= scale),
-            }
-            let mx = max_lanes_where(row, &maskf);
-            for (s, &k) in row.iter_mut().zip(&maskf) {
-                *s = (*s - mx).exp_fast() * k;
-            }
-            let inv = T::one() / sum_lanes(row);
-            row.iter_mut().for_each(|x| *x *= inv);
-        }
+        block_probs(a, q, k, key_mask, delta, bh, p);
         let pd = if dropout_p > 0.0 {
             let mut keep = vec![T::zero(); l * l];
             dropout_scales(&mut keep, 0, dropout_p, attention_block_stream(rng, bh));
@@ -72,11 +100,29 @@ pub fn attention_fwd<T: Float>(
         } else {
             p.to_vec()
         };
-        // SAFETY: each (b, h) task writes a disjoint block of ctx: rows of batch b, columns of head h.
-        let ctx_all = unsafe { std::slice::from_raw_parts_mut(ctx_ptr.get(), ctx_len) };
-        matmul(l, d, l, ctx_all, b * l * hd + h * d, hd, View::rows(&pd, l), head_view(v, a, b, h), false, false);
+        // SAFETY: ctx holds the whole output; each (b, h) task writes its own block.
+        unsafe { block_context(a, &pd, v, bh, ctx_ptr) };
     });
     (ctx, probs)
+}
+
+/// Forward of attention for inference (no dropout, no noise): the context only. Each (batch, head) task
+/// works in one `seq * seq` scratch block that never leaves its core, instead of the training forward's
+/// `[batch, heads, seq, seq]` probabilities kept for a backward. Bit-identical to `attention_fwd`'s
+/// context with `dropout_p = 0` and no noise.
+pub fn attention_infer<T: Float>(a: AttnShape, q: &[T], k: &[T], v: &[T], key_mask: &[u32]) -> Vec<T> {
+    let l = a.seq;
+    let mut ctx = vec![T::zero(); a.batch * l * a.hidden()];
+    let ctx_ptr = SendPtr(ctx.as_mut_ptr());
+    (0..a.batch * a.heads).into_par_iter().for_each_init(
+        || vec![T::zero(); l * l],
+        |p, bh| {
+            block_probs(a, q, k, key_mask, None, bh, p);
+            // SAFETY: ctx holds the whole output; each (b, h) task writes its own block.
+            unsafe { block_context(a, p, v, bh, ctx_ptr) };
+        },
+    );
+    ctx
 }
 
 /// Gradients of one attention block: returns `(dq, dk, dv, dscores)` where `dscores` is the gradient with

@@ -20,7 +20,7 @@ mod vector;
 pub use crate::backend::{AttnShape, TokShape};
 pub use activation::{dropout, dropout_scales, gelu_bwd, gelu_fwd, tanh_bwd, tanh_fwd};
 pub use adamw::adamw;
-pub use attention::{attention_block_stream, attention_bwd, attention_fwd};
+pub use attention::{attention_block_stream, attention_bwd, attention_fwd, attention_infer};
 pub use copy::{concat_rows, gather_rows, scatter_rows, slice_rows};
 pub use embedding::{embed_scatter_add, embed_sum_bwd, embed_sum_fwd};
 pub use layernorm::{layer_norm_bwd, layer_norm_fwd};
