@@ -63,7 +63,7 @@ def main():
         acc = " / ".join(f"{e['dev']['accuracy'] * 100:.2f}" for e in h) or "-"
         f1 = " / ".join(f"{e['dev']['macro_f1'] * 100:.2f}" for e in h) or "-"
         loss = " / ".join(f"{e['dev']['loss']:.3f}" for e in h) or "-"
-        status = "finished" if r["finished"] else f"running: update {r['steps']} of {r['total']}"
+        status = "finished" if r["finished"] else f"in progress: update {r['steps']} of {r['total']}"
         tl = f"{r['train_loss']:.3f}" if r["train_loss"] else "-"
         sps = f"{r['sps']:.2f}" if r["sps"] else "-"
         md.append(f"| {r['lr']:g} | {r['epochs']} | {status} | {acc} | {f1} | {loss} | {tl} | {sps} | {r['host']} |")
