@@ -472,17 +472,14 @@ impl<B: Backend> Encoder<B> {
         let (_, mut x, _, _) = self.embed(b, tb, &pass);
         let n = self.config.num_hidden_layers;
         for l in 0..n {
-            let (h, m) = (self.config.hidden_size, pass.rows);
-            let q = b.linear(&x, self.lp(l, idx::Q_W), Some(self.lp(l, idx::Q_B)), m, h, h);
-            let k = b.linear(&x, self.lp(l, idx::K_W), Some(self.lp(l, idx::K_B)), m, h, h);
-            let v = b.linear(&x, self.lp(l, idx::V_W), Some(self.lp(l, idx::V_B)), m, h, h);
+            let (q, k, v) = self.project_qkv(b, l, &x, pass.rows);
             let ctx = b.attention_infer(pass.attn, &q, &k, &v, &tb.key_mask);
             drop((q, k, v));
             x = if rows == Rows::FirstTokens && l + 1 == n {
                 let (ctx, x) = (self.first_tokens(b, &ctx, tb.shape), self.first_tokens(b, &x, tb.shape));
                 self.layer_tail(b, l, &ctx, &x, tb.shape.batch, &pass).y2
             } else {
-                self.layer_tail(b, l, &ctx, &x, m, &pass).y2
+                self.layer_tail(b, l, &ctx, &x, pass.rows, &pass).y2
             };
         }
         x
@@ -515,10 +512,8 @@ impl<B: Backend> Encoder<B> {
         pass: &Pass,
         noise: Option<&B::Buf>,
     ) -> (B::Buf, LayerCache<B>) {
-        let (h, m, rng) = (self.config.hidden_size, pass.rows, &pass.dropout);
-        let q = b.linear(x, self.lp(l, idx::Q_W), Some(self.lp(l, idx::Q_B)), m, h, h);
-        let k = b.linear(x, self.lp(l, idx::K_W), Some(self.lp(l, idx::K_B)), m, h, h);
-        let v = b.linear(x, self.lp(l, idx::V_W), Some(self.lp(l, idx::V_B)), m, h, h);
+        let (m, rng) = (pass.rows, &pass.dropout);
+        let (q, k, v) = self.project_qkv(b, l, x, m);
         let (ctx, probs) = b.attention(
             pass.attn,
             &q,
@@ -532,6 +527,15 @@ impl<B: Backend> Encoder<B> {
         let LayerTail { s1, y1, mean1, rstd1, inter_pre, inter, s2, y2, mean2, rstd2 } =
             self.layer_tail(b, l, &ctx, x, m, pass);
         (y2, LayerCache { q, k, v, probs, ctx, s1, mean1, rstd1, y1, inter_pre, inter, s2, mean2, rstd2 })
+    }
+
+    /// Layer `l`'s query, key and value projections of its input `x` (`m` rows).
+    fn project_qkv(&self, b: &B, l: usize, x: &B::Buf, m: usize) -> (B::Buf, B::Buf, B::Buf) {
+        let h = self.config.hidden_size;
+        let q = b.linear(x, self.lp(l, idx::Q_W), Some(self.lp(l, idx::Q_B)), m, h, h);
+        let k = b.linear(x, self.lp(l, idx::K_W), Some(self.lp(l, idx::K_B)), m, h, h);
+        let v = b.linear(x, self.lp(l, idx::V_W), Some(self.lp(l, idx::V_B)), m, h, h);
+        (q, k, v)
     }
 
     /// Layer `l` after attention, on `m` rows of its context `ctx` and input `x`: output projection,
@@ -557,32 +561,34 @@ impl<B: Backend> Encoder<B> {
         b.gather_rows(x, &cls_rows, self.config.hidden_size)
     }
 
-    /// Pooler (tanh) and classifier on the first tokens' states, without dropout: (pooled, logits).
-    fn pool_and_classify(&self, b: &B, cls: &B::Buf) -> (B::Buf, B::Buf) {
+    /// The pooler: tanh of a dense layer on the first tokens' states `cls` (`rows` of them).
+    fn pool(&self, b: &B, cls: &B::Buf, rows: usize) -> B::Buf {
         let h = self.config.hidden_size;
-        let rows = b.len(cls) / h;
-        let pooled = b.tanh(&b.linear(cls, self.p(self.index.pooler_w), Some(self.p(self.index.pooler_b)), rows, h, h));
-        let logits =
-            b.linear(&pooled, self.p(self.index.cls_w), Some(self.p(self.index.cls_b)), rows, self.num_labels, h);
+        b.tanh(&b.linear(cls, self.p(self.index.pooler_w), Some(self.p(self.index.pooler_b)), rows, h, h))
+    }
+
+    /// The classifier's logits of `rows` pooled states.
+    fn classifier(&self, b: &B, pooled: &B::Buf, rows: usize) -> B::Buf {
+        let (h, n) = (self.config.hidden_size, self.num_labels);
+        b.linear(pooled, self.p(self.index.cls_w), Some(self.p(self.index.cls_b)), rows, n, h)
+    }
+
+    /// Pooler and classifier on the first tokens' states, without dropout: (pooled, logits).
+    fn pool_and_classify(&self, b: &B, cls: &B::Buf) -> (B::Buf, B::Buf) {
+        let rows = b.len(cls) / self.config.hidden_size;
+        let pooled = self.pool(b, cls, rows);
+        let logits = self.classifier(b, &pooled, rows);
         (pooled, logits)
     }
 
     /// Pooler and classifier on the first token of `last`: returns (that token's state, pooled, pooled
     /// after dropout, logits).
     fn head(&self, b: &B, last: &B::Buf, tb: &TokenBatch<B::Ids>, pass: &Pass) -> (B::Buf, B::Buf, B::Buf, B::Buf) {
-        let (h, ts) = (self.config.hidden_size, tb.shape);
+        let ts = tb.shape;
         let cls = self.first_tokens(b, last, ts);
-        let pooled =
-            b.tanh(&b.linear(&cls, self.p(self.index.pooler_w), Some(self.p(self.index.pooler_b)), ts.batch, h, h));
+        let pooled = self.pool(b, &cls, ts.batch);
         let pooled_dropped = b.dropout(&pooled, pass.p_hidden, pass.dropout.rows(site::POOLER));
-        let logits = b.linear(
-            &pooled_dropped,
-            self.p(self.index.cls_w),
-            Some(self.p(self.index.cls_b)),
-            ts.batch,
-            self.num_labels,
-            h,
-        );
+        let logits = self.classifier(b, &pooled_dropped, ts.batch);
         (cls, pooled, pooled_dropped, logits)
     }
 
