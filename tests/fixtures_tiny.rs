@@ -8,9 +8,16 @@
 //! on gradients and 1e-5 absolute on activations, as the fixture README suggests.
 
 use ernie_backend::{Backend, Cpu, Float};
-use ernie_ft_suite::{fixture_tokens, local_fixtures, max_abs_diff, read_fixture, rel_max_err};
+use ernie_ft_suite::{fixture_tokens, local_fixtures, max_abs_diff, read_fixture, rel_max_err, FixtureTensor};
 use ernie_model::{BackwardWants, Encoder, ForwardOpts, HeadInit, HostParams, Tokens};
 use std::collections::BTreeMap;
+
+/// The tiny model (its 5-label head from the checkpoint) and the reference tensors of fixture file `file`.
+fn tiny_model_and(file: &str) -> (HostParams, BTreeMap<String, FixtureTensor>) {
+    let dir = local_fixtures();
+    let host = HostParams::load_dir(&dir.join("tiny_random_model"), 5, HeadInit::seed(0)).unwrap();
+    (host, read_fixture(&dir.join(file)))
+}
 
 /// Run forward + backward of mean cross-entropy; returns (hidden states, pooled, logits, loss, grads by name).
 #[allow(clippy::type_complexity)]
@@ -42,11 +49,9 @@ fn run<T: Float>(
 }
 
 fn check(dtype: &str, act_tol: f64, grad_rtol: f64) {
-    let dir = local_fixtures();
-    let host = HostParams::load_dir(&dir.join("tiny_random_model"), 5, HeadInit::seed(0)).unwrap();
-    assert!(host.initialised.is_empty(), "the tiny checkpoint has a full head");
     // The reference for both engines is the f64 file; the f32 file is compared too for the f32 engine.
-    let reference = read_fixture(&dir.join("tiny_f64.safetensors"));
+    let (host, reference) = tiny_model_and("tiny_f64.safetensors");
+    assert!(host.initialised.is_empty(), "the tiny checkpoint has a full head");
     let (t, labels) = fixture_tokens(&reference);
     let (hidden, pooled, logits, loss, grads) =
         if dtype == "f64" { run::<f64>(&host, &t, &labels) } else { run::<f32>(&host, &t, &labels) };
@@ -88,9 +93,7 @@ fn tiny_f32_matches_pytorch() {
 #[test]
 fn tiny_f32_fixture_file_agrees_with_f32_engine() {
     // The PyTorch f32 run and ours differ only by f32 summation order.
-    let dir = local_fixtures();
-    let host = HostParams::load_dir(&dir.join("tiny_random_model"), 5, HeadInit::seed(0)).unwrap();
-    let fx = read_fixture(&dir.join("tiny_f32.safetensors"));
+    let (host, fx) = tiny_model_and("tiny_f32.safetensors");
     let (t, labels) = fixture_tokens(&fx);
     let (_, _, logits, loss, _) = run::<f32>(&host, &t, &labels);
     assert!(max_abs_diff(&logits, &fx["logits"].data) < 1e-5);
@@ -101,9 +104,8 @@ fn tiny_f32_fixture_file_agrees_with_f32_engine() {
 fn cache_free_inference_equals_the_eval_forward() {
     // `Encoder::infer` (evaluation, prediction, encode) runs the same layers as the training forward but
     // drops each layer's activations: its outputs must be the eval forward's, bit for bit, padding included.
-    let dir = local_fixtures();
-    let host = HostParams::load_dir(&dir.join("tiny_random_model"), 5, HeadInit::seed(0)).unwrap();
-    let (t, _) = fixture_tokens(&read_fixture(&dir.join("tiny_f64.safetensors")));
+    let (host, fx) = tiny_model_and("tiny_f64.safetensors");
+    let (t, _) = fixture_tokens(&fx);
     assert!(t.mask.contains(&0), "the fixture batch is padded");
     let b = Cpu::<f32>::new();
     let enc = Encoder::from_host(&b, &host);
@@ -119,9 +121,7 @@ fn first_token_classification_equals_the_full_inference() {
     // `Encoder::classify` (evaluation, `predict`) carries only the first token of each row through the last
     // layer's output projection and feed-forward block: the same pooled states and logits as the full
     // inference up to f32 round-off (its GEMMs run on fewer rows), and PyTorch's logits as closely.
-    let dir = local_fixtures();
-    let host = HostParams::load_dir(&dir.join("tiny_random_model"), 5, HeadInit::seed(0)).unwrap();
-    let fx = read_fixture(&dir.join("tiny_f64.safetensors"));
+    let (host, fx) = tiny_model_and("tiny_f64.safetensors");
     let (t, _) = fixture_tokens(&fx);
     let b = Cpu::<f32>::new();
     let enc = Encoder::from_host(&b, &host);
