@@ -395,6 +395,9 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
     let mut order: Option<(u64, Vec<Vec<usize>>)> = None;
     let mut pb = ProgressBar::hidden();
     let mut last_saved = None;
+    // The rate shown while training: this epoch's steps run by this process (the cumulative one in the
+    // metrics also counts earlier, resumed segments and whatever slowed them).
+    let mut rate_window = (0usize, 0.0f64);
     while p.step < total_steps {
         let epoch = p.step / steps_per_epoch;
         let pos = (p.step % steps_per_epoch) as usize;
@@ -408,6 +411,7 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
         }
         if pos == 0 {
             (p.epoch_loss_sum, p.epoch_examples, p.epoch_correct) = (0.0, 0, 0);
+            rate_window = (0, 0.0);
         }
         let idx = &order.as_ref().expect("set above").1[pos];
         let step = p.step;
@@ -418,8 +422,10 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
         let lr = cfg.lr * schedule.factor(step);
         let rep = stepper.run(b, &mut enc, LabelledBatch { tokens: &tokens, labels: y }, step, lr)?;
         p.step += 1;
-        p.train_seconds += t.elapsed().as_secs_f64();
+        let seconds = t.elapsed().as_secs_f64();
+        p.train_seconds += seconds;
         p.samples += batch.batch;
+        rate_window = (rate_window.0 + batch.batch, rate_window.1 + seconds);
         p.epoch_loss_sum += rep.loss * batch.batch as f64;
         p.epoch_examples += batch.batch;
         p.epoch_correct += rep.correct;
@@ -430,7 +436,7 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
             p.epoch_loss_sum / p.epoch_examples as f64,
             p.epoch_correct as f64 / p.epoch_examples as f64,
             lr,
-            p.samples as f64 / p.train_seconds
+            rate_window.0 as f64 / rate_window.1.max(1e-9)
         );
         if p.step % log_every == 0 {
             eprintln!("step {}/{} epoch {}: {line}", p.step, total_steps, epoch + 1);
@@ -450,7 +456,7 @@ pub fn train_with<B: Backend>(b: &B, cfg: &TrainConfig, opts: &RunOptions) -> Re
                 epoch + 1,
                 p.last_epoch_loss,
                 p.epoch_correct as f64 / p.epoch_examples.max(1) as f64,
-                p.samples as f64 / p.train_seconds.max(1e-9)
+                rate_window.0 as f64 / rate_window.1.max(1e-9)
             );
             run_eval(&enc, &mut p);
         }
