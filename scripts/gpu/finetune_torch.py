@@ -28,11 +28,13 @@ Output: one JSON line per seed, then a summary line {"summary": true, "accuracy_
 and in --out (a JSON file with all of them).
   python3 scripts/gpu/finetune_torch.py --task afqmc --seeds 1,2,3
   python3 scripts/gpu/finetune_torch.py --task iflytek --device cpu --train-limit 32 --dev-limit 32 --max-steps 2
+A run longer than one sitting: --state-dir DIR (resumable: rerun the same command; Ctrl-C saves and stops).
 """
 import argparse
 import json
 import math
 import os
+import signal
 import statistics
 import sys
 import time
@@ -264,7 +266,51 @@ def run_seed(args, seed, spec, labels, train, dev, pad_id):
     history, step, train_s, samples = [], 0, 0.0, 0
     epochs = args.epochs if args.max_steps is None else 10 ** 9
     last_loss = float("nan")
-    for epoch in range(epochs):
+    start_epoch, start_pos, loss_sum, seen = 0, 0, 0.0, 0
+    state_path = os.path.join(args.state_dir, f"seed{seed}.pt") if args.state_dir else None
+    # What a saved state must agree with to be continued.
+    settings = dict(task=args.task, seed=seed, head_seed=args.head_seed, lr=args.lr, batch_size=args.batch_size,
+                    epochs=args.epochs, max_steps=args.max_steps, max_len=args.max_len, warmup_ratio=args.warmup_ratio,
+                    weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
+                    hidden_dropout=args.hidden_dropout, holdout=args.holdout, train_examples=n, precision=precision,
+                    model=os.path.abspath(args.model))
+    if state_path and os.path.isfile(state_path):
+        st = torch.load(state_path, map_location=dev_name, weights_only=False)
+        if st["settings"] != settings:
+            diff = {k: (st["settings"].get(k), v) for k, v in settings.items() if st["settings"].get(k) != v}
+            sys.exit(f"error: {state_path}: saved with other settings (saved, now): {diff}; remove it to start over")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        torch.set_rng_state(st["rng"])
+        if cuda and st.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(st["cuda_rng"])
+        (history, step, train_s, samples, last_loss) = (st["history"], st["step"], st["train_seconds"], st["samples"],
+                                                        st["last_loss"])
+        start_epoch, start_pos, loss_sum, seen = st["epoch"], st["position"], st["loss_sum"], st["seen"]
+        print(f"seed {seed}: resuming from {state_path} (update {step} of {total})", file=sys.stderr, flush=True)
+
+    def save_state(epoch, position, loss_sum, seen):
+        """Everything the loop needs to continue bit for bit: weights, optimizer, schedule, RNG, data position."""
+        st = dict(settings=settings, model=model.state_dict(), optimizer=opt.state_dict(),
+                  scheduler=sched.state_dict(), rng=torch.get_rng_state(),
+                  cuda_rng=torch.cuda.get_rng_state_all() if cuda else None, history=history, step=step,
+                  train_seconds=train_s, samples=samples, last_loss=last_loss, epoch=epoch, position=position,
+                  loss_sum=float(loss_sum), seen=seen)
+        os.makedirs(args.state_dir, exist_ok=True)
+        tmp = state_path + ".tmp"
+        torch.save(st, tmp)
+        os.replace(tmp, state_path)  # never a partial state file
+
+    stop = []  # set by SIGINT/SIGTERM: finish the step, save, exit 130
+    if state_path:
+        def on_signal(signum, _frame):
+            stop.append(signum)
+            print(f"signal {signum}: stopping after this step", file=sys.stderr, flush=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
+    updates_this_run = 0
+    for epoch in range(start_epoch, epochs):
         if step >= total:
             break
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -272,8 +318,10 @@ def run_seed(args, seed, spec, labels, train, dev, pad_id):
         if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        loss_sum, seen = 0.0, 0
-        for s in range(0, n, args.batch_size):
+        first = start_pos if epoch == start_epoch else 0
+        if first == 0:
+            loss_sum, seen = 0.0, 0
+        for s in range(first, n, args.batch_size):
             if step >= total:
                 break
             idx = order[s:s + args.batch_size]
@@ -287,9 +335,22 @@ def run_seed(args, seed, spec, labels, train, dev, pad_id):
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
+            updates_this_run += 1
             samples += len(idx)
             loss_sum += loss.detach() * len(idx)
             seen += len(idx)
+            more_in_epoch = s + args.batch_size < n and step < total
+            halt = stop or (args.stop_after is not None and updates_this_run >= args.stop_after)
+            if state_path and more_in_epoch and (halt or (args.save_every and step % args.save_every == 0)):
+                if cuda:
+                    torch.cuda.synchronize()
+                train_s += time.perf_counter() - t0
+                save_state(epoch, s + args.batch_size, loss_sum, seen)
+                t0 = time.perf_counter()
+                if halt:
+                    print(f"seed {seed}: stopped after update {step}; state in {state_path} (rerun to continue)",
+                          file=sys.stderr, flush=True)
+                    sys.exit(130)
         if cuda:
             torch.cuda.synchronize()
         train_s += time.perf_counter() - t0
@@ -298,6 +359,12 @@ def run_seed(args, seed, spec, labels, train, dev, pad_id):
         history.append(dict(step=step, epoch=step / steps_per_epoch, dev=m))
         print(f"seed {seed} epoch {epoch + 1}: train loss {last_loss:.4f}, dev accuracy {m['accuracy']:.4f} "
               f"macro-F1 {m['macro_f1']:.4f} ({step} steps)", file=sys.stderr, flush=True)
+        if state_path and step < total:
+            save_state(epoch + 1, 0, 0.0, 0)
+            if stop or (args.stop_after is not None and updates_this_run >= args.stop_after):
+                print(f"seed {seed}: stopped after update {step}; state in {state_path} (rerun to continue)",
+                      file=sys.stderr, flush=True)
+                sys.exit(130)
     best = max(history, key=lambda h: h["dev"]["accuracy"]) if history else None
     final = history[-1]["dev"] if history else None
     return dict(
@@ -349,6 +416,12 @@ def main():
     ap.add_argument("--eval-batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--out", help="write every seed's result and the summary to this JSON file")
+    ap.add_argument("--state-dir", help="keep a training state per seed here (seed<k>.pt, written atomically at "
+                    "every epoch end, every --save-every updates and on SIGINT/SIGTERM) and continue from it when "
+                    "it exists; a finished seed's result is kept there too (seed<k>.json) and not recomputed")
+    ap.add_argument("--save-every", type=int, help="with --state-dir: also save the state every N updates")
+    ap.add_argument("--stop-after", type=int, help="with --state-dir: save and stop (exit 130) after N updates of "
+                    "this invocation, to split a long run")
     args = ap.parse_args()
 
     import torch
@@ -409,8 +482,23 @@ def main():
           f"batch {args.batch_size}, hidden dropout {args.hidden_dropout}, model {args.model}, device {args.device}",
           file=sys.stderr, flush=True)
     results = []
+    if (args.save_every or args.stop_after) and not args.state_dir:
+        sys.exit("error: --save-every and --stop-after need --state-dir")
     for seed in [int(s) for s in args.seeds.split(",")]:
-        r = run_seed(args, seed, spec, labels, train, dev, pad_id)
+        done = os.path.join(args.state_dir, f"seed{seed}.json") if args.state_dir else None
+        if done and os.path.isfile(done):
+            with open(done) as f:
+                r = json.load(f)
+            print(f"seed {seed}: finished earlier ({done})", file=sys.stderr, flush=True)
+        else:
+            r = run_seed(args, seed, spec, labels, train, dev, pad_id)
+            if done:
+                with open(done + ".tmp", "w") as f:
+                    json.dump(r, f, indent=1)
+                os.replace(done + ".tmp", done)
+                state = os.path.join(args.state_dir, f"seed{seed}.pt")
+                if os.path.isfile(state):
+                    os.remove(state)
         results.append(r)
         print(json.dumps({k: v for k, v in r.items() if k != "history"}), flush=True)
     accs = [r["final_dev_accuracy"] * 100 for r in results if r["final_dev_accuracy"] is not None]
