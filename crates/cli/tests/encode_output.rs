@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::encode::*;
+use common::shared_model;
 
 #[test]
 fn one_row_per_line_in_input_order() {
@@ -172,14 +172,6 @@ fn model_from_environment_variable() {
 }
 
 // ------------------------------------------------------------------------------------------ e5-small-zh
-
-fn shared_model() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ERNIE_FT_MODEL").map(PathBuf::from) {
-        return p.is_dir().then_some(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/e5-small-zh");
-    p.is_dir().then_some(p)
-}
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();

@@ -83,6 +83,15 @@ impl Work {
     }
 }
 
+/// The real model of ../shared ($ERNIE_FT_MODEL, else ../shared/models/e5-small-zh), when it is there.
+pub fn shared_model() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ERNIE_FT_MODEL").map(PathBuf::from) {
+        return p.is_dir().then_some(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/e5-small-zh");
+    p.is_dir().then_some(p)
+}
+
 /// Seeded (text, label index) pairs: random filler with the label's marker inserted somewhere.
 pub fn s(p: &Path) -> String {
     p.to_str().expect("UTF-8 temp path").to_string()
