@@ -75,7 +75,8 @@ def main():
         best = max(done, key=lambda r: r["history"][-1]["dev"]["accuracy"])
         h = best["history"]
         rise = h[-1]["dev"]["accuracy"] - h[-2]["dev"]["accuracy"] if len(h) > 1 else 0.0
-        md.append(f"Best finished so far: lr {best['lr']:g}, {best['epochs']} epochs, held-out accuracy {h[-1]['dev']['accuracy'] * 100:.2f} "
+        settled = len(done) == len(rows) and rise <= RISE
+        md.append(f"{'Chosen' if settled else 'Best finished so far'}: lr {best['lr']:g}, {best['epochs']} epochs, held-out accuracy {h[-1]['dev']['accuracy'] * 100:.2f} "
                   f"(macro-F1 {h[-1]['dev']['macro_f1'] * 100:.2f}); last-epoch rise {rise * 100:+.2f} points"
                   + (" — still rising steeply: choose the epochs too." if rise > RISE else "."))
     md.append("")
