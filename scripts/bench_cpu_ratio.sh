@@ -10,11 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-1}
 shared=${ERNIE_FT_SHARED:-../shared}
-venv=${ERNIE_FT_TORCH_VENV:-target/torch-venv}
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch, transformers" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q -r "$shared/fixtures/scripts/requirements.txt"
-fi
+python=$(scripts/torch-venv.sh)
 export RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2
 model=$(grep -m1 "^model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 simd=avx2-only
@@ -26,7 +22,7 @@ out=target/bench_cpu_ratio.jsonl
 for r in $(seq "$rounds"); do
   for mode in train infer; do
     target/release/examples/bench_cpu "$mode" | tee -a "$out"
-    "$venv/bin/python" "$shared/fixtures/scripts/bench_cpu.py" --mode "$mode" | tee -a "$out"
+    "$python" "$shared/fixtures/scripts/bench_cpu.py" --mode "$mode" | tee -a "$out"
   done
   target/release/examples/bench_cpu encode | tee -a "$out"
 done
