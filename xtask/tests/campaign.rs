@@ -174,6 +174,11 @@ fn interrupted_and_resumed_campaign_ends_with_the_same_table() {
     for f in ["table.md", "table.csv", "chart.png", "chart.svg"] {
         assert!(w.p("a").join(f).is_file(), "{f}");
     }
+    let md = std::fs::read_to_string(w.p("a/table.md")).unwrap();
+    assert!(
+        md.contains("- Learning rate: ernie-ft's default for the task, doubled for the rows with layer decay\n"),
+        "the settings do not state the learning rate:\n{md}"
+    );
     // Weights and checkpoints are gone once nothing needs them.
     for e in std::fs::read_dir(w.p("a/cells")).unwrap().flatten() {
         assert!(

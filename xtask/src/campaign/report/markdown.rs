@@ -1,7 +1,7 @@
 //! table.md: the strategy table (accuracy, paired Δ vs base with its interval, FMA gain, costs), its notes,
 //! the settings that produced it and one line per cell.
 
-use super::settings::{hosts_of, list};
+use super::settings::{hosts_of, learning_rate, list};
 use super::Table;
 use crate::campaign::identity::Host;
 use crate::campaign::rows;
@@ -112,21 +112,26 @@ pub(super) fn markdown(t: &Table) -> String {
         c.threads_per_job,
         if c.device.device == "cuda" { format!(", GPUs {:?}", c.gpus) } else { String::new() }
     );
+    md += &format!("- Learning rate: {}\n", learning_rate(c));
     md += &format!(
         "- Commit {}{}\n",
         &s["commit"].as_str().unwrap_or("")[..s["commit"].as_str().unwrap_or("").len().min(10)],
         if s["dirty"].as_bool() == Some(true) { " (+ uncommitted changes)" } else { "" }
     );
     let n = &s["numerics"];
-    md += &format!(
-        "- Numerics fingerprint of the cells: {} (of {}; commits {}; ernie-ft binaries {}){}\n",
-        list(&n["fingerprint_of_cells"]),
-        list(&n["fingerprint_source"]),
-        list(&n["commits_of_cells"]),
-        list(&n["binaries_of_cells"]),
-        n["fingerprint_of_this_build"].as_str().map_or(String::new(), |f| format!("; this build: {f}"))
-    );
-    md += "- Hosts of the cells:\n";
+    let this_build = n["fingerprint_of_this_build"].as_str().map_or(String::new(), |f| format!("; this build: {f}"));
+    md += &if cells.is_empty() {
+        format!("- Numerics fingerprint of the cells: none finished yet{this_build}\n")
+    } else {
+        format!(
+            "- Numerics fingerprint of the cells: {} (of {}; commits {}; ernie-ft binaries {}){this_build}\n",
+            list(&n["fingerprint_of_cells"]),
+            list(&n["fingerprint_source"]),
+            list(&n["commits_of_cells"]),
+            list(&n["binaries_of_cells"]),
+        )
+    };
+    md += if cells.is_empty() { "- Hosts of the cells: none finished yet\n" } else { "- Hosts of the cells:\n" };
     for (h, ids) in hosts_of(cells) {
         md += &format!("  - {h}: {}\n", ids.join(", "));
     }

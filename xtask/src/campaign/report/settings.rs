@@ -21,6 +21,17 @@ pub(super) fn hosts_of(cells: &BTreeMap<String, CellData>) -> BTreeMap<String, V
     m
 }
 
+/// How the rows' learning rates were set, in words (the table's settings).
+pub(super) fn learning_rate(c: &Campaign) -> String {
+    if let Some(lr) = c.opts.lr {
+        return format!("{lr:e} for every row, {:e} for the rows with layer decay (`--lr`)", 2.0 * lr);
+    }
+    match c.common.iter().position(|f| f == "--lr").and_then(|i| c.common.get(i + 1)) {
+        Some(lr) => format!("{lr} for every row (`-- --lr`)"),
+        None => "ernie-ft's default for the task, doubled for the rows with layer decay".into(),
+    }
+}
+
 pub(super) fn settings(c: &Campaign, current: Option<&Identity>, cells: &BTreeMap<String, CellData>) -> Value {
     let idents: Vec<&Identity> = cells.values().map(|c| &c.record.identity).collect();
     let set = |f: &dyn Fn(&Identity) -> String| {
@@ -47,6 +58,7 @@ pub(super) fn settings(c: &Campaign, current: Option<&Identity>, cells: &BTreeMa
         "jobs": c.jobs,
         "threads_per_job": c.threads_per_job,
         "gpus": if c.device.device == "cuda" { json!(c.gpus) } else { Value::Null },
+        "learning_rate": learning_rate(c),
         "commit": commit,
         "dirty": dirty,
         "numerics": {
