@@ -9,7 +9,9 @@
 //! AVX2 hosts run different GEMM microkernels, which the tiny shapes may not all reach) or the GPU model
 //! (CUDA). It changes when the numbers a run computes change: a refactor that keeps them keeps it, a
 //! changed kernel gets another, and so does a host of another class. It is cached per binary (blake3 of
-//! the file), device and host.
+//! the file), device and host. Fingerprints are compared within a numerics class
+//! ([`Identity::numerics_class`]): a campaign may continue on a host of another class, keeping the finished
+//! cells of the first.
 
 use anyhow::{bail, Context, Result};
 use ernie_strategies::Strategy;
@@ -105,6 +107,17 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// What may legitimately give the same code another fingerprint: the device, and on the CPU the SIMD
+    /// width gemm's kernels use (AVX-512 or not), on CUDA the GPU model. Fingerprints are compared within a
+    /// class only: cells of another class come from a host this one cannot reproduce bit for bit.
+    pub fn numerics_class(&self) -> String {
+        if self.host.gpus.is_empty() || !self.device.starts_with("cuda") {
+            format!("{}, {}", self.device, if self.host.avx512f { "avx512f" } else { "no avx512f" })
+        } else {
+            format!("{}, {}", self.device, self.host.gpus.join(" + "))
+        }
+    }
+
     pub fn commit_short(&self) -> String {
         format!("{}{}", &self.commit[..self.commit.len().min(10)], if self.dirty { "+dirty" } else { "" })
     }

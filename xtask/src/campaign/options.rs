@@ -52,8 +52,9 @@ Campaign:
   longer needed unless --keep-checkpoints.
   Numerics identity: each cell records the commit, its host (CPU model, avx512f, GPU) and a fingerprint of
   the numerics (final weights of five 3-step runs on the tiny test model, one per strategy, on this device);
-  a table is only built from cells of one fingerprint (commits may differ), and cells of another are named
-  with what to rerun.
+  fingerprints are compared within a numerics class (device; AVX-512 or not; GPU model): a table holds one
+  fingerprint per class (commits may differ), cells of this class with another are named with what to
+  rerun, and an unfinished cell of another class is restarted here, never resumed.
 
 Options:
   --seeds N             seeds 1..N (default 3; 2 with --quick)

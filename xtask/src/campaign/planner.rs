@@ -64,7 +64,8 @@ pub fn plan(
         match &d.record {
             Some(rec) => {
                 let diffs = diff(&rec.config, &spec.config);
-                let other_numerics = current.is_some_and(|c| c.fingerprint != rec.identity.fingerprint);
+                let same_class = current.is_none_or(|c| c.numerics_class() == rec.identity.numerics_class());
+                let other_numerics = current.is_some_and(|c| same_class && c.fingerprint != rec.identity.fingerprint);
                 let holds_results = d.finished || d.run_finished || d.checkpoint;
                 if !diffs.is_empty() {
                     if fresh {
@@ -86,6 +87,13 @@ pub fn plan(
                 } else if other_numerics {
                     discard = true;
                     note = Some("started by other numerics, nothing to resume: restarted".into());
+                } else if !same_class && !d.finished && !d.run_finished {
+                    // Resuming it here would mix two hosts' numerics in one run.
+                    discard = true;
+                    note = Some(format!(
+                        "started on another numerics class ({}), unfinished: restarted here",
+                        rec.identity.numerics_class()
+                    ));
                 }
             }
             None if d.finished || d.run_finished => {
@@ -137,9 +145,8 @@ pub fn plan(
                     .map(|r| (s.id.clone(), r.identity))
             })
             .collect();
-        let prints: BTreeSet<&str> = finished.iter().map(|(_, i)| i.fingerprint.as_str()).collect();
-        if prints.len() > 1 {
-            bail!(identity_message(specs, &finished, None));
+        if let Some(mixed) = mixed_class(&finished) {
+            bail!(identity_message(specs, &mixed, None));
         }
     }
     // FMA cells still to compute, and the models they need.
@@ -157,15 +164,30 @@ pub fn plan(
         };
         if dec.action == Action::Reuse && !d.weights {
             dec.action = Action::Regenerate;
+            let class = d.record.as_ref().map(|r| r.identity.numerics_class());
+            let elsewhere = current.zip(class).filter(|(c, class)| c.numerics_class() != *class);
             dec.note = Some(format!(
-                "its model was deleted and {} need(s) it",
-                fmas.iter().cloned().collect::<Vec<_>>().join(", ")
+                "its model was deleted and {} need(s) it{}",
+                fmas.iter().cloned().collect::<Vec<_>>().join(", "),
+                elsewhere.map_or(String::new(), |(_, class)| format!(
+                    " (computed on {class}: the regenerated model agrees with its recorded metrics to round-off)"
+                ))
             ));
         }
     }
     let mut order: Vec<&CellSpec> = specs.iter().collect();
     order.sort_by_key(|s| (s.order(), s.is_fma()));
     Ok(Plan { decisions, order: order.into_iter().map(|s| s.id.clone()).collect(), needed_by })
+}
+
+/// The cells of the first numerics class whose cells disagree on the fingerprint, if any (one table holds
+/// one fingerprint per class).
+pub fn mixed_class(cells: &[(String, Identity)]) -> Option<Vec<(String, Identity)>> {
+    let mut by_class: BTreeMap<String, Vec<(String, Identity)>> = BTreeMap::new();
+    for c in cells {
+        by_class.entry(c.1.numerics_class()).or_default().push(c.clone());
+    }
+    by_class.into_values().find(|g| g.iter().map(|(_, i)| &i.fingerprint).collect::<BTreeSet<_>>().len() > 1)
 }
 
 /// ` --rows a,b` for the rows of these cells (FMA cells name their row; the parent comes along).
@@ -195,8 +217,9 @@ fn identity_message(specs: &[CellSpec], cells: &[(String, Identity)], current: O
             hosts.into_iter().collect::<Vec<_>>().join(", ")
         )
     };
-    let mut msg =
-        String::from("the cells of one table must share one numerics identity (fingerprint), and these differ:\n");
+    let mut msg = String::from(
+        "the cells of one table must share one numerics identity (fingerprint) per numerics class, and these differ:\n",
+    );
     if let Some(cur) = current {
         msg += &format!(
             "  this build: fingerprint {} (commit {}; {} on {})\n",
@@ -420,6 +443,36 @@ mod tests {
         assert_eq!(p.decisions["adv-seed1"].action, Action::Reuse);
     }
 
+    /// `ident` on a host without AVX-512: another numerics class.
+    fn ident_avx2(fp: &str, commit: &str) -> Identity {
+        let mut i = ident(fp, commit);
+        i.host.avx512f = false;
+        i
+    }
+
+    #[test]
+    fn cells_of_another_numerics_class_are_kept_or_restarted_never_resumed() {
+        let s = specs(2);
+        let cur = ident("new", "c2");
+        let other = ident_avx2("avx2", "c1");
+        assert_ne!(cur.numerics_class(), other.numerics_class());
+        let mut disk = BTreeMap::new();
+        disk.insert("base-seed1".to_string(), OnDisk { weights: true, ..finished(&s[0], &other) });
+        disk.insert(
+            "adv-seed1".to_string(),
+            OnDisk { record: Some(record(&s[1], &other, "interrupted")), checkpoint: true, ..Default::default() },
+        );
+        let p = plan(&s, &disk, Some(&cur), false).unwrap();
+        assert_eq!(p.decisions["base-seed1"].action, Action::Reuse, "a finished cell of another class is kept");
+        let adv = &p.decisions["adv-seed1"];
+        assert!(adv.discard && adv.action == Action::Run, "{adv:?}");
+        assert!(adv.note.as_deref().is_some_and(|n| n.contains("no avx512f")), "{adv:?}");
+        // Within a class the fingerprints must still agree.
+        disk.insert("base-seed2".to_string(), finished(&s[2], &ident("old", "c0")));
+        let err = plan(&s, &disk, Some(&cur), false).unwrap_err().to_string();
+        assert!(err.contains("base-seed2") && !err.contains("base-seed1"), "{err}");
+    }
+
     #[test]
     fn report_only_refuses_a_mixed_table() {
         let s = specs(2);
@@ -427,6 +480,8 @@ mod tests {
         disk.insert("base-seed1".to_string(), finished(&s[0], &ident("a", "c1")));
         disk.insert("adv-seed1".to_string(), finished(&s[1], &ident("a", "c2")));
         assert!(plan(&s, &disk, None, false).is_ok(), "commits may differ when the numerics agree");
+        disk.insert("adv-seed2".to_string(), finished(&s[3], &ident_avx2("z", "c4")));
+        assert!(plan(&s, &disk, None, false).is_ok(), "one fingerprint per numerics class");
         disk.insert("base-seed2".to_string(), finished(&s[2], &ident("b", "c3")));
         let err = plan(&s, &disk, None, false).unwrap_err().to_string();
         assert!(err.contains("fingerprint a") && err.contains("fingerprint b"), "{err}");

@@ -131,6 +131,13 @@ pub(super) fn markdown(t: &Table) -> String {
             list(&n["binaries_of_cells"]),
         )
     };
+    let classes = n["numerics_classes_of_cells"].as_array().map_or(0, |a| a.len());
+    if classes > 1 {
+        md += &format!(
+            "- The cells come from {classes} numerics classes ({}): each class's cells share one fingerprint; across classes the numbers agree to f32 round-off, not bit for bit\n",
+            list(&n["numerics_classes_of_cells"])
+        );
+    }
     md += if cells.is_empty() { "- Hosts of the cells: none finished yet\n" } else { "- Hosts of the cells:\n" };
     for (h, ids) in hosts_of(cells) {
         md += &format!("  - {h}: {}\n", ids.join(", "));

@@ -13,6 +13,7 @@ mod settings;
 use super::cells::{self, CellRecord, CellSpec, Kind, METRICS};
 use super::chart::{self, ChartRow};
 use super::identity::Identity;
+use super::planner;
 use super::rows::{self, Row};
 use super::stats::{self, Interval, Summary};
 use super::Campaign;
@@ -191,12 +192,17 @@ pub fn load_cells(c: &Campaign) -> Result<BTreeMap<String, CellData>> {
         let metrics = cells::read_json(&dir.join(METRICS))?;
         out.insert(s.id.clone(), CellData { spec: s.clone(), record, metrics });
     }
-    let prints: BTreeSet<&str> = out.values().map(|c| c.record.identity.fingerprint.as_str()).collect();
-    if prints.len() > 1 {
-        let mut msg = String::from("refusing to build one table from cells of different numerics identities:\n");
+    let idents: Vec<(String, Identity)> =
+        out.values().map(|c| (c.spec.id.clone(), c.record.identity.clone())).collect();
+    if let Some(mixed) = planner::mixed_class(&idents) {
+        let mut msg = format!(
+            "refusing to build one table from cells of different numerics identities on one numerics class ({}):\n",
+            mixed[0].1.numerics_class()
+        );
+        let prints: BTreeSet<&str> = mixed.iter().map(|(_, i)| i.fingerprint.as_str()).collect();
         for fp in &prints {
             let ids: Vec<&str> =
-                out.values().filter(|c| c.record.identity.fingerprint == *fp).map(|c| c.spec.id.as_str()).collect();
+                mixed.iter().filter(|(_, i)| i.fingerprint == *fp).map(|(id, _)| id.as_str()).collect();
             msg += &format!("  fingerprint {fp}: {}\n", ids.join(", "));
         }
         msg += "rerun the cells of the other fingerprints with --fresh --rows ..., or delete them";

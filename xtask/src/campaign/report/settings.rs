@@ -62,7 +62,8 @@ pub(super) fn settings(c: &Campaign, current: Option<&Identity>, cells: &BTreeMa
         "commit": commit,
         "dirty": dirty,
         "numerics": {
-            "fingerprint_of_cells": set(&|i| i.fingerprint.clone()),
+            "fingerprint_of_cells": set(&|i| format!("{} ({})", i.fingerprint, i.numerics_class())),
+            "numerics_classes_of_cells": set(&|i| i.numerics_class()),
             "fingerprint_source": set(&|i| i.fingerprint_source.clone()),
             "fingerprint_of_this_build": current.map(|i| i.fingerprint.clone()),
             "commits_of_cells": set(&|i| i.commit_short()),
