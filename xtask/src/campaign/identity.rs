@@ -72,7 +72,16 @@ impl Host {
 
     /// What decides the numerics of the CPU backend: the CPU model and whether it has AVX-512.
     pub fn class(&self) -> String {
-        format!("{} ({})", self.cpu_model, if self.avx512f { "avx512f" } else { "no avx512f" })
+        format!("{} ({})", self.cpu_model, self.simd())
+    }
+
+    /// The SIMD width gemm's CPU kernels use: "avx512f" or "no avx512f".
+    pub fn simd(&self) -> &'static str {
+        if self.avx512f {
+            "avx512f"
+        } else {
+            "no avx512f"
+        }
     }
 
     /// One line for the table's settings.
@@ -112,7 +121,7 @@ impl Identity {
     /// class only: cells of another class come from a host this one cannot reproduce bit for bit.
     pub fn numerics_class(&self) -> String {
         if self.host.gpus.is_empty() || !self.device.starts_with("cuda") {
-            format!("{}, {}", self.device, if self.host.avx512f { "avx512f" } else { "no avx512f" })
+            format!("{}, {}", self.device, self.host.simd())
         } else {
             format!("{}, {}", self.device, self.host.gpus.join(" + "))
         }

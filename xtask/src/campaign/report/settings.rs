@@ -4,6 +4,8 @@
 
 use super::CellData;
 use crate::campaign::identity::{self, Identity};
+use crate::campaign::options::row_lr;
+use crate::campaign::rows;
 use crate::campaign::{root, Campaign};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,7 +26,8 @@ pub(super) fn hosts_of(cells: &BTreeMap<String, CellData>) -> BTreeMap<String, V
 /// How the rows' learning rates were set, in words (the table's settings).
 pub(super) fn learning_rate(c: &Campaign) -> String {
     if let Some(lr) = c.opts.lr {
-        return format!("{lr:e} for every row, {:e} for the rows with layer decay (`--lr`)", 2.0 * lr);
+        let layer_decay = rows::by_key("layer-decay").expect("the layer-decay row exists");
+        return format!("{lr:e} for every row, {:e} for the rows with layer decay (`--lr`)", row_lr(lr, layer_decay));
     }
     match c.common.iter().position(|f| f == "--lr").and_then(|i| c.common.get(i + 1)) {
         Some(lr) => format!("{lr} for every row (`-- --lr`)"),
