@@ -137,6 +137,19 @@ pub trait Backend: Send + Sync {
     }
     fn reset_peak(&self) {}
 
+    // ----------------------------------------------------------------- lanes: data-parallel inference
+    /// How many parts an inference batch is split into, each run on its own lane at once (1: no split).
+    /// The CPU has one lane per thread: each lane runs its rows' whole forward on one thread, which keeps
+    /// both cores busier than splitting every GEMM and attention block between threads (small GEMMs, a
+    /// synchronisation per op). A GPU has one lane.
+    fn inference_lanes(&self) -> usize {
+        1
+    }
+    /// `job(lane)` for every lane in `0..lanes` at once, each on its own lane, the results in lane order.
+    fn run_lanes<R: Send>(&self, lanes: usize, job: &(dyn Fn(usize) -> R + Sync)) -> Vec<R> {
+        (0..lanes).map(job).collect()
+    }
+
     // ----------------------------------------------------------------- embedding
     /// `word[ids] + pos[0..seq] + type[type_ids] (+ task[task_ids])`, `[batch*seq, hidden]`.
     fn embed_sum(

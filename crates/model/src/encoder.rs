@@ -49,6 +49,30 @@ impl Tokens {
         }
     }
 
+    /// The rows split into `parts` consecutive groups of (nearly) equal size, the larger groups first, each
+    /// with this batch's `seq` (no group is empty: fewer groups when there are fewer rows).
+    pub fn split_rows(&self, parts: usize) -> Vec<Tokens> {
+        let parts = parts.clamp(1, self.batch.max(1));
+        let (base, extra) = (self.batch / parts, self.batch % parts);
+        let mut start = 0;
+        (0..parts)
+            .map(|i| {
+                let rows = base + usize::from(i < extra);
+                let cut = |v: &Vec<u32>| v[start * self.seq..(start + rows) * self.seq].to_vec();
+                let part = Tokens {
+                    batch: rows,
+                    seq: self.seq,
+                    ids: cut(&self.ids),
+                    type_ids: cut(&self.type_ids),
+                    task_ids: if self.task_ids.is_empty() { vec![] } else { cut(&self.task_ids) },
+                    mask: cut(&self.mask),
+                };
+                start += rows;
+                part
+            })
+            .collect()
+    }
+
     /// The batch on the device in ONE host-to-device transfer; `extra` ids (a training step's labels) ride
     /// along in the same transfer and come back as the second value.
     pub fn upload<B: Backend>(
@@ -306,6 +330,12 @@ struct LayerTail<B: Backend> {
     rstd2: B::Buf,
 }
 
+/// The rows of two or more `parts`, one part after the other.
+fn concat<B: Backend>(b: &B, parts: &[&B::Buf]) -> B::Buf {
+    assert!(parts.len() >= 2, "two or more parts");
+    parts[2..].iter().fold(b.concat_rows(parts[0], parts[1]), |acc, p| b.concat_rows(&acc, p))
+}
+
 /// `x` after dropout `p`; `x` itself when `p` is 0 (dropout would only copy it).
 fn dropped<B: Backend>(b: &B, x: B::Buf, p: f32, rng: RngStream) -> B::Buf {
     if p > 0.0 {
@@ -445,7 +475,19 @@ impl<B: Backend> Encoder<B> {
     /// freed as soon as the next layer has its input, so memory stays at about one layer's working set
     /// (`encode`, which needs every token's final state). The same numbers as `forward` with
     /// [`ForwardOpts::eval`] up to f32 round-off (bit-identical on the CPU).
+    ///
+    /// On a backend with several [inference lanes](Backend::inference_lanes) the rows are split between
+    /// them and run at once; every row computes the same numbers as in the whole batch.
     pub fn infer(&self, b: &B, tokens: &Tokens) -> Inference<B> {
+        let mut parts = self.in_lanes(b, tokens, |t| self.infer_rows(b, t));
+        if parts.len() == 1 {
+            return parts.pop().expect("one part");
+        }
+        let cat = |f: fn(&Inference<B>) -> &B::Buf| concat(b, &parts.iter().map(f).collect::<Vec<_>>());
+        Inference { final_hidden: cat(|p| &p.final_hidden), pooled: cat(|p| &p.pooled), logits: cat(|p| &p.logits) }
+    }
+
+    fn infer_rows(&self, b: &B, tokens: &Tokens) -> Inference<B> {
         let tb = tokens.to_device(b, self.config.hidden_size);
         let x = self.infer_layers(b, &tb, Rows::All);
         let cls = self.first_tokens(b, &x, tb.shape);
@@ -458,11 +500,35 @@ impl<B: Backend> Encoder<B> {
     /// feed-forward block for the first token of each row only (the keys and values still come from every
     /// token): about 6/7 of the last layer's work, 1/14 of a 12-layer forward, is skipped. The same numbers
     /// as [`Encoder::infer`]'s up to f32 round-off (the GEMMs run on fewer rows).
+    ///
+    /// Split between [inference lanes](Backend::inference_lanes) as [`Encoder::infer`] is.
     pub fn classify(&self, b: &B, tokens: &Tokens) -> Classified<B> {
+        let mut parts = self.in_lanes(b, tokens, |t| self.classify_rows(b, t));
+        if parts.len() == 1 {
+            return parts.pop().expect("one part");
+        }
+        let cat = |f: fn(&Classified<B>) -> &B::Buf| concat(b, &parts.iter().map(f).collect::<Vec<_>>());
+        Classified { pooled: cat(|p| &p.pooled), logits: cat(|p| &p.logits) }
+    }
+
+    fn classify_rows(&self, b: &B, tokens: &Tokens) -> Classified<B> {
         let tb = tokens.to_device(b, self.config.hidden_size);
         let cls = self.infer_layers(b, &tb, Rows::FirstTokens);
         let (pooled, logits) = self.pool_and_classify(b, &cls);
         Classified { pooled, logits }
+    }
+
+    /// `run` on the whole batch, or on its rows split between the backend's inference lanes (one part per
+    /// lane), the parts' results in row order. Every part has two rows or more: a one-row part would send
+    /// the last layer's first-token GEMMs and the pooler's down `gemm`'s matrix-vector path, which sums in
+    /// another order, and the split must not change a bit.
+    fn in_lanes<R: Send>(&self, b: &B, tokens: &Tokens, run: impl Fn(&Tokens) -> R + Sync) -> Vec<R> {
+        let lanes = b.inference_lanes().min(tokens.batch / 2);
+        if lanes <= 1 {
+            return vec![run(tokens)];
+        }
+        let parts = tokens.split_rows(lanes);
+        b.run_lanes(parts.len(), &|lane| run(&parts[lane]))
     }
 
     /// Embeddings and every layer without dropout or caches; the last layer's output holds the `rows`
@@ -727,4 +793,27 @@ fn two_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
     assert!(i < j, "two_mut expects i < j");
     let (a, b) = v.split_at_mut(j);
     (&mut a[i], &mut b[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tokens;
+
+    #[test]
+    fn split_rows_keeps_every_row_once_in_order() {
+        let rows: Vec<(Vec<u32>, Vec<u32>)> =
+            (0..5).map(|r| (vec![r + 1; 1 + r as usize], vec![1; 1 + r as usize])).collect();
+        let mut t = Tokens::from_rows(&rows, 0);
+        t.task_ids = vec![2; t.ids.len()];
+        let parts = t.split_rows(3);
+        assert_eq!(parts.iter().map(|p| p.batch).collect::<Vec<_>>(), [2, 2, 1]);
+        assert!(parts.iter().all(|p| p.seq == t.seq));
+        let join = |f: fn(&Tokens) -> &Vec<u32>| parts.iter().flat_map(f).copied().collect::<Vec<_>>();
+        assert_eq!(join(|p| &p.ids), t.ids);
+        assert_eq!(join(|p| &p.type_ids), t.type_ids);
+        assert_eq!(join(|p| &p.task_ids), t.task_ids);
+        assert_eq!(join(|p| &p.mask), t.mask);
+        assert_eq!(t.split_rows(9).len(), 5, "no empty part");
+        assert_eq!(t.split_rows(0).len(), 1);
+    }
 }

@@ -2,6 +2,7 @@
 //! `Backend` methods below call the kernels of [`ops`] (one file per op family).
 
 pub mod host_alloc;
+mod lanes;
 pub mod matmul;
 pub mod ops;
 
@@ -57,6 +58,14 @@ impl<T: Float> Backend for Cpu<T> {
 
     fn name(&self) -> String {
         format!("cpu-{} ({} threads)", T::NAME, rayon::current_num_threads())
+    }
+
+    // ----------------------------------------------------------------- lanes
+    fn inference_lanes(&self) -> usize {
+        rayon::current_num_threads()
+    }
+    fn run_lanes<R: Send>(&self, n: usize, job: &(dyn Fn(usize) -> R + Sync)) -> Vec<R> {
+        lanes::run(n, job)
     }
 
     // ----------------------------------------------------------------- copy: memory

@@ -1,0 +1,47 @@
+//! Inference split between lanes (the CPU: one per thread, each running its rows' whole forward) computes
+//! every row's numbers bit for bit as the whole batch on one lane does, at the model's real widths (hidden
+//! 384, feed-forward 1536: the GEMM shapes evaluation, `predict` and `encode` run).
+
+use ernie_backend::{Backend, Cpu};
+use ernie_ft_suite::E5_SMALL_CONFIG;
+use ernie_model::{Encoder, HostParams, ModelConfig, Tokens};
+
+/// (logits, pooled, final hidden states of `infer`; logits, pooled of `classify`) on a pool of `threads`.
+fn outputs(host: &HostParams, t: &Tokens, threads: usize) -> (usize, [Vec<f32>; 5]) {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        let b = Cpu::<f32>::new();
+        let enc = Encoder::from_host(&b, host);
+        let inf = enc.infer(&b, t);
+        let cls = enc.classify(&b, t);
+        let d = |x| b.download(x);
+        (b.inference_lanes(), [d(&inf.logits), d(&inf.pooled), d(&inf.final_hidden), d(&cls.logits), d(&cls.pooled)])
+    })
+}
+
+#[test]
+fn lanes_compute_every_row_as_the_whole_batch_does() {
+    let mut config = ModelConfig::from_json(E5_SMALL_CONFIG).unwrap();
+    config.num_hidden_layers = 2;
+    let host = HostParams::random(config, 7, 3);
+    // Pairs of different lengths (padding in every row but the longest), 7 rows: 2 lanes split them 4 + 3,
+    // 3 lanes 3 + 2 + 2, and 4 lanes again 3 + 2 + 2 (a part of one row would sum in another order).
+    let rows: Vec<(Vec<u32>, Vec<u32>)> = (0..7)
+        .map(|r| {
+            let n = 30 + 11 * r;
+            let ids = (0..n).map(|i| 1 + ((i * 31 + r * 17) % 5000) as u32).collect();
+            (ids, (0..n).map(|i| u32::from(i >= n / 2)).collect())
+        })
+        .collect();
+    let t = Tokens::from_rows(&rows, 0);
+    let (lanes, whole) = outputs(&host, &t, 1);
+    assert_eq!(lanes, 1);
+    for threads in [2, 3, 4] {
+        let (lanes, split) = outputs(&host, &t, threads);
+        assert_eq!(lanes, threads);
+        for (i, (a, b)) in whole.iter().zip(&split).enumerate() {
+            assert_eq!(a.len(), b.len(), "output {i}, {threads} lanes");
+            assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "output {i} differs on {threads} lanes");
+        }
+    }
+}
