@@ -323,6 +323,49 @@ pub fn fingerprint(bin: &Path, dev: &DeviceSpec, gpu: Option<usize>, host: &Host
     Ok(fp)
 }
 
+/// Copies of the ernie-ft binary that no campaign has used for this long may be removed (beyond the three
+/// used last). A campaign marks its copy used whenever it starts a cell ([`mark_used`]), and no cell runs
+/// this long, so no running campaign loses its binary.
+const COPY_KEEP_UNUSED: std::time::Duration = std::time::Duration::from_secs(3 * 24 * 3600);
+
+/// A private copy of the built binary in `cache` (`ernie-ft-<hash>`), so that a rebuild during the campaign
+/// cannot change its numerics under the fingerprint computed for it; marked used. Copies beyond the three
+/// used last and unused for [`COPY_KEEP_UNUSED`] are removed.
+pub fn private_copy(built: &Path, cache: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(cache)?;
+    let bin = cache.join(format!("ernie-ft-{}", &hash_file(built)?[..16]));
+    if !bin.is_file() {
+        let tmp = bin.with_extension("tmp");
+        std::fs::copy(built, &tmp).with_context(|| format!("copying {} to {}", built.display(), tmp.display()))?;
+        std::fs::rename(&tmp, &bin)?;
+    }
+    mark_used(&bin);
+    let mut copies: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(cache)?
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("ernie-ft-") && !name.ends_with(".tmp")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    copies.sort();
+    let now = std::time::SystemTime::now();
+    for (used, p) in copies.iter().rev().skip(3) {
+        if now.duration_since(*used).unwrap_or_default() > COPY_KEEP_UNUSED {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    Ok(bin)
+}
+
+/// Records that a campaign uses `bin` now (its modification time; opened read-only, as a running binary
+/// cannot be opened for writing). Best effort: a failure only makes the copy look older to the clean-up.
+pub fn mark_used(bin: &Path) {
+    if let Ok(f) = std::fs::File::open(bin) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
 /// Where fingerprints are cached: `<target dir>/campaign/`.
 pub fn cache_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("campaign")
@@ -331,6 +374,41 @@ pub fn cache_dir(root: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_copies_in_use_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("campaign");
+        std::fs::create_dir_all(&cache).unwrap();
+        let day = std::time::Duration::from_secs(24 * 3600);
+        let now = std::time::SystemTime::now();
+        // Copies used 1 ("a", "b"), 2 ("f"), 4, 5 and 6 days ago ("c", "d", "e").
+        for (name, days) in [("a", 1), ("b", 1), ("f", 2), ("c", 4), ("d", 5), ("e", 6)] {
+            let p = cache.join(format!("ernie-ft-{name}"));
+            std::fs::write(&p, name).unwrap();
+            std::fs::File::open(&p).unwrap().set_modified(now - day * days).unwrap();
+        }
+        let built = dir.path().join("ernie-ft");
+        std::fs::write(&built, "new build").unwrap();
+        let bin = private_copy(&built, &cache).unwrap();
+        assert_eq!(std::fs::read_to_string(&bin).unwrap(), "new build");
+        let mut left: Vec<String> =
+            std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        // The three used last (the new copy, "a", "b") stay, "f" too (used two days ago); the others, unused
+        // for more than three days, go.
+        let new_name = bin.file_name().unwrap().to_string_lossy().into_owned();
+        let mut want = vec!["ernie-ft-a".to_string(), "ernie-ft-b".to_string(), "ernie-ft-f".to_string(), new_name];
+        want.sort();
+        assert_eq!(left, want);
+        // Used again (a running campaign starting a cell): the copy counts as used now.
+        let c = cache.join("ernie-ft-c");
+        std::fs::write(&c, "c").unwrap();
+        std::fs::File::open(&c).unwrap().set_modified(now - day * 10).unwrap();
+        mark_used(&c);
+        let age = now.duration_since(std::fs::metadata(&c).unwrap().modified().unwrap()).unwrap_or_default();
+        assert!(age < day, "mark_used did not refresh the copy");
+    }
 
     #[test]
     fn fingerprint_runs_are_spelled_as_before() {

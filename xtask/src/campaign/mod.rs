@@ -78,26 +78,7 @@ pub fn run_command(command: &str, task: Option<&str>, args: &[String]) -> Result
     // under the fingerprint computed here.
     let built = ernie_ft_bin()?;
     let cache = identity::cache_dir(&root());
-    std::fs::create_dir_all(&cache)?;
-    c.bin = cache.join(format!("ernie-ft-{}", &identity::hash_file(&built)?[..16]));
-    if !c.bin.is_file() {
-        let tmp = c.bin.with_extension("tmp");
-        std::fs::copy(&built, &tmp).with_context(|| format!("copying {} to {}", built.display(), tmp.display()))?;
-        std::fs::rename(&tmp, &c.bin)?;
-        // Keep the three newest copies.
-        let mut copies: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&cache)?
-            .flatten()
-            .filter(|e| {
-                e.file_name().to_string_lossy().starts_with("ernie-ft-")
-                    && !e.file_name().to_string_lossy().ends_with(".tmp")
-            })
-            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-            .collect();
-        copies.sort();
-        for (_, p) in copies.iter().rev().skip(3) {
-            let _ = std::fs::remove_file(p);
-        }
-    }
+    c.bin = identity::private_copy(&built, &cache)?;
     let help = Command::new(&c.bin).args(["train", "--help"]).output().context("running ernie-ft train --help")?;
     let help = String::from_utf8_lossy(&help.stdout);
     c.resume_supported = help.contains("--resume");

@@ -351,6 +351,7 @@ fn spawn(c: &Campaign, args: &[String], log: &Path, lock_file: &File) -> Result<
         c.identity.commit_short(),
         args.join(" ")
     )?;
+    super::identity::mark_used(&c.bin);
     let mut cmd = Command::new(&c.bin);
     cmd.args(args).stdin(Stdio::null()).stdout(f.try_clone()?).stderr(f);
     use std::os::fd::AsRawFd;
