@@ -5,6 +5,7 @@
 use ernie_backend::{Backend, Cpu};
 use ernie_ft_suite::local_fixtures;
 use ernie_model::{Encoder, ForwardOpts, HeadInit, HostParams, ModelError, Tokens};
+use ernie_testkit::ScratchDir;
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -48,12 +49,6 @@ fn as_tensors(h: &HostParams, prefix: &str, dtype: Dtype) -> BTreeMap<String, (D
         .collect()
 }
 
-fn tmpdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("ernie-ft-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
 #[test]
 fn ernie_layout_with_task_type_embeddings() {
     let bert = tiny();
@@ -68,7 +63,7 @@ fn ernie_layout_with_task_type_embeddings() {
     cfg["model_type"] = "ernie".into();
     cfg["use_task_id"] = true.into();
     cfg["task_type_vocab_size"] = 3.into();
-    let dir = tmpdir("ernie");
+    let dir = ScratchDir::new("ernie");
     write_checkpoint(&dir, &cfg, &tensors);
     let ernie = HostParams::load_dir(&dir, 5, HeadInit::seed(0)).unwrap();
     assert_eq!(ernie.specs.len(), bert.specs.len() + 1);
@@ -97,7 +92,7 @@ fn ernie_layout_with_task_type_embeddings() {
 fn half_precision_and_bare_names_load() {
     let h = tiny();
     for (dtype, prefix) in [(Dtype::F16, ""), (Dtype::BF16, "bert.")] {
-        let dir = tmpdir(&format!("{dtype:?}"));
+        let dir = ScratchDir::new(&format!("{dtype:?}"));
         write_checkpoint(&dir, &h.config.to_hf_json(5), &as_tensors(&h, prefix, dtype));
         let loaded = HostParams::load_dir(&dir, 5, HeadInit::seed(0)).unwrap();
         for (a, b) in loaded.values.iter().zip(&h.values) {
@@ -110,7 +105,7 @@ fn half_precision_and_bare_names_load() {
 #[test]
 fn save_and_reload_is_bit_identical() {
     let h = tiny();
-    let dir = tmpdir("roundtrip");
+    let dir = ScratchDir::new("roundtrip");
     std::fs::create_dir_all(&dir).unwrap();
     h.save_safetensors(&dir.join("model.safetensors"), None).unwrap();
     std::fs::write(dir.join("config.json"), h.config.to_hf_json(5).to_string()).unwrap();
@@ -126,7 +121,7 @@ fn missing_head_is_created_from_the_head_seed() {
     let h = tiny();
     let mut tensors = as_tensors(&h, "bert.", Dtype::F32);
     tensors.retain(|n, _| !n.contains("pooler") && !n.starts_with("classifier"));
-    let dir = tmpdir("nohead");
+    let dir = ScratchDir::new("nohead");
     write_checkpoint(&dir, &h.config.to_hf_json(5), &tensors);
     let a = HostParams::load_dir(&dir, 7, HeadInit::seed(42)).unwrap();
     let b = HostParams::load_dir(&dir, 7, HeadInit::seed(42)).unwrap();
@@ -154,7 +149,7 @@ fn bad_checkpoints_name_the_file_and_tensor() {
     let msg = load_err(Path::new("/nonexistent/model"));
     assert!(msg.contains("/nonexistent/model") && msg.contains("not found"), "{msg}");
 
-    let dir = tmpdir("bad-missing");
+    let dir = ScratchDir::new("bad-missing");
     let mut t = as_tensors(&h, "bert.", Dtype::F32);
     t.remove("bert.encoder.layer.1.output.dense.weight");
     write_checkpoint(&dir, &cfg, &t);
@@ -166,7 +161,7 @@ fn bad_checkpoints_name_the_file_and_tensor() {
         "{msg}"
     );
 
-    let dir = tmpdir("bad-shape");
+    let dir = ScratchDir::new("bad-shape");
     let mut t = as_tensors(&h, "bert.", Dtype::F32);
     t.insert(
         "bert.encoder.layer.0.attention.self.query.weight".into(),
@@ -181,14 +176,14 @@ fn bad_checkpoints_name_the_file_and_tensor() {
         "{msg}"
     );
 
-    let dir = tmpdir("bad-dtype");
+    let dir = ScratchDir::new("bad-dtype");
     let mut t = as_tensors(&h, "bert.", Dtype::F32);
     t.insert("bert.pooler.dense.bias".into(), (Dtype::I32, vec![32], vec![0; 32 * 4]));
     write_checkpoint(&dir, &cfg, &t);
     let msg = load_err(&dir);
     assert!(msg.contains("bert.pooler.dense.bias") && msg.contains("I32"), "{msg}");
 
-    let dir = tmpdir("bad-config");
+    let dir = ScratchDir::new("bad-config");
     write_checkpoint(&dir, &cfg, &as_tensors(&h, "bert.", Dtype::F32));
     std::fs::write(dir.join("config.json"), "{\"hidden_size\": 32,").unwrap();
     let msg = load_err(&dir);
@@ -203,7 +198,7 @@ fn bad_checkpoints_name_the_file_and_tensor() {
     .unwrap();
     assert!(load_err(&dir).contains("intermediate_size"));
 
-    let dir = tmpdir("bad-file");
+    let dir = ScratchDir::new("bad-file");
     write_checkpoint(&dir, &cfg, &as_tensors(&h, "bert.", Dtype::F32));
     std::fs::write(dir.join("model.safetensors"), b"not a safetensors file").unwrap();
     let msg = load_err(&dir);

@@ -10,6 +10,7 @@ use ernie_backend::{Backend, Cpu};
 use ernie_ft_suite::local_fixtures;
 use ernie_model::formats::{convert, paddle, ModelFiles, WeightsFormat};
 use ernie_model::{Encoder, ForwardOpts, HeadInit, HostParams, ModelConfig, ModelError, Tokens};
+use ernie_testkit::ScratchDir;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -70,16 +71,9 @@ fn max_diff(a: &[f32], b: &[f64]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (*x as f64 - y).abs() as f32).fold(0.0, f32::max)
 }
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ernie-ft-ernie3-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// A copy of a fixture directory to edit.
-fn copy_dir(src: &Path, name: &str) -> PathBuf {
-    let d = tmpdir(name);
+fn copy_dir(src: &Path, name: &str) -> ScratchDir {
+    let d = ScratchDir::new(name);
     for e in std::fs::read_dir(src).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
@@ -359,13 +353,13 @@ fn full_size_nano_loads_from_pdparams_and_safetensors() {
     let (paddle_json, hf_json) = published("nano");
     let cfg = ModelConfig::from_paddle_json(&paddle_json.to_string()).unwrap();
     let h = HostParams::random(cfg, 3, 7);
-    let dir = tmpdir("nano-full-paddle");
+    let dir = ScratchDir::new("nano-full-paddle");
     std::fs::write(dir.join("model_config.json"), paddle_json.to_string()).unwrap();
     std::fs::write(dir.join("model_state.pdparams"), pdparams(&as_paddle(&h))).unwrap();
     let p = load(&dir);
     assert_eq!(p.config, h.config);
     assert!(p.values == h.values, "pdparams values");
-    let hf_dir = tmpdir("nano-full-hf");
+    let hf_dir = ScratchDir::new("nano-full-hf");
     std::fs::write(hf_dir.join("config.json"), hf_json.to_string()).unwrap();
     h.save_safetensors(&hf_dir.join("model.safetensors"), None).unwrap();
     let s = load(&hf_dir);
@@ -383,7 +377,7 @@ fn pickles_that_ask_for_code_are_refused() {
     for (file, config) in
         [("model_state.pdparams", "base/paddle/model_config.json"), ("pytorch_model.bin", "base/torch/config.json")]
     {
-        let d = tmpdir(&format!("evil-{file}"));
+        let d = ScratchDir::new(&format!("evil-{file}"));
         let config = fixtures().join(config);
         std::fs::copy(&config, d.join(config.file_name().unwrap())).unwrap();
         std::fs::write(d.join(file), evil).unwrap();
@@ -572,7 +566,8 @@ fn convert_writes_a_hf_directory_with_the_same_model() {
     for size in ["base", "medium", "micro"] {
         for fmt in FORMATS {
             let src = fixtures().join(size).join(fmt);
-            let out = tmpdir(&format!("convert-{size}-{fmt}")).join("hf");
+            let scratch = ScratchDir::new(&format!("convert-{size}-{fmt}"));
+            let out = scratch.join("hf");
             let r = convert::convert_dir(&src, &out).unwrap();
             assert_eq!(r.num_labels, Some(3));
             let a = load(&src);

@@ -21,8 +21,7 @@ fn param_offsets_match_host_cxx() {
         return;
     };
     let kernels = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../kernels");
-    let dir = std::env::temp_dir().join(format!("ernie-layout-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = ernie_testkit::ScratchDir::new("layout");
     let src = dir.join("layout.cpp");
     std::fs::write(
         &src,
@@ -33,6 +32,5 @@ fn param_offsets_match_host_cxx() {
     )
     .unwrap();
     let out = Command::new(cxx).args(["-std=c++17", "-fsyntax-only", "-I"]).arg(&kernels).arg(&src).output().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(out.status.success(), "params.rs and params.cuh disagree:\n{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -56,8 +56,7 @@ fn device_philox_matches_rust() {
         return;
     };
     let kernels = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../kernels");
-    let dir = std::env::temp_dir().join(format!("ernie-philox-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = ernie_testkit::ScratchDir::new("philox");
     let src = dir.join("harness.cpp");
     std::fs::write(&src, HARNESS.replace("#include <stdio.h>", "#include <stdio.h>\n#include <string.h>")).unwrap();
     let exe = dir.join("harness");
@@ -111,5 +110,4 @@ fn device_philox_matches_rust() {
             "attention stream({stream}, +{offset}, {site})"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -96,3 +96,36 @@ pub fn task_in(dir: &Path, name: &str, n: usize, seed: u64) -> PathBuf {
     write_task(&p, n, seed).unwrap_or_else(|e| panic!("writing {}: {e}", p.display()));
     p
 }
+
+/// A fresh directory for one test (`<temp>/ernie-ft-<pid>-<name>`), removed with everything in it when
+/// dropped, a failing test's too: tests leave nothing behind in the temporary directory. Derefs to its path.
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// The directory, emptied if a run of this process's id left one.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ernie-ft-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        Self(dir)
+    }
+}
+
+impl std::ops::Deref for ScratchDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for ScratchDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

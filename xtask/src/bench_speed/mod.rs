@@ -75,7 +75,7 @@ mod tests {
 
     #[test]
     fn tables_from_raw_records() {
-        let dir = std::env::temp_dir().join(format!("bench-speed-test-{}", std::process::id()));
+        let dir = ernie_testkit::ScratchDir::new("bench-speed");
         let raw = dir.join("raw");
         std::fs::create_dir_all(&raw).unwrap();
         let lines = [
@@ -101,6 +101,5 @@ mod tests {
         assert_eq!(o["rdrop_time"]["ok"], json!(true));
         assert_eq!(o["rdrop_memory"]["ok"], json!(false)); // 2.0x > 1.6x
         assert!(std::fs::read_to_string(dir.join("speed.md")).unwrap().contains("| tiny | 32x4 | base |"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
