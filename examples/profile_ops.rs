@@ -39,6 +39,7 @@ fn main() {
     time("gelu bwd", 5, || ops::gelu_bwd(&xi, &xi));
     time("layernorm+res fwd (x2)", 5, || ops::layer_norm_fwd(&x, Some(&x), &b[..h], &b[..h], 1e-12, h));
     time("dropout 4096x384 (x3)", 5, || ops::dropout(&x, 0.1, r));
+    time("adv noise on scores (adv)", 3, || ops::randn_key_masked::<f32>(a, &mask, 1.0, r));
     time("linear bwd input 384<-1536", 5, || ops::linear_bwd_input(&x, &wo, m, h, i));
     let mut dw = vec![0.0; h * i];
     time("linear bwd params 384x1536", 5, || ops::linear_bwd_params(&x, &xi, m, h, i, &mut dw, None));

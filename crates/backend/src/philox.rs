@@ -116,18 +116,44 @@ impl RngStream {
         philox4x32_xn::<N>(b0, self.stream, [self.seed as u32, (self.seed >> 32) as u32])
     }
 
+    /// `out[k] = self.word(start + k)` for every `k`, through the vectorised generator: one Philox block
+    /// gives four consecutive elements, where `word` computes a whole block for each. Any `start` and
+    /// offset (blocks that straddle either end are computed whole and partly used).
+    pub fn words(&self, start: u64, out: &mut [u32]) {
+        const BLOCKS: usize = 16;
+        let first = start + self.offset;
+        let end = first + out.len() as u64;
+        let mut b0 = first / 4;
+        while 4 * b0 < end {
+            let w = self.blocks::<BLOCKS>(b0);
+            let lo = first.max(4 * b0);
+            let hi = end.min(4 * (b0 + BLOCKS as u64));
+            for e in lo..hi {
+                out[(e - first) as usize] = w[(e % 4) as usize][(e / 4 - b0) as usize];
+            }
+            b0 += BLOCKS as u64;
+        }
+    }
+
     /// Uniform in [0, 1) with 24 random bits (exact in f32).
     #[inline]
     pub fn uniform(&self, i: u64) -> f32 {
         to_uniform(self.word(i))
     }
 
-    /// Standard normal by Box-Muller from elements 2i and 2i+1.
+    /// Standard normal by Box-Muller from elements 2i and 2i+1 ([`box_muller`]; [`RngStream::words`]
+    /// gives many at once).
     pub fn normal(&self, i: u64) -> f32 {
-        let u1 = (to_uniform(self.word(2 * i)) as f64).max(1e-12);
-        let u2 = to_uniform(self.word(2 * i + 1)) as f64;
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+        box_muller(self.word(2 * i), self.word(2 * i + 1))
     }
+}
+
+/// The standard normal of two random words (elements 2i and 2i+1 of a stream for normal i).
+#[inline]
+pub fn box_muller(w1: u32, w2: u32) -> f32 {
+    let u1 = (to_uniform(w1) as f64).max(1e-12);
+    let u2 = to_uniform(w2) as f64;
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
 #[inline]
@@ -169,6 +195,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn words_equal_word_for_any_start_offset_and_length() {
+        for offset in [0u64, 1, 2, 3, 6, 1 << 33] {
+            let r = RngStream::new(0x1234_5678_9ABC, 5).with_offset(offset);
+            // Lengths around the generator's 16-block (64-word) chunks, starts on and off block bounds.
+            for (start, len) in [(0u64, 0usize), (0, 1), (1, 3), (3, 64), (2, 65), (5, 130), (4096, 256), (7, 300)] {
+                let mut got = vec![0u32; len];
+                r.words(start, &mut got);
+                let want: Vec<u32> = (0..len as u64).map(|k| r.word(start + k)).collect();
+                assert_eq!(got, want, "offset {offset}, start {start}, len {len}");
+            }
+        }
+        let r = RngStream::new(9, 3);
+        let mut w = vec![0u32; 10];
+        r.words(2 * 40, &mut w);
+        assert_eq!(box_muller(w[0], w[1]).to_bits(), r.normal(40).to_bits());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Adversarial noise on the attention scores (the CUDA side: kernels/noise.cu).
 
 use crate::backend::{AttnShape, NoiseNorm};
-use crate::philox::RngStream;
+use crate::philox::{box_muller, RngStream};
 use crate::Float;
 use rayon::prelude::*;
 
@@ -9,14 +9,20 @@ use rayon::prelude::*;
 pub fn randn_key_masked<T: Float>(a: AttnShape, mask: &[u32], sigma: f32, rng: RngStream) -> Vec<T> {
     let l = a.seq;
     let mut out = vec![T::zero(); a.score_len()];
-    out.par_chunks_mut(l).enumerate().for_each(|(row, o)| {
-        let b = row / (a.heads * l);
-        for j in 0..l {
-            if mask[b * l + j] != 0 {
-                o[j] = T::from_f32(sigma * rng.normal((row * l + j) as u64));
+    // Normal n takes elements 2n and 2n+1 of the stream: a row's 2l words come from the vectorised
+    // generator at once (the same words as `rng.normal(n)` draws one block per word for).
+    out.par_chunks_mut(l).enumerate().for_each_init(
+        || vec![0u32; 2 * l],
+        |words, (row, o)| {
+            let b = row / (a.heads * l);
+            rng.words(2 * (row * l) as u64, words);
+            for j in 0..l {
+                if mask[b * l + j] != 0 {
+                    o[j] = T::from_f32(sigma * box_muller(words[2 * j], words[2 * j + 1]));
+                }
             }
-        }
-    });
+        },
+    );
     out
 }
 
