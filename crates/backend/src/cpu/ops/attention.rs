@@ -90,19 +90,21 @@ pub fn attention_fwd<T: Float>(
     let mut probs = vec![T::zero(); a.score_len()];
     let mut ctx = vec![T::zero(); a.batch * l * a.hidden()];
     let ctx_ptr = SendPtr(ctx.as_mut_ptr());
-    probs.par_chunks_mut(l * l).enumerate().for_each(|(bh, p)| {
-        block_probs(a, q, k, key_mask, delta, bh, p);
-        let pd = if dropout_p > 0.0 {
-            let mut keep = vec![T::zero(); l * l];
-            dropout_scales(&mut keep, 0, dropout_p, attention_block_stream(rng, bh));
-            keep.iter_mut().zip(p.iter()).for_each(|(k, &x)| *k *= x);
-            keep
-        } else {
-            p.to_vec()
-        };
-        // SAFETY: ctx holds the whole output; each (b, h) task writes its own block.
-        unsafe { block_context(a, &pd, v, bh, ctx_ptr) };
-    });
+    // One dropped-probabilities block per thread, reused: every element is overwritten for each block.
+    probs.par_chunks_mut(l * l).enumerate().for_each_init(
+        || vec![T::zero(); l * l],
+        |pd, (bh, p)| {
+            block_probs(a, q, k, key_mask, delta, bh, p);
+            if dropout_p > 0.0 {
+                dropout_scales(pd, 0, dropout_p, attention_block_stream(rng, bh));
+                pd.iter_mut().zip(p.iter()).for_each(|(k, &x)| *k *= x);
+            } else {
+                pd.copy_from_slice(p);
+            }
+            // SAFETY: ctx holds the whole output; each (b, h) task writes its own block.
+            unsafe { block_context(a, pd, v, bh, ctx_ptr) };
+        },
+    );
     (ctx, probs)
 }
 
@@ -147,18 +149,18 @@ pub fn attention_bwd<T: Float>(
     let mut dscores = if want_dscores { vec![T::zero(); a.score_len()] } else { Vec::new() };
     let (pq, pk, pv) = (SendPtr(dq.as_mut_ptr()), SendPtr(dk.as_mut_ptr()), SendPtr(dv.as_mut_ptr()));
     let pds = SendPtr(dscores.as_mut_ptr());
-    (0..a.batch * a.heads).into_par_iter().for_each(|bh| {
+    // Per-thread scratch blocks, reused: each is overwritten whole for every (b, h) block.
+    let scratch = || [(); 4].map(|_| vec![T::zero(); l * l]);
+    (0..a.batch * a.heads).into_par_iter().for_each_init(scratch, |[keep, pd, dp, ds], bh| {
         let (b, h) = (bh / a.heads, bh % a.heads);
         let p = &probs[bh * l * l..(bh + 1) * l * l];
-        let keep = (dropout_p > 0.0).then(|| {
-            let mut k = vec![T::zero(); l * l];
-            dropout_scales(&mut k, 0, dropout_p, attention_block_stream(rng, bh));
-            k
-        });
-        let pd: Vec<T> = match &keep {
-            Some(k) => p.iter().zip(k).map(|(&x, &k)| x * k).collect(),
-            None => p.to_vec(),
-        };
+        let dropped = dropout_p > 0.0;
+        if dropped {
+            dropout_scales(keep, 0, dropout_p, attention_block_stream(rng, bh));
+            pd.iter_mut().zip(p.iter().zip(keep.iter())).for_each(|(o, (&x, &k))| *o = x * k);
+        } else {
+            pd.copy_from_slice(p);
+        }
         // SAFETY: each (b, h) task writes disjoint blocks (rows of b, columns of h; its own score block).
         let (dq_all, dk_all, dv_all) = unsafe {
             (
@@ -169,15 +171,13 @@ pub fn attention_bwd<T: Float>(
         };
         let off = b * l * hd + h * d;
         // dv = dropout(P)^T @ dctx
-        matmul(l, d, l, dv_all, off, hd, View::rows_t(&pd, l), head_view(dctx, a, b, h), false, false);
-        // dP_dropped = dctx @ v^T, then through the dropout mask
-        let mut dp = vec![T::zero(); l * l];
-        matmul(l, l, d, &mut dp, 0, l, head_view(dctx, a, b, h), head_view_t(v, a, b, h), false, false);
-        if let Some(k) = &keep {
-            dp.iter_mut().zip(k).for_each(|(d, &k)| *d *= k);
+        matmul(l, d, l, dv_all, off, hd, View::rows_t(pd, l), head_view(dctx, a, b, h), false, false);
+        // dP_dropped = dctx @ v^T (overwrites dp: no accumulation), then through the dropout mask
+        matmul(l, l, d, dp, 0, l, head_view(dctx, a, b, h), head_view_t(v, a, b, h), false, false);
+        if dropped {
+            dp.iter_mut().zip(keep.iter()).for_each(|(d, &k)| *d *= k);
         }
         // softmax backward: ds = p * (dp - sum_j p dp)
-        let mut ds = vec![T::zero(); l * l];
         for i in 0..l {
             let (pr, dpr) = (&p[i * l..(i + 1) * l], &dp[i * l..(i + 1) * l]);
             let dot = dot_lanes(pr, dpr);
@@ -188,12 +188,12 @@ pub fn attention_bwd<T: Float>(
         if want_dscores {
             // SAFETY: block bh of dscores belongs to this task only.
             let out = unsafe { std::slice::from_raw_parts_mut(pds.get().add(bh * l * l), l * l) };
-            out.copy_from_slice(&ds);
+            out.copy_from_slice(ds);
         }
         ds.iter_mut().for_each(|x| *x *= scale);
         // dq = ds @ k ; dk = ds^T @ q
-        matmul(l, d, l, dq_all, off, hd, View::rows(&ds, l), head_view(k, a, b, h), false, false);
-        matmul(l, d, l, dk_all, off, hd, View::rows_t(&ds, l), head_view(q, a, b, h), false, false);
+        matmul(l, d, l, dq_all, off, hd, View::rows(ds, l), head_view(k, a, b, h), false, false);
+        matmul(l, d, l, dk_all, off, hd, View::rows_t(ds, l), head_view(q, a, b, h), false, false);
     });
     (dq, dk, dv, want_dscores.then_some(dscores))
 }

@@ -4,14 +4,18 @@
 use super::chunked_col_reduce;
 use crate::cpu::matmul::{matmul, View};
 use crate::Float;
-use rayon::prelude::*;
 
 /// `y[m, n] = x[m, k] @ w[n, k]^T + b` (PyTorch weight layout).
 pub fn linear_fwd<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, m: usize, n: usize, k: usize) -> Vec<T> {
-    let mut y = vec![T::zero(); m * n];
-    if let Some(b) = b {
-        y.par_chunks_mut(n).for_each(|r| r.copy_from_slice(b));
-    }
+    // With a bias the output starts as its rows (the GEMM accumulates onto them), written once instead of
+    // zeroed and then overwritten.
+    let mut y = match b {
+        Some(b) => {
+            assert_eq!(b.len(), n, "linear: bias of {} for {n} outputs", b.len());
+            b.repeat(m)
+        }
+        None => vec![T::zero(); m * n],
+    };
     matmul(m, n, k, &mut y, 0, n, View::rows(x, k), View::rows_t(w, k), b.is_some(), true);
     y
 }
