@@ -1,16 +1,18 @@
-//! Inference split between lanes (the CPU: one per thread, each running its rows' whole forward) computes
-//! every row's numbers bit for bit as the whole batch on one lane does, at the model's real widths (hidden
-//! 384, feed-forward 1536: the GEMM shapes evaluation, `predict` and `encode` run).
+//! Inference cut into parts of rows and split between lanes (the CPU: one per thread, each running its
+//! parts' whole forwards in turn) computes every row's numbers bit for bit as the whole batch uncut on one
+//! lane does, at the model's real widths (hidden 384, feed-forward 1536: the GEMM shapes evaluation,
+//! `predict` and `encode` run).
 
 use ernie_backend::{Backend, Cpu};
 use ernie_ft_suite::E5_SMALL_CONFIG;
 use ernie_model::{Encoder, HostParams, ModelConfig, Tokens};
 
-/// (logits, pooled, final hidden states of `infer`; logits, pooled of `classify`) on a pool of `threads`.
-fn outputs(host: &HostParams, t: &Tokens, threads: usize) -> (usize, [Vec<f32>; 5]) {
+/// (logits, pooled, final hidden states of `infer`; logits, pooled of `classify`) on a pool of `threads`,
+/// batches cut into parts of about `part_tokens` tokens (`None`: one part per lane).
+fn outputs(host: &HostParams, t: &Tokens, threads: usize, part_tokens: Option<usize>) -> (usize, [Vec<f32>; 5]) {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
-        let b = Cpu::<f32>::new();
+        let b = Cpu::<f32>::new().with_inference_part_tokens(part_tokens);
         let enc = Encoder::from_host(&b, host);
         let inf = enc.infer(&b, t);
         let cls = enc.classify(&b, t);
@@ -24,8 +26,10 @@ fn lanes_compute_every_row_as_the_whole_batch_does() {
     let mut config = ModelConfig::from_json(E5_SMALL_CONFIG).unwrap();
     config.num_hidden_layers = 2;
     let host = HostParams::random(config, 7, 3);
-    // Pairs of different lengths (padding in every row but the longest), 7 rows: 2 lanes split them 4 + 3,
-    // 3 lanes 3 + 2 + 2, and 4 lanes again 3 + 2 + 2 (a part of one row would sum in another order).
+    // Pairs of different lengths (padding in every row but the longest), 7 rows of 96 tokens. Uncut on one
+    // lane is the reference; 2 lanes split them 4 + 3, 3 lanes 3 + 2 + 2, and 4 lanes again 3 + 2 + 2 (a
+    // part of one row would sum in another order); parts of 64 tokens (2-row parts at the least: 3 + 2 + 2
+    // on one lane) and of the default size (4 + 3 on one lane) are cut on every lane count.
     let rows: Vec<(Vec<u32>, Vec<u32>)> = (0..7)
         .map(|r| {
             let n = 30 + 11 * r;
@@ -34,14 +38,19 @@ fn lanes_compute_every_row_as_the_whole_batch_does() {
         })
         .collect();
     let t = Tokens::from_rows(&rows, 0);
-    let (lanes, whole) = outputs(&host, &t, 1);
+    let (lanes, whole) = outputs(&host, &t, 1, None);
     assert_eq!(lanes, 1);
-    for threads in [2, 3, 4] {
-        let (lanes, split) = outputs(&host, &t, threads);
-        assert_eq!(lanes, threads);
-        for (i, (a, b)) in whole.iter().zip(&split).enumerate() {
-            assert_eq!(a.len(), b.len(), "output {i}, {threads} lanes");
-            assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "output {i} differs on {threads} lanes");
+    let default = Cpu::<f32>::new().inference_part_tokens();
+    assert!(default.is_some_and(|d| d < t.batch * t.seq), "the default parts must cut this batch");
+    for part_tokens in [None, Some(64), default] {
+        for threads in [1, 2, 3, 4] {
+            let (lanes, split) = outputs(&host, &t, threads, part_tokens);
+            assert_eq!(lanes, threads);
+            for (i, (a, b)) in whole.iter().zip(&split).enumerate() {
+                let at = format!("output {i}, {threads} lanes, parts of {part_tokens:?} tokens");
+                assert_eq!(a.len(), b.len(), "{at}");
+                assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "{at}: differs");
+            }
         }
     }
 }

@@ -145,6 +145,13 @@ pub trait Backend: Send + Sync {
     fn inference_lanes(&self) -> usize {
         1
     }
+    /// Tokens per part of an inference batch, or `None` for parts as large as the lanes allow (one per
+    /// lane). A part's activations are what an inference forward streams through at every op; on the CPU
+    /// parts of a few hundred tokens keep them in the caches, where a whole batch's spill to memory, so a
+    /// lane runs several parts in turn. A GPU wants whole batches.
+    fn inference_part_tokens(&self) -> Option<usize> {
+        None
+    }
     /// `job(lane)` for every lane in `0..lanes` at once, each on its own lane, the results in lane order.
     fn run_lanes<R: Send>(&self, lanes: usize, job: &(dyn Fn(usize) -> R + Sync)) -> Vec<R> {
         (0..lanes).map(job).collect()

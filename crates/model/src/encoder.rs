@@ -330,6 +330,20 @@ struct LayerTail<B: Backend> {
     rstd2: B::Buf,
 }
 
+/// How an inference batch of `batch` rows of `seq` tokens is cut: `(lanes, parts per lane)`, the rows
+/// split evenly into `lanes * parts per lane` parts. Parts of about `part_tokens` tokens where given
+/// (`Backend::inference_part_tokens`), at least one per lane, the same number on every lane (so that the
+/// lanes finish together). Every part has two rows or more: a one-row part would send the last layer's
+/// first-token GEMMs and the pooler down `gemm`'s matrix-vector path, which sums in another order, and the
+/// cut must not change a bit.
+pub fn parts_plan(batch: usize, seq: usize, lanes: usize, part_tokens: Option<usize>) -> (usize, usize) {
+    let max_parts = (batch / 2).max(1);
+    let lanes = lanes.clamp(1, max_parts);
+    let wanted = part_tokens.map_or(1, |t| batch.div_ceil((t / seq.max(1)).max(2)));
+    let per_lane = wanted.div_ceil(lanes).min(max_parts / lanes).max(1);
+    (lanes, per_lane)
+}
+
 /// The rows of two or more `parts`, one part after the other.
 fn concat<B: Backend>(b: &B, parts: &[&B::Buf]) -> B::Buf {
     assert!(parts.len() >= 2, "two or more parts");
@@ -518,17 +532,18 @@ impl<B: Backend> Encoder<B> {
         Classified { pooled, logits }
     }
 
-    /// `run` on the whole batch, or on its rows split between the backend's inference lanes (one part per
-    /// lane), the parts' results in row order. Every part has two rows or more: a one-row part would send
-    /// the last layer's first-token GEMMs and the pooler's down `gemm`'s matrix-vector path, which sums in
-    /// another order, and the split must not change a bit.
+    /// `run` on the whole batch, or on parts of its rows ([`parts_plan`]) run by the backend's inference
+    /// lanes at once, each lane its share of the parts in turn; the parts' results in row order.
     fn in_lanes<R: Send>(&self, b: &B, tokens: &Tokens, run: impl Fn(&Tokens) -> R + Sync) -> Vec<R> {
-        let lanes = b.inference_lanes().min(tokens.batch / 2);
-        if lanes <= 1 {
+        let (lanes, per_lane) = parts_plan(tokens.batch, tokens.seq, b.inference_lanes(), b.inference_part_tokens());
+        if lanes * per_lane <= 1 {
             return vec![run(tokens)];
         }
-        let parts = tokens.split_rows(lanes);
-        b.run_lanes(parts.len(), &|lane| run(&parts[lane]))
+        let parts = tokens.split_rows(lanes * per_lane);
+        let by_lane = b.run_lanes(lanes, &|lane| {
+            parts[lane * per_lane..(lane + 1) * per_lane].iter().map(&run).collect::<Vec<R>>()
+        });
+        by_lane.into_iter().flatten().collect()
     }
 
     /// Embeddings and every layer without dropout or caches; the last layer's output holds the `rows`
@@ -797,7 +812,30 @@ fn two_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
 
 #[cfg(test)]
 mod tests {
-    use super::Tokens;
+    use super::{parts_plan, Tokens};
+
+    #[test]
+    fn parts_plan_cuts_into_even_parts_of_two_rows_or_more() {
+        // (batch, seq, lanes, part tokens) -> (lanes, parts per lane)
+        let cases = [
+            ((32, 128, 2, Some(512)), (2, 4)), // 8 parts of 4 rows (512 tokens)
+            ((32, 128, 1, Some(512)), (1, 8)),
+            ((32, 128, 2, None), (2, 1)),     // one part per lane
+            ((64, 20, 2, Some(512)), (2, 2)), // short rows: 4 parts of 16
+            ((7, 96, 1, Some(512)), (1, 2)),  // 4 + 3 rows
+            ((7, 96, 3, Some(512)), (3, 1)),  // 3 + 2 + 2
+            ((7, 96, 4, Some(512)), (3, 1)),  // no more lanes than 2-row parts
+            ((7, 96, 1, Some(64)), (1, 3)),   // parts of 2 rows at the least: 3 + 2 + 2
+            ((3, 128, 2, Some(512)), (1, 1)), // too few rows to cut
+            ((1, 128, 2, Some(16)), (1, 1)),
+            ((0, 0, 2, Some(512)), (1, 1)),
+        ];
+        for ((batch, seq, lanes, tokens), want) in cases {
+            let got = parts_plan(batch, seq, lanes, tokens);
+            assert_eq!(got, want, "batch {batch}, seq {seq}, lanes {lanes}, part tokens {tokens:?}");
+            assert!(batch < 2 || batch / (got.0 * got.1) >= 2, "a part of fewer than 2 rows: {got:?}");
+        }
+    }
 
     #[test]
     fn split_rows_keeps_every_row_once_in_order() {
