@@ -1,8 +1,9 @@
 //! End-to-end campaigns on the tiny random model of tests/fixtures and a synthetic 3-class task, with the
 //! real `xtask` and `ernie-ft` binaries: a campaign killed (SIGKILL of the runner in the middle of a cell),
 //! stopped (SIGINT) and resumed, with two jobs at once, ends with the same table as an uninterrupted one;
-//! `--report-only` marks missing seeds; a cell of other numerics or another configuration is refused by
-//! name, and `--fresh` recomputes it.
+//! `--report-only` marks missing seeds; deleted member models are retrained for the FMA cells (checked
+//! against the recorded weights on their numerics class, recorded as retrained on another); a cell of
+//! other numerics or another configuration is refused by name, and `--fresh` recomputes it.
 //!
 //! The ernie-ft binary: $ERNIE_FT_BIN, else xtask builds the workspace's (`cargo build --release`).
 
@@ -237,6 +238,39 @@ fn interrupted_and_resumed_campaign_ends_with_the_same_table() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("2 model(s) to regenerate"), "{}", text(&o));
     assert_eq!(numbers(&a), numbers(&json(&w.p("b/table.json"))));
     assert!(!w.p("b/cells/base-seed2/run").exists(), "the regenerated model was kept");
+
+    // Once more, the member's record claiming other weights. Computed on this numerics class, that is
+    // refused; the cell stays finished with its metrics.
+    let rec_path = w.p("b/cells/base-seed2/cell.json");
+    let original = std::fs::read_to_string(&rec_path).unwrap();
+    let mut rec: Value = serde_json::from_str(&original).unwrap();
+    let weights = rec["weights_blake3"].clone();
+    rec["weights_blake3"] = "0".repeat(64).into();
+    std::fs::write(&rec_path, serde_json::to_string_pretty(&rec).unwrap()).unwrap();
+    std::fs::remove_dir_all(w.p("b/cells/fma-seeds2+3")).unwrap();
+    let o = w.campaign("b", &[], &[], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("base-seed2: the regenerated model differs from the recorded one"), "{}", text(&o));
+    assert_eq!(json(&rec_path)["status"], "finished");
+    assert!(w.p("b/cells/base-seed2/metrics.json").is_file());
+    // Recorded on another numerics class (AVX-512 or not), the retrained model cannot be the same: it is
+    // averaged, and the FMA cell records its accuracy and weights as the member's, with a note.
+    let mut rec = json(&rec_path);
+    rec["identity"]["host"]["avx512f"] = (!rec["identity"]["host"]["avx512f"].as_bool().unwrap()).into();
+    rec["identity"]["fingerprint"] = "fedcba9876543210".into();
+    std::fs::write(&rec_path, serde_json::to_string_pretty(&rec).unwrap()).unwrap();
+    let o = w.campaign("b", &[], &[], &[]);
+    ok(&o);
+    let fma = json(&w.p("b/cells/fma-seeds2+3/metrics.json"));
+    let member = fma["members"].as_array().unwrap().iter().find(|m| m["cell"] == "base-seed2").unwrap().clone();
+    assert_eq!(member["final_weights_blake3"], weights, "{member}");
+    assert!(member["retrained"].as_str().is_some_and(|n| n.contains("was deleted")), "{member}");
+    let rec = json(&rec_path);
+    assert_eq!(rec["status"], "finished");
+    let last = rec["segments"].as_array().unwrap().last().unwrap()["outcome"].as_str().unwrap().to_string();
+    assert!(last.contains("not the one recorded on"), "{last}");
+    assert_eq!(numbers(&a), numbers(&json(&w.p("b/table.json"))));
+    std::fs::write(&rec_path, original).unwrap();
 
     // A cell of other numerics is refused by name, and recomputed with --fresh.
     let rec_path = w.p("b/cells/adv-seed2/cell.json");

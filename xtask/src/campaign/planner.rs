@@ -16,8 +16,9 @@ pub enum Action {
     Resume,
     /// Not started.
     Run,
-    /// Finished, but its model was deleted and an unfinished FMA cell needs it: train it again (same
-    /// numbers: the final weights are checked against the recorded hash), keep the metrics.
+    /// Finished, but its model was deleted and an unfinished FMA cell needs it: train it again once that
+    /// FMA cell waits for nothing else, keep the metrics. On the cell's numerics class the final weights
+    /// must match the recorded hash; on another class they cannot (runner::check_regenerated).
     Regenerate,
 }
 
@@ -170,7 +171,7 @@ pub fn plan(
                 "its model was deleted and {} need(s) it{}",
                 fmas.iter().cloned().collect::<Vec<_>>().join(", "),
                 elsewhere.map_or(String::new(), |(_, class)| format!(
-                    " (computed on {class}: the regenerated model agrees with its recorded metrics to round-off)"
+                    " (computed on {class}: retrained here, it will have other weights within the seed spread, and the FMA cells record that model's accuracy)"
                 ))
             ));
         }

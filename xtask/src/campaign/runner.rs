@@ -178,10 +178,14 @@ pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
             while running.len() < c.jobs {
                 let ready = |id: &String| {
                     let s = spec(id);
-                    !s.is_fma()
-                        || s.member_ids()
+                    if s.is_fma() {
+                        s.member_ids()
                             .iter()
                             .all(|m| done.contains(m) && weights.contains(m) && !running.iter().any(|r| &r.id == m))
+                    } else {
+                        plan.decisions[id].action != Action::Regenerate
+                            || regeneration_due(id, &needed_by, &done, |f| spec(f).member_ids())
+                    }
                 };
                 // FMA cells first (they are short and free their members' models), then breadth-first.
                 let pick = pending
@@ -236,11 +240,12 @@ pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
             let interrupted = matches!(status.code(), Some(130) | Some(143))
                 || matches!(status.signal(), Some(libc::SIGINT) | Some(libc::SIGTERM))
                 || status.success() && r.step + 1 < r.commands.len();
+            let mut regenerated = None;
             let result = if status.success() && !interrupted {
                 if spec(&r.id).is_fma() {
                     close_fma_cell(c, &r.id)
                 } else if r.regenerate {
-                    check_regenerated(c, &r.id)
+                    check_regenerated(c, &r.id).map(|outcome| regenerated = Some(outcome))
                 } else {
                     close_train_cell(c, &r.id, Some(&needed_by))
                 }
@@ -258,7 +263,7 @@ pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
             match result {
                 Ok(()) => {
                     eprintln!("{}: {}", r.id, if r.regenerate { "model regenerated" } else { "finished" });
-                    end_segment(c, &r.id, if r.regenerate { "regenerated the model" } else { "finished" })?;
+                    end_segment(c, &r.id, regenerated.as_deref().unwrap_or("finished"))?;
                     if (r.regenerate || !spec(&r.id).is_fma())
                         && c.cell_dir(&r.id).join(RUN_DIR).join("model.safetensors").is_file()
                     {
@@ -291,6 +296,12 @@ pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
                     end_segment(c, &r.id, "interrupted")?;
                     set_status(c, &r.id, "interrupted")?;
                     out.interrupted.push(r.id.clone());
+                }
+                Err(e) if r.regenerate => {
+                    // The cell itself stays finished: only the copy of its model for the FMA cells failed.
+                    eprintln!("{}: regenerating its model FAILED: {e:#}", r.id);
+                    end_segment(c, &r.id, &format!("regenerating the model failed: {e:#}"))?;
+                    out.failed.push((r.id.clone(), format!("{e:#}")));
                 }
                 Err(e) => {
                     eprintln!("{}: FAILED: {e:#}", r.id);
@@ -504,21 +515,51 @@ fn close_train_cell(c: &Campaign, id: &str, needed_by: Option<&BTreeMap<String, 
     Ok(())
 }
 
-/// A regenerated model must be the one the cell recorded (same final weights).
-fn check_regenerated(c: &Campaign, id: &str) -> Result<()> {
+/// Whether to train `id` again for its deleted model now: only once an FMA cell that needs it waits for
+/// nothing else (its other members finished), so that a model is not retrained hours before it is used,
+/// while its partners still train, and possibly lost again meanwhile. `done` holds the finished cells
+/// (those being regenerated included); `members` gives an FMA cell's members.
+fn regeneration_due<M: Fn(&str) -> Vec<String>>(
+    id: &str,
+    needed_by: &BTreeMap<String, BTreeSet<String>>,
+    done: &BTreeSet<String>,
+    members: M,
+) -> bool {
+    needed_by.get(id).is_some_and(|fmas| fmas.iter().any(|f| members(f).iter().all(|m| m == id || done.contains(m))))
+}
+
+/// A regenerated model must be the one the cell recorded (same final weights) where the cell was computed
+/// on this numerics class. A cell from another class (AVX-512 or not, another GPU) cannot be reproduced
+/// bit for bit here: the same configuration trains a model with other last bits, hence other weights,
+/// within the seed spread. That model is what the FMA cells then average, and they record its own
+/// accuracy as the member's (close_fma_cell); the cell keeps its recorded metrics. Returns the outcome
+/// for the cell's segment.
+fn check_regenerated(c: &Campaign, id: &str) -> Result<String> {
     let dir = c.cell_dir(id);
     let rec = cells::read_record(&dir)?;
     let m = cells::read_json(&dir.join(RUN_DIR).join(METRICS))?;
+    let (here, there) = (c.identity.numerics_class(), rec.identity.numerics_class());
+    let mut outcome = "regenerated the model".to_string();
     if let (Some(was), Some(now)) = (rec.weights_blake3.as_deref(), m["final_weights_blake3"].as_str()) {
-        if was != now {
+        if was != now && here == there {
             remove_dir(&dir.join(RUN_DIR))?;
             bail!("{id}: the regenerated model differs from the recorded one (final_weights_blake3 {now} vs {was}): the numerics changed; rerun the campaign with --fresh --rows {}", rec.row);
+        }
+        if was != now {
+            outcome = format!(
+                "regenerated the model on {here}, not the one recorded on {there}: final_weights_blake3 {now}, dev accuracy {} (recorded {}); the FMA cells record this model's accuracy",
+                m["final_dev"]["accuracy"], rec_accuracy(&dir)
+            );
         }
     }
     if !c.keep_checkpoints {
         remove_dir(&dir.join(RUN_DIR).join("checkpoints"))?;
     }
-    Ok(())
+    Ok(outcome)
+}
+
+fn rec_accuracy(dir: &Path) -> Value {
+    cells::read_json(&dir.join(METRICS)).map_or(Value::Null, |m| m["final_dev"]["accuracy"].clone())
 }
 
 /// The averaged model's eval metrics with its members' accuracies -> metrics.json.
@@ -528,13 +569,27 @@ fn close_fma_cell(c: &Campaign, id: &str) -> Result<()> {
     let eval = cells::read_json(&dir.join("eval.json"))?;
     let mut members = vec![];
     for m in s.member_ids() {
-        let mm = cells::read_json(&c.cell_dir(&m).join(METRICS))?;
-        members.push(json!({
+        // The metrics of the model averaged: its run's, which are the cell's unless it was regenerated on
+        // another numerics class (check_regenerated).
+        let mdir = c.cell_dir(&m);
+        let run_metrics = mdir.join(RUN_DIR).join(METRICS);
+        let mm = cells::read_json(&if run_metrics.is_file() { run_metrics } else { mdir.join(METRICS) })?;
+        let mut entry = json!({
             "cell": m,
             "accuracy": mm["final_dev"]["accuracy"],
             "macro_f1": mm["final_dev"]["macro_f1"],
             "final_weights_blake3": mm["final_weights_blake3"],
-        }));
+        });
+        let rec = cells::read_record(&mdir)?;
+        if rec.weights_blake3.is_some() && rec.weights_blake3.as_deref() != mm["final_weights_blake3"].as_str() {
+            entry["retrained"] = json!(format!(
+                "on {}: the cell's model (computed on {}, dev accuracy {}) was deleted; this is its retrained copy",
+                c.identity.numerics_class(),
+                rec.identity.numerics_class(),
+                rec_accuracy(&mdir)
+            ));
+        }
+        members.push(entry);
     }
     let accs: Vec<f64> = members.iter().filter_map(|m| m["accuracy"].as_f64()).collect();
     let mean = accs.iter().sum::<f64>() / accs.len().max(1) as f64;
@@ -555,4 +610,27 @@ fn close_fma_cell(c: &Campaign, id: &str) -> Result<()> {
         remove_dir(&dir.join(AVG_DIR))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deleted_model_is_regenerated_only_once_an_fma_cell_waits_for_nothing_else() {
+        let members = |f: &str| match f {
+            "fma-seeds1+2" => vec!["base-seed1".to_string(), "base-seed2".to_string()],
+            "fma-seeds1+3" => vec!["base-seed1".to_string(), "base-seed3".to_string()],
+            _ => unreachable!("{f}"),
+        };
+        let needed_by: BTreeMap<String, BTreeSet<String>> =
+            [("base-seed1".to_string(), ["fma-seeds1+2".to_string(), "fma-seeds1+3".to_string()].into())].into();
+        let done = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        // base-seed1 is being regenerated (counted done); seeds 2 and 3 still train.
+        assert!(!regeneration_due("base-seed1", &needed_by, &done(&["base-seed1"]), members));
+        assert!(regeneration_due("base-seed1", &needed_by, &done(&["base-seed1", "base-seed3"]), members));
+        assert!(regeneration_due("base-seed1", &needed_by, &done(&["base-seed1", "base-seed2"]), members));
+        // Nothing needs it.
+        assert!(!regeneration_due("base-seed2", &needed_by, &done(&["base-seed1", "base-seed2"]), members));
+    }
 }
