@@ -1,18 +1,25 @@
 //! Inference cut into parts of rows and split between lanes (the CPU: one per thread, each running its
 //! parts' whole forwards in turn) computes every row's numbers bit for bit as the whole batch uncut on one
 //! lane does, at the model's real widths (hidden 384, feed-forward 1536: the GEMM shapes evaluation,
-//! `predict` and `encode` run).
+//! `predict` and `encode` run), whatever the layout of the linear weights (`WeightLayout`).
 
-use ernie_backend::{Backend, Cpu};
+use ernie_backend::{Backend, Cpu, WeightLayout};
 use ernie_ft_suite::E5_SMALL_CONFIG;
 use ernie_model::{Encoder, HostParams, ModelConfig, Tokens};
 
 /// (logits, pooled, final hidden states of `infer`; logits, pooled of `classify`) on a pool of `threads`,
-/// batches cut into parts of about `part_tokens` tokens (`None`: one part per lane).
-fn outputs(host: &HostParams, t: &Tokens, threads: usize, part_tokens: Option<usize>) -> (usize, [Vec<f32>; 5]) {
+/// batches cut into parts of about `part_tokens` tokens (`None`: one part per lane), linear weights laid out
+/// as `layout` says.
+fn outputs(
+    host: &HostParams,
+    t: &Tokens,
+    threads: usize,
+    part_tokens: Option<usize>,
+    layout: WeightLayout,
+) -> (usize, [Vec<f32>; 5]) {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
-        let b = Cpu::<f32>::new().with_inference_part_tokens(part_tokens);
+        let b = Cpu::<f32>::new().with_inference_part_tokens(part_tokens).with_weight_layout(layout);
         let enc = Encoder::from_host(&b, host);
         let inf = enc.infer(&b, t);
         let cls = enc.classify(&b, t);
@@ -38,19 +45,29 @@ fn lanes_compute_every_row_as_the_whole_batch_does() {
         })
         .collect();
     let t = Tokens::from_rows(&rows, 0);
-    let (lanes, whole) = outputs(&host, &t, 1, None);
+    let (lanes, whole) = outputs(&host, &t, 1, None, WeightLayout::AsIs);
     assert_eq!(lanes, 1);
     let default = Cpu::<f32>::new().inference_part_tokens();
     assert!(default.is_some_and(|d| d < t.batch * t.seq), "the default parts must cut this batch");
-    for part_tokens in [None, Some(64), default] {
-        for threads in [1, 2, 3, 4] {
-            let (lanes, split) = outputs(&host, &t, threads, part_tokens);
-            assert_eq!(lanes, threads);
-            for (i, (a, b)) in whole.iter().zip(&split).enumerate() {
-                let at = format!("output {i}, {threads} lanes, parts of {part_tokens:?} tokens");
-                assert_eq!(a.len(), b.len(), "{at}");
-                assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "{at}: differs");
+    for layout in [WeightLayout::AsIs, WeightLayout::Transposed, WeightLayout::Auto] {
+        for part_tokens in [None, Some(64), default] {
+            for threads in [1, 2, 3, 4] {
+                let (lanes, split) = outputs(&host, &t, threads, part_tokens, layout);
+                assert_eq!(lanes, threads);
+                same(&whole, &split, &format!("{layout:?}, {threads} lanes, parts of {part_tokens:?} tokens"));
             }
         }
+    }
+    // One row alone (a single line to `predict`): its classification is a product of one row.
+    let one = Tokens::from_rows(&rows[..1], 0);
+    let (_, as_is) = outputs(&host, &one, 1, None, WeightLayout::AsIs);
+    let (_, transposed) = outputs(&host, &one, 1, None, WeightLayout::Transposed);
+    same(&as_is, &transposed, "one row, weights transposed");
+}
+
+fn same(whole: &[Vec<f32>; 5], split: &[Vec<f32>; 5], what: &str) {
+    for (i, (a, b)) in whole.iter().zip(split).enumerate() {
+        assert_eq!(a.len(), b.len(), "output {i}, {what}");
+        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "output {i}, {what}: differs");
     }
 }

@@ -208,6 +208,27 @@ pub trait Backend: Send + Sync {
     // ----------------------------------------------------------------- linear
     /// `y[m,n] = x[m,k] w[n,k]^T + b`.
     fn linear(&self, x: &Self::Buf, w: &Self::Buf, b: Option<&Self::Buf>, m: usize, n: usize, k: usize) -> Self::Buf;
+    /// A linear layer's weight `w[n,k]` laid out for [`Backend::linear_prepared`], where this backend's GEMM
+    /// reads that layout faster than `w`'s; `None` where it does not (the default). Inference makes these
+    /// once per call and drops them after: training changes the weights between evaluations.
+    fn prepare_linear(&self, _w: &Self::Buf, _n: usize, _k: usize) -> Option<Self::Buf> {
+        None
+    }
+    /// [`Backend::linear`] with its weight `w` also as [`Backend::prepare_linear`] laid it out (`prepared`):
+    /// the same numbers.
+    #[allow(clippy::too_many_arguments)]
+    fn linear_prepared(
+        &self,
+        _x: &Self::Buf,
+        _w: &Self::Buf,
+        _prepared: &Self::Buf,
+        _b: Option<&Self::Buf>,
+        _m: usize,
+        _n: usize,
+        _k: usize,
+    ) -> Self::Buf {
+        unreachable!("linear_prepared: this backend prepares no linear weights (prepare_linear gives None)")
+    }
     /// `dx[m,k] = dy[m,n] w[n,k]`.
     fn linear_bwd_input(&self, dy: &Self::Buf, w: &Self::Buf, m: usize, n: usize, k: usize) -> Self::Buf;
     /// `dw += dy^T x`, `db += colsum(dy)`.

@@ -9,6 +9,6 @@ pub mod float;
 pub mod philox;
 
 pub use backend::{AdamWStep, AttnShape, Backend, Clip, NoiseNorm, ParamSlot, TokShape, TokenBatch, MAX_COMBINE_TERMS};
-pub use cpu::{simd_class, Cpu};
+pub use cpu::{simd_class, Cpu, WeightLayout};
 pub use float::Float;
 pub use philox::RngStream;

@@ -8,6 +8,7 @@
 use crate::params::{idx, param_specs, HostParams, ParamIndex, ParamSpec};
 use crate::ModelConfig;
 use ernie_backend::{AttnShape, Backend, RngStream, TokShape, TokenBatch};
+use std::collections::HashMap;
 
 /// Token inputs of a batch on the host: `batch` rows of `seq` tokens, right-padded.
 #[derive(Clone, Debug, PartialEq)]
@@ -289,6 +290,10 @@ impl Pass {
     }
 }
 
+/// Linear weights laid out anew for inference by the backend ([`Backend::prepare_linear`]), by (layer,
+/// weight offset); empty where the backend keeps them as they are.
+struct PreparedLinears<B: Backend>(HashMap<(usize, usize), B::Buf>);
+
 /// The result of [`Encoder::infer`]: outputs only, nothing for a backward.
 pub struct Inference<B: Backend> {
     /// `[batch*seq, hidden]`.
@@ -493,7 +498,8 @@ impl<B: Backend> Encoder<B> {
     /// On a backend with several [inference lanes](Backend::inference_lanes) the rows are split between
     /// them and run at once; every row computes the same numbers as in the whole batch.
     pub fn infer(&self, b: &B, tokens: &Tokens) -> Inference<B> {
-        let mut parts = self.in_lanes(b, tokens, |t| self.infer_rows(b, t));
+        let prepared = self.prepare_linears(b);
+        let mut parts = self.in_lanes(b, tokens, |t| self.infer_rows(b, t, &prepared));
         if parts.len() == 1 {
             return parts.pop().expect("one part");
         }
@@ -501,9 +507,9 @@ impl<B: Backend> Encoder<B> {
         Inference { final_hidden: cat(|p| &p.final_hidden), pooled: cat(|p| &p.pooled), logits: cat(|p| &p.logits) }
     }
 
-    fn infer_rows(&self, b: &B, tokens: &Tokens) -> Inference<B> {
+    fn infer_rows(&self, b: &B, tokens: &Tokens, prepared: &PreparedLinears<B>) -> Inference<B> {
         let tb = tokens.to_device(b, self.config.hidden_size);
-        let x = self.infer_layers(b, &tb, Rows::All);
+        let x = self.infer_layers(b, &tb, Rows::All, prepared);
         let cls = self.first_tokens(b, &x, tb.shape);
         let (pooled, logits) = self.pool_and_classify(b, &cls);
         Inference { final_hidden: x, pooled, logits }
@@ -517,7 +523,8 @@ impl<B: Backend> Encoder<B> {
     ///
     /// Split between [inference lanes](Backend::inference_lanes) as [`Encoder::infer`] is.
     pub fn classify(&self, b: &B, tokens: &Tokens) -> Classified<B> {
-        let mut parts = self.in_lanes(b, tokens, |t| self.classify_rows(b, t));
+        let prepared = self.prepare_linears(b);
+        let mut parts = self.in_lanes(b, tokens, |t| self.classify_rows(b, t, &prepared));
         if parts.len() == 1 {
             return parts.pop().expect("one part");
         }
@@ -525,9 +532,9 @@ impl<B: Backend> Encoder<B> {
         Classified { pooled: cat(|p| &p.pooled), logits: cat(|p| &p.logits) }
     }
 
-    fn classify_rows(&self, b: &B, tokens: &Tokens) -> Classified<B> {
+    fn classify_rows(&self, b: &B, tokens: &Tokens, prepared: &PreparedLinears<B>) -> Classified<B> {
         let tb = tokens.to_device(b, self.config.hidden_size);
-        let cls = self.infer_layers(b, &tb, Rows::FirstTokens);
+        let cls = self.infer_layers(b, &tb, Rows::FirstTokens, prepared);
         let (pooled, logits) = self.pool_and_classify(b, &cls);
         Classified { pooled, logits }
     }
@@ -548,19 +555,19 @@ impl<B: Backend> Encoder<B> {
 
     /// Embeddings and every layer without dropout or caches; the last layer's output holds the `rows`
     /// asked for (`[batch*seq, hidden]` or `[batch, hidden]`).
-    fn infer_layers(&self, b: &B, tb: &TokenBatch<B::Ids>, rows: Rows) -> B::Buf {
+    fn infer_layers(&self, b: &B, tb: &TokenBatch<B::Ids>, rows: Rows, prepared: &PreparedLinears<B>) -> B::Buf {
         let pass = Pass::new(self, tb, &ForwardOpts::eval());
         let (_, mut x, _, _) = self.embed(b, tb, &pass);
         let n = self.config.num_hidden_layers;
         for l in 0..n {
-            let (q, k, v) = self.project_qkv(b, l, &x, pass.rows);
+            let (q, k, v) = self.project_qkv(b, l, &x, pass.rows, Some(prepared));
             let ctx = b.attention_infer(pass.attn, &q, &k, &v, &tb.key_mask);
             drop((q, k, v));
             x = if rows == Rows::FirstTokens && l + 1 == n {
                 let (ctx, x) = (self.first_tokens(b, &ctx, tb.shape), self.first_tokens(b, &x, tb.shape));
-                self.layer_tail(b, l, &ctx, &x, tb.shape.batch, &pass).y2
+                self.layer_tail(b, l, &ctx, &x, tb.shape.batch, &pass, Some(prepared)).y2
             } else {
-                self.layer_tail(b, l, &ctx, &x, pass.rows, &pass).y2
+                self.layer_tail(b, l, &ctx, &x, pass.rows, &pass, Some(prepared)).y2
             };
         }
         x
@@ -594,7 +601,7 @@ impl<B: Backend> Encoder<B> {
         noise: Option<&B::Buf>,
     ) -> (B::Buf, LayerCache<B>) {
         let (m, rng) = (pass.rows, &pass.dropout);
-        let (q, k, v) = self.project_qkv(b, l, x, m);
+        let (q, k, v) = self.project_qkv(b, l, x, m, None);
         let (ctx, probs) = b.attention(
             pass.attn,
             &q,
@@ -606,30 +613,92 @@ impl<B: Backend> Encoder<B> {
             rng.attention(site::layer(l, site::ATTN_PROBS)),
         );
         let LayerTail { s1, y1, mean1, rstd1, inter_pre, inter, s2, y2, mean2, rstd2 } =
-            self.layer_tail(b, l, &ctx, x, m, pass);
+            self.layer_tail(b, l, &ctx, x, m, pass, None);
         (y2, LayerCache { q, k, v, probs, ctx, s1, mean1, rstd1, y1, inter_pre, inter, s2, mean2, rstd2 })
     }
 
     /// Layer `l`'s query, key and value projections of its input `x` (`m` rows).
-    fn project_qkv(&self, b: &B, l: usize, x: &B::Buf, m: usize) -> (B::Buf, B::Buf, B::Buf) {
+    fn project_qkv(
+        &self,
+        b: &B,
+        l: usize,
+        x: &B::Buf,
+        m: usize,
+        prepared: Option<&PreparedLinears<B>>,
+    ) -> (B::Buf, B::Buf, B::Buf) {
         let h = self.config.hidden_size;
-        let q = b.linear(x, self.lp(l, idx::Q_W), Some(self.lp(l, idx::Q_B)), m, h, h);
-        let k = b.linear(x, self.lp(l, idx::K_W), Some(self.lp(l, idx::K_B)), m, h, h);
-        let v = b.linear(x, self.lp(l, idx::V_W), Some(self.lp(l, idx::V_B)), m, h, h);
+        let q = self.linear(b, l, idx::Q_W, x, m, h, h, prepared);
+        let k = self.linear(b, l, idx::K_W, x, m, h, h, prepared);
+        let v = self.linear(b, l, idx::V_W, x, m, h, h, prepared);
         (q, k, v)
+    }
+
+    /// Layer `l`'s linear layer of weight `w` (its bias follows it) on `m` rows of `x`: `n` outputs, `k`
+    /// inputs; with the weight as `prepared` laid it out where it did.
+    #[allow(clippy::too_many_arguments)]
+    fn linear(
+        &self,
+        b: &B,
+        l: usize,
+        w: usize,
+        x: &B::Buf,
+        m: usize,
+        n: usize,
+        k: usize,
+        prepared: Option<&PreparedLinears<B>>,
+    ) -> B::Buf {
+        let bias = Some(self.lp(l, w + 1));
+        match prepared.and_then(|p| p.0.get(&(l, w))) {
+            Some(pw) => b.linear_prepared(x, self.lp(l, w), pw, bias, m, n, k),
+            None => b.linear(x, self.lp(l, w), bias, m, n, k),
+        }
+    }
+
+    /// Every layer's linear weights that the backend lays out anew for inference ([`Backend::prepare_linear`]);
+    /// none on most backends. Made once per inference call, shared by its lanes.
+    fn prepare_linears(&self, b: &B) -> PreparedLinears<B> {
+        let (h, i) = (self.config.hidden_size, self.config.intermediate_size);
+        let shapes = [
+            (idx::Q_W, h, h),
+            (idx::K_W, h, h),
+            (idx::V_W, h, h),
+            (idx::AO_W, h, h),
+            (idx::I_W, i, h),
+            (idx::O_W, h, i),
+        ];
+        let mut map = HashMap::new();
+        for l in 0..self.config.num_hidden_layers {
+            for (w, n, k) in shapes {
+                if let Some(p) = b.prepare_linear(self.lp(l, w), n, k) {
+                    map.insert((l, w), p);
+                }
+            }
+        }
+        PreparedLinears(map)
     }
 
     /// Layer `l` after attention, on `m` rows of its context `ctx` and input `x`: output projection,
     /// dropout, residual LayerNorm, feed-forward, dropout, residual LayerNorm.
-    fn layer_tail(&self, b: &B, l: usize, ctx: &B::Buf, x: &B::Buf, m: usize, pass: &Pass) -> LayerTail<B> {
+    #[allow(clippy::too_many_arguments)]
+    fn layer_tail(
+        &self,
+        b: &B,
+        l: usize,
+        ctx: &B::Buf,
+        x: &B::Buf,
+        m: usize,
+        pass: &Pass,
+        prepared: Option<&PreparedLinears<B>>,
+    ) -> LayerTail<B> {
         let cfg = &self.config;
-        let (h, eps, ph, rng) = (cfg.hidden_size, cfg.layer_norm_eps, pass.p_hidden, &pass.dropout);
-        let ao = b.linear(ctx, self.lp(l, idx::AO_W), Some(self.lp(l, idx::AO_B)), m, h, h);
+        let (h, i, eps, ph, rng) =
+            (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps, pass.p_hidden, &pass.dropout);
+        let ao = self.linear(b, l, idx::AO_W, ctx, m, h, h, prepared);
         let ao = dropped(b, ao, ph, rng.tokens(site::layer(l, site::ATTN_OUT)));
         let (s1, y1, mean1, rstd1) = b.layer_norm(&ao, Some(x), self.lp(l, idx::LN1_W), self.lp(l, idx::LN1_B), eps, h);
-        let inter_pre = b.linear(&y1, self.lp(l, idx::I_W), Some(self.lp(l, idx::I_B)), m, cfg.intermediate_size, h);
+        let inter_pre = self.linear(b, l, idx::I_W, &y1, m, i, h, prepared);
         let inter = b.gelu(&inter_pre);
-        let out = b.linear(&inter, self.lp(l, idx::O_W), Some(self.lp(l, idx::O_B)), m, h, cfg.intermediate_size);
+        let out = self.linear(b, l, idx::O_W, &inter, m, h, i, prepared);
         let out = dropped(b, out, ph, rng.tokens(site::layer(l, site::FFN_OUT)));
         let (s2, y2, mean2, rstd2) =
             b.layer_norm(&out, Some(&y1), self.lp(l, idx::LN2_W), self.lp(l, idx::LN2_B), eps, h);

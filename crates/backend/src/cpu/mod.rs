@@ -36,7 +36,20 @@ pub fn simd_class() -> &'static str {
 #[derive(Clone, Copy, Debug)]
 pub struct Cpu<T: Float = f32> {
     part_tokens: Option<usize>,
+    weight_layout: WeightLayout,
     _float: PhantomData<T>,
+}
+
+/// How the CPU lays out linear weights for inference ([`Backend::prepare_linear`]); every choice computes
+/// the same numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightLayout {
+    /// Transposed where that measured faster on this host ([`ops::transposed_weight_pays`]).
+    Auto,
+    /// Every weight as it is (PyTorch's `[out, in]`).
+    AsIs,
+    /// Every weight transposed: the prepared path on any host (tests).
+    Transposed,
 }
 
 /// Tokens per part of an inference batch on the CPU ([`Backend::inference_part_tokens`]): at 512 a part's
@@ -51,13 +64,19 @@ impl<T: Float> Cpu<T> {
     /// buffers are reused between steps instead of page-faulted afresh ([`host_alloc`]).
     pub fn new() -> Self {
         host_alloc::keep_freed_buffers();
-        Self { part_tokens: Some(INFERENCE_PART_TOKENS), _float: PhantomData }
+        Self { part_tokens: Some(INFERENCE_PART_TOKENS), weight_layout: WeightLayout::Auto, _float: PhantomData }
     }
 
     /// The same backend with inference batches cut into parts of about `tokens` tokens (`None`: one part
     /// per lane). Every row computes the same numbers whatever the parts (tests/inference_lanes.rs).
     pub fn with_inference_part_tokens(self, tokens: Option<usize>) -> Self {
         Self { part_tokens: tokens, ..self }
+    }
+
+    /// The same backend with inference's linear weights laid out as `layout` says (tests/inference_lanes.rs
+    /// checks that every layout gives the same numbers).
+    pub fn with_weight_layout(self, layout: WeightLayout) -> Self {
+        Self { weight_layout: layout, ..self }
     }
 }
 
@@ -165,6 +184,32 @@ impl<T: Float> Backend for Cpu<T> {
     // ----------------------------------------------------------------- linear
     fn linear(&self, x: &Vec<T>, w: &Vec<T>, b: Option<&Vec<T>>, m: usize, n: usize, k: usize) -> Vec<T> {
         ops::linear_fwd(x, w, b.map(|b| &b[..]), m, n, k)
+    }
+    fn prepare_linear(&self, w: &Vec<T>, n: usize, k: usize) -> Option<Vec<T>> {
+        let transpose = match self.weight_layout {
+            WeightLayout::Auto => ops::transposed_weight_pays(n, k),
+            WeightLayout::AsIs => false,
+            WeightLayout::Transposed => true,
+        };
+        transpose.then(|| ops::transpose(w, n, k))
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn linear_prepared(
+        &self,
+        x: &Vec<T>,
+        w: &Vec<T>,
+        wt: &Vec<T>,
+        b: Option<&Vec<T>>,
+        m: usize,
+        n: usize,
+        k: usize,
+    ) -> Vec<T> {
+        if m == 1 {
+            // One row is a matrix-vector product, which gemm sums in an order that depends on the weight's
+            // layout: only `w` as it is gives `linear`'s numbers.
+            return ops::linear_fwd(x, w, b.map(|b| &b[..]), m, n, k);
+        }
+        ops::linear_fwd_wt(x, wt, b.map(|b| &b[..]), m, n, k)
     }
     fn linear_bwd_input(&self, dy: &Vec<T>, w: &Vec<T>, m: usize, n: usize, k: usize) -> Vec<T> {
         ops::linear_bwd_input(dy, w, m, n, k)

@@ -31,3 +31,20 @@ pub fn concat_rows<T: Float>(a: &[T], b: &[T]) -> Vec<T> {
     out.extend_from_slice(b);
     out
 }
+
+/// `w[rows, cols]` -> `[cols, rows]`, in tiles of 32 x 32 (both sides' lines stay in the cache).
+pub fn transpose<T: Float>(w: &[T], rows: usize, cols: usize) -> Vec<T> {
+    assert_eq!(w.len(), rows * cols, "transpose: {} values for {rows} x {cols}", w.len());
+    const TILE: usize = 32;
+    let mut t = vec![T::zero(); rows * cols];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    t[c * rows + r] = w[r * cols + c];
+                }
+            }
+        }
+    }
+    t
+}
