@@ -71,3 +71,21 @@ fn same(whole: &[Vec<f32>; 5], split: &[Vec<f32>; 5], what: &str) {
         assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "output {i}, {what}: differs");
     }
 }
+
+/// Small widths and short rows take gemm's small-product paths, where the weight's layout changes the
+/// order of summation: there the transposed layout must fall back to the weight as it is.
+#[test]
+fn weight_layouts_agree_on_small_widths() {
+    let mut config = ModelConfig::from_json(E5_SMALL_CONFIG).unwrap();
+    (config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.intermediate_size) =
+        (2, 32, 2, 64);
+    let host = HostParams::random(config, 5, 3);
+    for lens in [vec![1], vec![4], vec![3, 9], vec![2, 5, 17], vec![40, 40]] {
+        let rows: Vec<(Vec<u32>, Vec<u32>)> =
+            lens.iter().map(|&n| ((0..n).map(|i| 1 + (i * 7 + n) as u32 % 300).collect(), vec![0; n])).collect();
+        let t = Tokens::from_rows(&rows, 0);
+        let (_, as_is) = outputs(&host, &t, 1, None, WeightLayout::AsIs);
+        let (_, transposed) = outputs(&host, &t, 1, None, WeightLayout::Transposed);
+        same(&as_is, &transposed, &format!("rows of {lens:?} tokens, weights transposed"));
+    }
+}

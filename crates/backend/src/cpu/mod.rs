@@ -204,12 +204,12 @@ impl<T: Float> Backend for Cpu<T> {
         n: usize,
         k: usize,
     ) -> Vec<T> {
-        if m == 1 {
-            // One row is a matrix-vector product, which gemm sums in an order that depends on the weight's
-            // layout: only `w` as it is gives `linear`'s numbers.
-            return ops::linear_fwd(x, w, b.map(|b| &b[..]), m, n, k);
+        let b = b.map(|b| &b[..]);
+        if ops::transposed_weight_same_bits(m, n, k) {
+            ops::linear_fwd_wt(x, wt, b, m, n, k)
+        } else {
+            ops::linear_fwd(x, w, b, m, n, k)
         }
-        ops::linear_fwd_wt(x, wt, b.map(|b| &b[..]), m, n, k)
     }
     fn linear_bwd_input(&self, dy: &Vec<T>, w: &Vec<T>, m: usize, n: usize, k: usize) -> Vec<T> {
         ops::linear_bwd_input(dy, w, m, n, k)

@@ -12,15 +12,24 @@ pub fn linear_fwd<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, m: usize, n: usiz
     y
 }
 
-/// [`linear_fwd`] with the weight transposed, `wt[k, n]` (`transpose(w, n, k)`): the same numbers for two
-/// rows or more, since gemm's blocking and its order of summation over k depend on the shapes, not on the
-/// operands' strides. One row (m = 1) is a matrix-vector product whose order does depend on them.
+/// [`linear_fwd`] with the weight transposed, `wt[k, n]` (`transpose(w, n, k)`): the same numbers where
+/// [`transposed_weight_same_bits`] says so.
 /// gemm packs the weight operand before its microkernel reads it; from `w[n, k]` that packing gathers
 /// every column with a stride of k, from `wt[k, n]` it copies contiguous runs.
 pub fn linear_fwd_wt<T: Float>(x: &[T], wt: &[T], b: Option<&[T]>, m: usize, n: usize, k: usize) -> Vec<T> {
     let mut y = bias_rows(b, m, n);
     matmul(m, n, k, &mut y, 0, n, View::rows(x, k), View::rows(wt, n), b.is_some(), true);
     y
+}
+
+/// Whether [`linear_fwd_wt`] computes [`linear_fwd`]'s numbers bit for bit for this shape. For products
+/// of the blocked kernels it does: their blocking and each output's order of summation over k depend on
+/// the shapes alone. gemm 0.19 (`gemm_basic_generic`) takes other paths for small products, whose order
+/// depends on the operands' strides: at most 16 x 16 outputs (direct dot products), k <= 2, and one row
+/// or one column (matrix-vector products). `a_transposed_weight_gives_the_same_bits` checks the rule on
+/// a grid of shapes on both sides of every edge.
+pub fn transposed_weight_same_bits(m: usize, n: usize, k: usize) -> bool {
+    m > 1 && n > 1 && k > 2 && m * n > 16 * 16
 }
 
 /// Whether inference should run the linear layer of weight `w[n, k]` as [`linear_fwd_wt`] on a transposed
@@ -87,28 +96,29 @@ mod tests {
         let r = RngStream::new(3, 4);
         let v = |n: usize, at: u64| (0..n).map(|i| r.normal(at + i as u64)).collect::<Vec<f32>>();
         let cpu = Cpu::<f32>::new().with_weight_layout(WeightLayout::Transposed);
-        // Inference parts' shapes (512 rows; k above, equal to and below n), the first tokens of a few rows,
-        // odd sizes around gemm's block edges, k long enough for several depth blocks, one column, one row.
-        let shapes = [(512, 384, 1536), (512, 1536, 384), (512, 384, 384), (16, 384, 1536), (2, 384, 1536)];
-        let odd = [(37, 19, 301), (130, 7, 1100), (5, 1, 300), (1, 384, 1536), (1, 64, 2000)];
-        for (m, n, k) in shapes.into_iter().chain(odd) {
+        // Inference parts' shapes (512 rows; k above, equal to and below n), then a grid across the edges of
+        // gemm's small paths (one row or column, k <= 2, 16 x 16 outputs) and of its blocks.
+        let real = [(512, 384, 1536), (512, 1536, 384), (512, 384, 384), (16, 384, 1536), (1, 384, 1536)];
+        let grid = [1, 2, 3, 5, 8, 16, 17, 33, 64, 65, 130].into_iter().flat_map(|m| {
+            [1, 2, 8, 15, 16, 17, 32, 48, 64, 129].into_iter().flat_map(move |n| [1, 2, 3, 64, 300].map(|k| (m, n, k)))
+        });
+        let mut stride_free = 0;
+        for (m, n, k) in real.into_iter().chain(grid) {
             let (x, w, b) = (v(m * k, 0), v(n * k, 1 << 32), v(n, 1 << 40));
             let wt = cpu.prepare_linear(&w, n, k).expect("transposed");
             assert_eq!(wt, transpose(&w, n, k));
             assert!((0..n).all(|r| (0..k).all(|c| wt[c * n + r] == w[r * k + c])), "transpose");
             for bias in [None, Some(&b)] {
                 let at = format!("{m}x{n}x{k}, bias {}", bias.is_some());
-                let same = |c: &[f32]| {
-                    linear_fwd(&x, &w, bias.map(|b| &b[..]), m, n, k)
-                        .iter()
-                        .zip(c)
-                        .all(|(p, q)| p.to_bits() == q.to_bits())
-                };
+                let want = linear_fwd(&x, &w, bias.map(|b| &b[..]), m, n, k);
+                let same = |c: &[f32]| want.iter().zip(c).all(|(p, q)| p.to_bits() == q.to_bits());
                 assert!(same(&cpu.linear_prepared(&x, &w, &wt, bias, m, n, k)), "{at}");
-                if m > 1 {
-                    assert!(same(&linear_fwd_wt(&x, &wt, bias.map(|b| &b[..]), m, n, k)), "{at}");
+                if transposed_weight_same_bits(m, n, k) {
+                    assert!(same(&linear_fwd_wt(&x, &wt, bias.map(|b| &b[..]), m, n, k)), "{at}: the rule is wrong");
+                    stride_free += 1;
                 }
             }
         }
+        assert!(stride_free > 300, "{stride_free} shapes on the transposed path");
     }
 }

@@ -24,7 +24,9 @@ pub use attention::{attention_block_stream, attention_bwd, attention_fwd, attent
 pub use copy::{concat_rows, gather_rows, scatter_rows, slice_rows, transpose};
 pub use embedding::{embed_scatter_add, embed_sum_bwd, embed_sum_fwd};
 pub use layernorm::{layer_norm_bwd, layer_norm_fwd};
-pub use linear::{linear_bwd_input, linear_bwd_params, linear_fwd, linear_fwd_wt, transposed_weight_pays};
+pub use linear::{
+    linear_bwd_input, linear_bwd_params, linear_fwd, linear_fwd_wt, transposed_weight_pays, transposed_weight_same_bits,
+};
 pub use loss::{kl_detached, softmax_ce, sym_kl};
 pub use noise::{normalize_per_example, randn_key_masked};
 pub use stats::{clip_scale, combine, count_correct, stats_mean};
