@@ -4,8 +4,10 @@
 //! forward to the logits (`Encoder::classify`, what evaluation and `predict` run: the last layer's
 //! feed-forward on the first tokens only), `encode` = eval forward to every token's final state
 //! (`Encoder::infer`, what `encode` runs); 2 warm-up steps, 5 timed, median. Prints one JSON line.
-//! `cargo run --release --example bench_cpu -- train|infer|encode`
-use ernie_backend::{Cpu, RngStream};
+//! `cargo run --release --example bench_cpu -- train|infer|encode [auto|as-is|transposed]`: the optional
+//! second argument lays out inference's linear weights (`WeightLayout`; default auto, this host's choice),
+//! to measure the layouts against each other on a host; every layout computes the same numbers.
+use ernie_backend::{Cpu, RngStream, WeightLayout};
 use ernie_ft_suite::e5_or_random;
 use ernie_model::{Encoder, Tokens};
 use ernie_optim::AdamWConfig;
@@ -15,11 +17,18 @@ use std::time::Instant;
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "train".into());
+    let layout_arg = std::env::args().nth(2).unwrap_or_else(|| "auto".into());
+    let layout = match layout_arg.as_str() {
+        "auto" => WeightLayout::Auto,
+        "as-is" => WeightLayout::AsIs,
+        "transposed" => WeightLayout::Transposed,
+        other => panic!("weight layout {other:?}: expected auto, as-is or transposed"),
+    };
     let (b_, l_, labels_n) = (32usize, 128usize, 119usize);
     let t0 = Instant::now();
     let (host, what) = e5_or_random(labels_n);
     let load_s = t0.elapsed().as_secs_f64();
-    let b = Cpu::<f32>::new();
+    let b = Cpu::<f32>::new().with_weight_layout(layout);
     let mut enc = Encoder::from_host(&b, &host);
     let r = RngStream::new(0, 1);
     let tokens = Tokens {
@@ -65,7 +74,7 @@ fn main() {
     println!(
         "{}",
         serde_json::json!({
-            "engine": "ernie-ft", "mode": mode, "weights": what, "threads": rayon::current_num_threads(), "batch": b_, "seq_len": l_,
+            "engine": "ernie-ft", "mode": mode, "weights": what, "weight_layout": layout_arg, "threads": rayon::current_num_threads(), "batch": b_, "seq_len": l_,
             "load_s": load_s, "warmup_s": warm, "step_s": times, "median_s": med,
             "samples_per_s_median": b_ as f64 / med, "peak_rss_mb": ernie_train::memory::peak_rss_bytes().map(|x| x as f64 / 1048576.0),
         })
