@@ -116,7 +116,8 @@ pub fn run_command(command: &str, task: Option<&str>, args: &[String]) -> Result
     let plan = planner::plan(&c.specs, &disk, Some(&c.identity), c.opts.fresh)?;
     eprintln!(
         "plan: {} finished, {} to resume, {} to run, {} to close, {} model(s) to regenerate",
-        plan.count(planner::Action::Reuse),
+        // A cell whose model is to be regenerated is finished: its results stand.
+        plan.count(planner::Action::Reuse) + plan.count(planner::Action::Regenerate),
         plan.count(planner::Action::Resume),
         plan.count(planner::Action::Run),
         plan.count(planner::Action::Finalize),
