@@ -35,7 +35,8 @@ pub fn transposed_weight_same_bits(m: usize, n: usize, k: usize) -> bool {
 /// Whether inference should run the linear layer of weight `w[n, k]` as [`linear_fwd_wt`] on a transposed
 /// copy. Measured on an AVX-512 host (Zen 4, one core, 512 rows as in an inference part, same bits): the
 /// feed-forward output 384 x 1536 (k > n) 7.02 -> 5.91 ms; 1536 x 384 5.92 -> 6.01 and 384 x 384 1.38 ->
-/// 1.38, no gain. Not measured on an AVX2 host, which keeps `w` as it is.
+/// 1.38, no gain. With gemm's AVX2 kernels (a build without its `x86-v4` feature, on the same host) the
+/// feed-forward output transposed gained nothing (`bench_cpu infer`, -1%), so AVX2 hosts keep `w` as it is.
 pub fn transposed_weight_pays(n: usize, k: usize) -> bool {
     k > n && crate::cpu::simd_class() == "x86_64-avx512"
 }
