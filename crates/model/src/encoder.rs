@@ -657,19 +657,12 @@ impl<B: Backend> Encoder<B> {
     /// Every layer's linear weights that the backend lays out anew for inference ([`Backend::prepare_linear`]);
     /// none on most backends. Made once per inference call, shared by its lanes.
     fn prepare_linears(&self, b: &B) -> PreparedLinears<B> {
-        let (h, i) = (self.config.hidden_size, self.config.intermediate_size);
-        let shapes = [
-            (idx::Q_W, h, h),
-            (idx::K_W, h, h),
-            (idx::V_W, h, h),
-            (idx::AO_W, h, h),
-            (idx::I_W, i, h),
-            (idx::O_W, h, i),
-        ];
         let mut map = HashMap::new();
         for l in 0..self.config.num_hidden_layers {
-            for (w, n, k) in shapes {
-                if let Some(p) = b.prepare_linear(self.lp(l, w), n, k) {
+            for w in [idx::Q_W, idx::K_W, idx::V_W, idx::AO_W, idx::I_W, idx::O_W] {
+                let i = self.index.layer(l, w);
+                let [n, k] = self.specs[i].shape[..] else { unreachable!("a linear weight is [out, in]") };
+                if let Some(p) = b.prepare_linear(&self.params[i], n, k) {
                     map.insert((l, w), p);
                 }
             }
