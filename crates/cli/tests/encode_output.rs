@@ -183,7 +183,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 fn e5_paraphrases_are_closer_than_unrelated_sentences() {
     let Some(model) = shared_model() else {
-        eprintln!("SKIPPED (needs ../shared): e5_paraphrases_are_closer_than_unrelated_sentences");
+        ernie_testkit::skipped!("SKIPPED (needs ../shared): e5_paraphrases_are_closer_than_unrelated_sentences");
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

@@ -122,7 +122,9 @@ fn sigint_stops_with_a_checkpoint_and_resumes_bit_identically() {
     let err = stderr(&out);
     if out.status.success() {
         // The run finished before the signal arrived (a very fast machine): nothing to resume.
-        println!("SKIPPED (the run ended before SIGINT): sigint_stops_with_a_checkpoint_and_resumes_bit_identically");
+        ernie_testkit::skipped!(
+            "SKIPPED (the run ended before SIGINT): sigint_stops_with_a_checkpoint_and_resumes_bit_identically"
+        );
         return;
     }
     assert_eq!(out.status.code(), Some(130), "{err}");

@@ -9,7 +9,7 @@ use common::*;
 fn thread_count_does_not_change_the_trained_weights() {
     // The real model: its GEMMs are large enough to be split between threads (the tiny model's are not).
     let Some(model) = shared_model() else {
-        eprintln!("SKIPPED (needs ../shared): thread_count_does_not_change_the_trained_weights");
+        ernie_testkit::skipped!("SKIPPED (needs ../shared): thread_count_does_not_change_the_trained_weights");
         return;
     };
     let w = Work::new();

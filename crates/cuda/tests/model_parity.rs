@@ -190,8 +190,7 @@ fn e5_fixture_on_the_gpu() {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("../shared/models/e5-small-zh"));
     if !shared.join("e5_iflytek_f32.safetensors").is_file() || !model.is_dir() {
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), "SKIPPED (needs ../shared fixtures and model): e5_fixture_on_the_gpu");
+        ernie_testkit::skipped!("SKIPPED (needs ../shared fixtures and model): e5_fixture_on_the_gpu");
         return;
     }
     let mut host = HostParams::load_dir(&model, 119, HeadInit::seed(0)).unwrap();

@@ -2,17 +2,9 @@
 //! CUDA. Needs NVRTC and the CUDA headers (`.ci/install-nvrtc.sh`), not a GPU: this runs on CI machines.
 //! Without NVRTC it prints a SKIPPED line and passes.
 
-/// Prints to the process's stderr directly: libtest captures `eprintln!` of passing tests, and a skip must
-/// be seen.
-macro_rules! skipped {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($t)*);
-    }};
-}
-
 use ernie_cuda::kernels::{Source, SOURCES};
 use ernie_cuda::nvrtc::{self, Options, Target};
+use ernie_testkit::skipped;
 
 fn nvrtc_or_skip(test: &str) -> bool {
     if !nvrtc::is_available() {

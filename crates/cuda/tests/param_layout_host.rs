@@ -2,15 +2,7 @@
 //! offsets Rust computes for the mirrors in params.rs and ops/<family>.rs (NVRTC checks the sizes, see
 //! nvrtc_compile.rs).
 
-/// Prints to the process's stderr directly: libtest captures `eprintln!` of passing tests, and a skip must
-/// be seen.
-macro_rules! skipped {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($t)*);
-    }};
-}
-
+use ernie_testkit::skipped;
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -3,17 +3,9 @@
 //! stream, the same uniform and (with the host's libm on both sides) the same normal. This checks the CUDA
 //! source's logic without a GPU; only the device's own log/cos in the normal draw remain unchecked here.
 
-/// Prints to the process's stderr directly: libtest captures `eprintln!` of passing tests, and a skip must
-/// be seen.
-macro_rules! skipped {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($t)*);
-    }};
-}
-
 use ernie_backend::cpu::ops::attention_block_stream;
 use ernie_backend::philox::{to_uniform, RngStream};
+use ernie_testkit::skipped;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

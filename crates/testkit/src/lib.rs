@@ -129,3 +129,14 @@ impl Drop for ScratchDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Prints a `SKIPPED (why): test` line straight to the process's stderr, so that a passing test's skip is
+/// visible in `cargo test`'s output: the harness captures `println!` and `eprintln!` of passing tests and
+/// shows them only on failure.
+#[macro_export]
+macro_rules! skipped {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}

@@ -139,7 +139,9 @@ fn training_numerics_are_pinned() {
         got.push((name, weights_hash(&checkpoint::load(&cfg.output_dir).unwrap().params)));
     }
     let Some((_, want)) = pinned.iter().find(|(c, _)| *c == class) else {
-        println!("SKIPPED (no pinned values for host class {class}): training_numerics_are_pinned; pin {got:?}");
+        ernie_testkit::skipped!(
+            "SKIPPED (no pinned values for host class {class}): training_numerics_are_pinned; pin {got:?}"
+        );
         return;
     };
     for ((name, hash), (wname, whash)) in got.iter().zip(want.iter()) {

@@ -2,17 +2,9 @@
 //! protocol when there is no GPU, random data from the project's own Philox, and the comparisons.
 #![allow(dead_code)]
 
-/// Prints to the process's stderr directly: libtest captures `eprintln!` of passing tests, and a skip must
-/// be seen.
-macro_rules! skipped {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($t)*);
-    }};
-}
-
 use ernie_backend::RngStream;
 use ernie_cuda::{CudaBackend, Precision};
+use ernie_testkit::skipped;
 use proptest::strategy::Strategy;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use std::sync::OnceLock;

@@ -12,11 +12,9 @@ pub fn shared_dir() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
-/// Prints `SKIPPED (needs ../shared): name` straight to stderr: `eprintln!` would be swallowed by
-/// the test harness's output capture for a passing test.
+/// Prints `SKIPPED (needs ../shared): name` where a passing test's output is seen.
 pub fn report_skip(name: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED (needs ../shared): {name}");
+    ernie_testkit::skipped!("SKIPPED (needs ../shared): {name}");
 }
 
 /// Binds the shared folder or returns from the test with a visible SKIPPED line.
