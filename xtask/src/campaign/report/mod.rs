@@ -102,6 +102,22 @@ fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
+/// The step-time ratio of the cells `cs` to base's cells `base`: each cell's s/step over the mean s/step of
+/// base's cells on the same host, averaged over the cells. A cell on a host where no base cell finished is
+/// left out: across machines the ratio would measure the machines, not the strategy.
+fn step_time_ratio(cs: &[&CellData], base: &[&CellData]) -> Option<f64> {
+    let host = |c: &CellData| c.record.identity.host.describe();
+    let ratios: Vec<f64> = cs
+        .iter()
+        .filter_map(|c| {
+            let on_host: Vec<f64> =
+                base.iter().filter(|b| host(b) == host(c)).filter_map(|b| b.seconds_per_step()).collect();
+            Some(c.seconds_per_step()? / mean(&on_host)?)
+        })
+        .collect();
+    mean(&ratios)
+}
+
 /// The statistics of every row of `rows`, from the finished `cells` (by id) of `specs`.
 pub fn compute(
     task: &str,
@@ -116,15 +132,21 @@ pub fn compute(
         by_row(row).into_iter().filter_map(|c| Some((c.spec.seed()?, f(c)?))).collect()
     };
     let base_acc = seed_map(rows::base(), &|c| c.accuracy());
+    // An FMA row's costs are its parent's: averaging adds one pass over the weights and one evaluation.
     let costs = |row: &Row| {
         let cs = by_row(row.parent());
         let sps: Vec<f64> = cs.iter().filter_map(|c| c.seconds_per_step()).collect();
         let peak =
             cs.iter().filter_map(|c| c.peak_bytes()).fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
         let steps: Vec<f64> = cs.iter().filter_map(|c| c.steps()).collect();
-        (mean(&sps), peak, mean(&steps))
+        let ratio = if row.parent() == rows::base() {
+            mean(&sps).map(|_| 1.0)
+        } else {
+            step_time_ratio(&cs, &by_row(rows::base()))
+        };
+        (mean(&sps), ratio, peak, mean(&steps))
     };
-    let (base_sps, base_peak, _) = costs(rows::base());
+    let (_, _, base_peak, _) = costs(rows::base());
     rows.iter()
         .map(|row| {
             let cs = by_row(row);
@@ -150,7 +172,7 @@ pub fn compute(
                     stats::paired(&seed_map(row, &|c| c.accuracy()), &base_acc).into_iter().map(|(_, d)| d).collect();
                 (stats::interval(&d, stats::LEVEL), None)
             };
-            let (sps, peak, steps) = costs(row);
+            let (sps, step_time_ratio, peak, steps) = costs(row);
             RowStats {
                 row: row.key(),
                 label: row.label(),
@@ -170,7 +192,7 @@ pub fn compute(
                 delta_vs_base: delta,
                 fma_gain: gain,
                 seconds_per_step: sps,
-                step_time_ratio: sps.zip(base_sps).map(|(a, b)| a / b),
+                step_time_ratio,
                 peak_memory_bytes: peak,
                 memory_ratio: peak.zip(base_peak).map(|(a, b)| a / b),
                 steps,
@@ -354,5 +376,34 @@ mod tests {
         assert!(close(g.mean, 2.0) && g.half_width.is_none() && close(d.mean, 2.0) && d.lo.is_none());
         assert!(f.best_during_training.is_none());
         assert_eq!(f.step_time_ratio, Some(1.0));
+    }
+
+    #[test]
+    fn step_time_ratios_compare_cells_on_one_host() {
+        let (base, adv, rdrop) =
+            (rows::by_key("base").unwrap(), rows::by_key("adv").unwrap(), rows::by_key("rdrop").unwrap());
+        let on = |mut c: CellData, avx512f: bool, cores: usize| {
+            (c.record.identity.host.avx512f, c.record.identity.host.cores) = (avx512f, cores);
+            c
+        };
+        let cells: Vec<CellData> = vec![
+            on(train(base, 1, 50.0, 14.4, 100), false, 2),
+            on(train(base, 2, 50.0, 7.0, 100), true, 2),
+            on(train(base, 3, 50.0, 8.0, 100), true, 2),
+            // Seed 1 on the other host than its base cell: against base seeds 2 and 3 (mean 7.5) on its own.
+            on(train(rdrop, 1, 50.0, 15.0, 100), true, 2),
+            on(train(rdrop, 2, 50.0, 14.0, 100), true, 2),
+            // No base cell on a 4-core host: no ratio.
+            on(train(adv, 1, 50.0, 9.0, 100), true, 4),
+        ];
+        let specs: Vec<CellSpec> = cells.iter().map(|c| c.spec.clone()).collect();
+        let by_id: BTreeMap<String, CellData> = cells.into_iter().map(|c| (c.spec.id.clone(), c)).collect();
+        let stats = compute("iflytek", &[base, adv, rdrop], &specs, &by_id);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert_eq!(stats[0].step_time_ratio, Some(1.0));
+        assert_eq!((stats[1].seconds_per_step, stats[1].step_time_ratio), (Some(9.0), None));
+        let r = &stats[2];
+        assert!(close(r.seconds_per_step.unwrap(), 14.5), "{r:?}");
+        assert!(close(r.step_time_ratio.unwrap(), (15.0 / 7.5 + 14.0 / 7.5) / 2.0), "{r:?}");
     }
 }
