@@ -132,6 +132,7 @@ pub fn compute(
         by_row(row).into_iter().filter_map(|c| Some((c.spec.seed()?, f(c)?))).collect()
     };
     let base_acc = seed_map(rows::base(), &|c| c.accuracy());
+    let base_cells = by_row(rows::base());
     // An FMA row's costs are its parent's: averaging adds one pass over the weights and one evaluation.
     let costs = |row: &Row| {
         let cs = by_row(row.parent());
@@ -139,11 +140,8 @@ pub fn compute(
         let peak =
             cs.iter().filter_map(|c| c.peak_bytes()).fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
         let steps: Vec<f64> = cs.iter().filter_map(|c| c.steps()).collect();
-        let ratio = if row.parent() == rows::base() {
-            mean(&sps).map(|_| 1.0)
-        } else {
-            step_time_ratio(&cs, &by_row(rows::base()))
-        };
+        let ratio =
+            if row.parent() == rows::base() { mean(&sps).map(|_| 1.0) } else { step_time_ratio(&cs, &base_cells) };
         (mean(&sps), ratio, peak, mean(&steps))
     };
     let (_, _, base_peak, _) = costs(rows::base());
