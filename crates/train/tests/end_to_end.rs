@@ -107,16 +107,28 @@ fn weights_hash(params: &ernie_model::HostParams) -> String {
 /// pinned values prints what to pin and skips visibly.
 #[test]
 fn training_numerics_are_pinned() {
-    let pinned: &[(&str, &[(&str, &str)])] = &[(
-        "x86_64-avx2",
-        &[
-            ("base", "6b755e5a6dd8f619"),
-            ("adv", "78613a5462603e47"),
-            ("rdrop", "cf7784cd06026964"),
-            ("layer-decay", "cd84c5d59fbb899c"),
-            ("adv+rdrop+layer-decay", "1884b4541550cb54"),
-        ],
-    )];
+    let pinned: &[(&str, &[(&str, &str)])] = &[
+        (
+            "x86_64-avx2",
+            &[
+                ("base", "6b755e5a6dd8f619"),
+                ("adv", "78613a5462603e47"),
+                ("rdrop", "cf7784cd06026964"),
+                ("layer-decay", "cd84c5d59fbb899c"),
+                ("adv+rdrop+layer-decay", "1884b4541550cb54"),
+            ],
+        ),
+        (
+            "x86_64-avx512",
+            &[
+                ("base", "86fcac3a2b972c47"),
+                ("adv", "50604cd293b592bc"),
+                ("rdrop", "d905e4656ca71f2a"),
+                ("layer-decay", "0140b9e75a65e89d"),
+                ("adv+rdrop+layer-decay", "3e4b1049d40ce1e5"),
+            ],
+        ),
+    ];
     let class = ernie_backend::simd_class();
     let dir = tempfile::tempdir().unwrap();
     let model = model_in(dir.path());
