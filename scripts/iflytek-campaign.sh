@@ -6,7 +6,7 @@
 #
 #   scripts/iflytek-campaign.sh [start]   start (or continue) both; returns at once
 #   scripts/iflytek-campaign.sh stop      stop both cleanly (each saves its state, then exits)
-#   scripts/iflytek-campaign.sh status    what runs, and the last lines of each log
+#   scripts/iflytek-campaign.sh status    what runs, each unfinished cell's last update, the logs' last lines
 #
 # Every cell trains on 1 thread with one other job beside it (the PyTorch check, else a second cell:
 # --jobs 2), so that the cells' step times compare like with like. The thread count does not change the
@@ -55,7 +55,18 @@ status)
         running "$p" && echo "running: $p" || echo "not running: $p"
     done
     tail -n 3 "$logs/campaign.log" 2>/dev/null || true
-    tail -n 2 "$check/base-seed1.log" 2>/dev/null || true
+    # A cell is finished once it has metrics.json; the others show the last update their log reached.
+    for log in results/iflytek/cells/*/train.log; do
+        [[ -f $log ]] || continue
+        cell=$(dirname "$log")
+        [[ -f $cell/metrics.json ]] && continue
+        echo "$(basename "$cell"): $(grep -E '^step [0-9]+/' "$log" | tail -n 1 || true)"
+    done
+    if [[ -f "$check/base-seed1.json" ]]; then
+        echo "PyTorch check of the base row: finished ($check/base-seed1.json)"
+    else
+        tail -n 2 "$check/base-seed1.log" 2>/dev/null || true
+    fi
     ;;
 *)
     echo "usage: $0 [start|stop|status]" >&2
