@@ -210,7 +210,12 @@ fn interrupted_and_resumed_campaign_ends_with_the_same_table() {
     let rep = json(&w.p("b/table.json"));
     let n: usize = rep["rows"].as_array().unwrap().iter().map(|r| r["n"].as_u64().unwrap() as usize).sum();
     assert_eq!(n, after_int);
-    assert!(std::fs::read_to_string(w.p("b/table.md")).unwrap().contains("/3 |"));
+    let md = std::fs::read_to_string(w.p("b/table.md")).unwrap();
+    assert!(md.contains("/3 |"), "{md}");
+    // The settings describe the cells' training runs, not this invocation's unused jobs and threads.
+    assert!(md.contains("- Device cpu; this invocation trained nothing (`--report-only`)\n"), "{md}");
+    assert!(md.contains("- Threads per training process of the cells (their commands' `--threads`): "), "{md}");
+    assert_eq!(rep["settings"]["jobs"], Value::Null);
 
     // To the end.
     let o = w.campaign("b", &["--jobs", "2"], &[], &[]);

@@ -105,13 +105,21 @@ pub(super) fn markdown(t: &Table) -> String {
         "- Machine of this invocation: {}\n",
         serde_json::from_value::<Host>(host.clone()).map(|h| h.describe()).unwrap_or_default()
     );
-    md += &format!(
-        "- Device {}, {} job(s) x {} thread(s){}\n",
-        c.device.name(),
-        c.jobs,
-        c.threads_per_job,
-        if c.device.device == "cuda" { format!(", GPUs {:?}", c.gpus) } else { String::new() }
-    );
+    md += &if c.opts.report_only {
+        format!("- Device {}; this invocation trained nothing (`--report-only`)\n", c.device.name())
+    } else {
+        format!(
+            "- Device {}, {} job(s) x {} thread(s){}\n",
+            c.device.name(),
+            c.jobs,
+            c.threads_per_job,
+            if c.device.device == "cuda" { format!(", GPUs {:?}", c.gpus) } else { String::new() }
+        )
+    };
+    let threads = list(&s["threads_of_cells"]);
+    if !threads.is_empty() {
+        md += &format!("- Threads per training process of the cells (their commands' `--threads`): {threads}\n");
+    }
     md += &format!("- Learning rate: {}\n", learning_rate(c));
     md += &format!(
         "- Commit {}{}\n",

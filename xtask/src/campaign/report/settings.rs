@@ -23,6 +23,16 @@ pub(super) fn hosts_of(cells: &BTreeMap<String, CellData>) -> BTreeMap<String, V
     m
 }
 
+/// The `--threads` values the finished cells trained with, over all their segments' `train` commands (the
+/// invocation that writes a table, `--report-only` above all, may differ from the ones that trained its
+/// cells, and the step times come from these).
+pub(super) fn threads_of_cells(cells: &BTreeMap<String, CellData>) -> Vec<String> {
+    let commands = cells.values().flat_map(|c| &c.record.segments).flat_map(|s| &s.commands);
+    let flags = commands.filter(|cmd| cmd.first().is_some_and(|c| c == "train"));
+    let threads = flags.filter_map(|cmd| cmd.iter().position(|f| f == "--threads").and_then(|i| cmd.get(i + 1)));
+    threads.cloned().collect::<BTreeSet<_>>().into_iter().collect()
+}
+
 /// How the rows' learning rates were set, in words (the table's settings).
 pub(super) fn learning_rate(c: &Campaign) -> String {
     if let Some(lr) = c.opts.lr {
@@ -58,8 +68,9 @@ pub(super) fn settings(c: &Campaign, current: Option<&Identity>, cells: &BTreeMa
         "rows": c.rows.iter().map(|r| r.key()).collect::<Vec<_>>(),
         "machine": host,
         "device": c.device.name(),
-        "jobs": c.jobs,
-        "threads_per_job": c.threads_per_job,
+        // A --report-only invocation trains nothing: its jobs and threads would describe no run.
+        "jobs": if c.opts.report_only { Value::Null } else { json!(c.jobs) },
+        "threads_per_job": if c.opts.report_only { Value::Null } else { json!(c.threads_per_job) },
         "gpus": if c.device.device == "cuda" { json!(c.gpus) } else { Value::Null },
         "learning_rate": learning_rate(c),
         "commit": commit,
@@ -73,6 +84,7 @@ pub(super) fn settings(c: &Campaign, current: Option<&Identity>, cells: &BTreeMa
             "binaries_of_cells": set(&|i| i.binary.clone()),
         },
         "hosts_of_cells": hosts_of(cells),
+        "threads_of_cells": threads_of_cells(cells),
         "model": {"path": c.model, "blake3": c.model_blake3},
         "data": data,
         "flags": {
