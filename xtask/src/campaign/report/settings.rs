@@ -28,9 +28,14 @@ pub(super) fn hosts_of(cells: &BTreeMap<String, CellData>) -> BTreeMap<String, V
 /// cells, and the step times come from these).
 pub(super) fn threads_of_cells(cells: &BTreeMap<String, CellData>) -> Vec<String> {
     let commands = cells.values().flat_map(|c| &c.record.segments).flat_map(|s| &s.commands);
-    let flags = commands.filter(|cmd| cmd.first().is_some_and(|c| c == "train"));
-    let threads = flags.filter_map(|cmd| cmd.iter().position(|f| f == "--threads").and_then(|i| cmd.get(i + 1)));
+    let train_commands = commands.filter(|cmd| cmd.first().is_some_and(|c| c == "train"));
+    let threads = train_commands.filter_map(|cmd| flag_value(cmd, "--threads"));
     threads.cloned().collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+/// The word after `flag` in a command line's words, if the flag is there.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a String> {
+    args.iter().position(|f| f == flag).and_then(|i| args.get(i + 1))
 }
 
 /// How the rows' learning rates were set, in words (the table's settings).
@@ -39,7 +44,7 @@ pub(super) fn learning_rate(c: &Campaign) -> String {
         let layer_decay = rows::by_key("layer-decay").expect("the layer-decay row exists");
         return format!("{lr:e} for every row, {:e} for the rows with layer decay (`--lr`)", row_lr(lr, layer_decay));
     }
-    match c.common.iter().position(|f| f == "--lr").and_then(|i| c.common.get(i + 1)) {
+    match flag_value(&c.common, "--lr") {
         Some(lr) => format!("{lr} for every row (`-- --lr`)"),
         None => "ernie-ft's default for the task, doubled for the rows with layer decay".into(),
     }
