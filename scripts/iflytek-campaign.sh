@@ -55,12 +55,18 @@ status)
         running "$p" && echo "running: $p" || echo "not running: $p"
     done
     tail -n 3 "$logs/campaign.log" 2>/dev/null || true
-    # A cell is finished once it has metrics.json; the others show the last update their log reached.
+    # A cell is finished once it has metrics.json; the others show the last update their log reached. A
+    # finished cell whose model is being trained again for FMA (its log's last segment, opened by a `===`
+    # line, has no final line yet) shows it too.
     for log in results/iflytek/cells/*/train.log; do
         [[ -f $log ]] || continue
         cell=$(dirname "$log")
-        [[ -f $cell/metrics.json ]] && continue
-        echo "$(basename "$cell"): $(grep -E '^step [0-9]+/' "$log" | tail -n 1 || true)"
+        note=""
+        if [[ -f $cell/metrics.json ]]; then
+            awk '/^=== /{open=1} /^final dev accuracy/{open=0} END{exit !open}' "$log" || continue
+            note=" (regenerating its model)"
+        fi
+        echo "$(basename "$cell")$note: $(grep -E '^step [0-9]+/' "$log" | tail -n 1 || true)"
     done
     if [[ -f "$check/base-seed1.json" ]]; then
         echo "PyTorch check of the base row: finished ($check/base-seed1.json)"
