@@ -149,9 +149,7 @@ pub fn scan(cell_dir: &Path) -> Result<OnDisk> {
         None
     };
     let run = cell_dir.join(RUN_DIR);
-    let checkpoint = std::fs::read_dir(run.join("checkpoints"))
-        .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with("step-")))
-        .unwrap_or(false);
+    let checkpoint = has_checkpoint(&run);
     Ok(OnDisk {
         record,
         finished: cell_dir.join(METRICS).is_file(),
@@ -159,6 +157,13 @@ pub fn scan(cell_dir: &Path) -> Result<OnDisk> {
         run_finished: run.join(METRICS).is_file(),
         checkpoint,
     })
+}
+
+/// Whether a run directory holds a training-state checkpoint (checkpoints/step-N) to resume from.
+pub fn has_checkpoint(run: &Path) -> bool {
+    std::fs::read_dir(run.join("checkpoints"))
+        .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with("step-")))
+        .unwrap_or(false)
 }
 
 pub fn read_record(cell_dir: &Path) -> Result<CellRecord> {

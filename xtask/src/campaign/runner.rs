@@ -294,7 +294,9 @@ pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
                     let _ = e;
                     eprintln!("{}: interrupted (resumable)", r.id);
                     end_segment(c, &r.id, "interrupted")?;
-                    set_status(c, &r.id, "interrupted")?;
+                    if !r.regenerate {
+                        set_status(c, &r.id, "interrupted")?;
+                    }
                     out.interrupted.push(r.id.clone());
                 }
                 Err(e) if r.regenerate => {
@@ -345,6 +347,31 @@ fn remove_dir(p: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("{}: cannot delete", p.display())),
     }
+}
+
+/// Make a finished cell's run/ ready to train its deleted model again. Its training-state checkpoints are
+/// kept: with the default settings `close_train_cell` deleted the original run's, so any there were written
+/// by an interrupted regeneration, and with `--keep-checkpoints` they are the original run's own; either
+/// way resuming from them gives the recorded weights (resume is bit-identical) for less work. Everything
+/// else goes: the original run's metrics.json would make `--resume auto` report the finished run instead
+/// of training. Without `--resume` support, or without checkpoints, the run starts again from nothing.
+fn prepare_regeneration(run: &Path, resume_supported: bool) -> Result<()> {
+    if !(resume_supported && cells::has_checkpoint(run)) {
+        return remove_dir(run);
+    }
+    for e in std::fs::read_dir(run).with_context(|| format!("{}: cannot list", run.display()))? {
+        let e = e?;
+        if e.file_name() == "checkpoints" {
+            continue;
+        }
+        let p = e.path();
+        if e.file_type()?.is_dir() {
+            remove_dir(&p)?;
+        } else {
+            std::fs::remove_file(&p).with_context(|| format!("{}: cannot delete", p.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn spawn(c: &Campaign, args: &[String], log: &Path, lock_file: &File) -> Result<Child> {
@@ -406,8 +433,7 @@ fn start_cell(
         Kind::Train { seed } => {
             let run = dir.join(RUN_DIR);
             if regenerate {
-                // Whatever is left there (a run without its model) is not what is needed.
-                remove_dir(&run)?;
+                prepare_regeneration(&run, c.resume_supported)?;
             }
             if !c.resume_supported && !disk.run_finished {
                 // This ernie-ft cannot resume: an interrupted cell starts again.
@@ -445,9 +471,8 @@ fn start_cell(
             segments: vec![],
         },
     };
-    if !regenerate {
-        rec.status = "running".into();
-    }
+    // A cell whose model is regenerated stays finished: its metrics are recorded already.
+    rec.status = if regenerate { "finished" } else { "running" }.into();
     rec.paths = c.paths.clone();
     for seg in rec.segments.iter_mut().filter(|s| s.outcome.is_none()) {
         seg.outcome = Some("not closed: the campaign was killed".into());
@@ -462,6 +487,7 @@ fn start_cell(
     });
     cells::write_record(&dir, &rec)?;
     let what = match (&s.kind, regenerate) {
+        (_, true) if disk.checkpoint && c.resume_supported => "regenerating its model (resuming)",
         (_, true) => "regenerating its model",
         (Kind::Fma { .. }, _) => "averaging and evaluating",
         (_, _) if disk.checkpoint && c.resume_supported => "resuming",
@@ -632,5 +658,57 @@ mod tests {
         assert!(regeneration_due("base-seed1", &needed_by, &done(&["base-seed1", "base-seed2"]), members));
         // Nothing needs it.
         assert!(!regeneration_due("base-seed2", &needed_by, &done(&["base-seed1", "base-seed2"]), members));
+    }
+
+    fn tree(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = walk(dir).iter().map(|p| p.strip_prefix(dir).unwrap().display().to_string()).collect();
+        v.sort();
+        v
+    }
+
+    fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_interrupted_regeneration_keeps_its_checkpoints_and_drops_the_finished_runs_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join(RUN_DIR);
+        let files = [
+            "checkpoints/step-00000100/manifest.json",
+            "checkpoints/step-00000108/manifest.json",
+            "metrics.json",
+            "config.json",
+            "tokenizer.json",
+            "sub/x",
+        ];
+        for f in files {
+            std::fs::create_dir_all(run.join(f).parent().unwrap()).unwrap();
+            std::fs::write(run.join(f), f).unwrap();
+        }
+        // Without --resume support nothing can be continued: the run starts again.
+        prepare_regeneration(&run, false).unwrap();
+        assert!(!run.exists());
+        for f in files {
+            std::fs::create_dir_all(run.join(f).parent().unwrap()).unwrap();
+            std::fs::write(run.join(f), f).unwrap();
+        }
+        prepare_regeneration(&run, true).unwrap();
+        assert_eq!(
+            tree(&run),
+            ["checkpoints/step-00000100/manifest.json", "checkpoints/step-00000108/manifest.json"],
+            "the training state stays, the finished run's metrics.json (which would stop --resume auto) goes"
+        );
+        // A run left without checkpoints (a model deleted after its run closed) starts from nothing.
+        std::fs::remove_dir_all(run.join("checkpoints")).unwrap();
+        std::fs::write(run.join(METRICS), "{}").unwrap();
+        prepare_regeneration(&run, true).unwrap();
+        assert!(!run.exists());
+        // Nothing there at all is fine too.
+        prepare_regeneration(&run, true).unwrap();
     }
 }
