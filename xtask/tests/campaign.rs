@@ -1,9 +1,9 @@
 //! End-to-end campaigns on the tiny random model of tests/fixtures and a synthetic 3-class task, with the
 //! real `xtask` and `ernie-ft` binaries: a campaign killed (SIGKILL of the runner in the middle of a cell),
 //! stopped (SIGINT) and resumed, with two jobs at once, ends with the same table as an uninterrupted one;
-//! `--report-only` marks missing seeds; deleted member models are retrained for the FMA cells (checked
-//! against the recorded weights on their numerics class, recorded as retrained on another); a cell of
-//! other numerics or another configuration is refused by name, and `--fresh` recomputes it.
+//! `--report-only` marks missing seeds; deleted member models are retrained for the FMA cells (resuming when
+//! stopped; checked against the recorded weights on their numerics class, recorded as retrained on another);
+//! a cell of other numerics or another configuration is refused by name, and `--fresh` recomputes it.
 //!
 //! The ernie-ft binary: $ERNIE_FT_BIN, else xtask builds the workspace's (`cargo build --release`).
 
@@ -236,11 +236,33 @@ fn interrupted_and_resumed_campaign_ends_with_the_same_table() {
     );
 
     // An FMA cell whose members' models were deleted: the members are trained again (to the recorded
-    // final weights) and the average recomputed.
+    // final weights) and the average recomputed. Stopped (SIGINT) while the second member trains again, that
+    // regeneration resumes from its checkpoint, and its cell stays finished meanwhile.
     std::fs::remove_dir_all(w.p("b/cells/fma-seeds2+3")).unwrap();
+    let o = w.campaign("b", &[], &[], &[("XTASK_CAMPAIGN_TEST_SIGINT_AFTER", "1")]);
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("2 model(s) to regenerate"), "{}", text(&o));
+    let stopped: Vec<&str> = ["base-seed2", "base-seed3"]
+        .into_iter()
+        .filter(|id| !w.p(&format!("b/cells/{id}/run/ernie_ft.json")).exists())
+        .collect();
+    let [stopped] = stopped[..] else { panic!("not one regeneration stopped: {stopped:?}\n{}", text(&o)) };
+    assert_eq!(json(&w.p(&format!("b/cells/{stopped}/cell.json")))["status"], "finished");
+    // A stopped run writes its training state after the update under way.
+    let checkpoints = w.p(&format!("b/cells/{stopped}/run/checkpoints"));
+    assert!(
+        std::fs::read_dir(&checkpoints).is_ok_and(|mut d| d.next().is_some()),
+        "{} is empty",
+        checkpoints.display()
+    );
     let o = w.campaign("b", &[], &[], &[]);
     ok(&o);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("2 model(s) to regenerate"), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("1 model(s) to regenerate"), "{}", text(&o));
+    assert!(err.contains(&format!("{stopped}: regenerating its model (resuming)")), "{}", text(&o));
+    let log = std::fs::read_to_string(w.p(&format!("b/cells/{stopped}/train.log"))).unwrap();
+    let last = log.rsplit("=== ").next().unwrap();
+    assert!(last.contains("resuming from"), "{last}");
     assert_eq!(numbers(&a), numbers(&json(&w.p("b/table.json"))));
     assert!(!w.p("b/cells/base-seed2/run").exists(), "the regenerated model was kept");
 
