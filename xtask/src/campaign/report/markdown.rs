@@ -142,7 +142,7 @@ pub(super) fn markdown(t: &Table) -> String {
     let classes = n["numerics_classes_of_cells"].as_array().map_or(0, |a| a.len());
     if classes > 1 {
         md += &format!(
-            "- The cells come from {classes} numerics classes ({}): each class's cells share one fingerprint; across classes the numbers agree to f32 round-off, not bit for bit\n",
+            "- The cells come from {classes} numerics classes ({}): each class's cells share one fingerprint; across classes the campaign does not assume bit-identical numbers (SIMD widths differ), only agreement to f32 round-off\n",
             list(&n["numerics_classes_of_cells"])
         );
     }
