@@ -354,9 +354,10 @@ fn remove_dir(p: &Path) -> Result<()> {
 /// by an interrupted regeneration, and with `--keep-checkpoints` they are the original run's own; either
 /// way resuming from them gives the recorded weights (resume is bit-identical) for less work. Everything
 /// else goes: the original run's metrics.json would make `--resume auto` report the finished run instead
-/// of training. Without `--resume` support, or without checkpoints, the run starts again from nothing.
-fn prepare_regeneration(run: &Path, resume_supported: bool) -> Result<()> {
-    if !(resume_supported && cells::has_checkpoint(run)) {
+/// of training. Unless it `resumes` (checkpoints there and `--resume` supported), the run starts again from
+/// nothing.
+fn prepare_regeneration(run: &Path, resumes: bool) -> Result<()> {
+    if !resumes {
         return remove_dir(run);
     }
     for e in std::fs::read_dir(run).with_context(|| format!("{}: cannot list", run.display()))? {
@@ -429,11 +430,13 @@ fn start_cell(
     let dir = c.cell_dir(id);
     std::fs::create_dir_all(&dir)?;
     let disk = cells::scan(&dir)?;
+    // prepare_regeneration keeps the checkpoints a resumable run would continue from.
+    let resumes = disk.checkpoint && c.resume_supported;
     let commands = match &s.kind {
         Kind::Train { seed } => {
             let run = dir.join(RUN_DIR);
             if regenerate {
-                prepare_regeneration(&run, c.resume_supported)?;
+                prepare_regeneration(&run, resumes)?;
             }
             if !c.resume_supported && !disk.run_finished {
                 // This ernie-ft cannot resume: an interrupted cell starts again.
@@ -487,10 +490,10 @@ fn start_cell(
     });
     cells::write_record(&dir, &rec)?;
     let what = match (&s.kind, regenerate) {
-        (_, true) if disk.checkpoint && c.resume_supported => "regenerating its model (resuming)",
+        (_, true) if resumes => "regenerating its model (resuming)",
         (_, true) => "regenerating its model",
         (Kind::Fma { .. }, _) => "averaging and evaluating",
-        (_, _) if disk.checkpoint && c.resume_supported => "resuming",
+        (_, _) if resumes => "resuming",
         _ => "training",
     };
     eprintln!("{id}: {what}{} (log: {})", gpu.map_or(String::new(), |g| format!(" on GPU {g}")), log.display());
@@ -686,17 +689,18 @@ mod tests {
             "tokenizer.json",
             "sub/x",
         ];
-        for f in files {
-            std::fs::create_dir_all(run.join(f).parent().unwrap()).unwrap();
-            std::fs::write(run.join(f), f).unwrap();
-        }
+        let populate = || {
+            for f in files {
+                std::fs::create_dir_all(run.join(f).parent().unwrap()).unwrap();
+                std::fs::write(run.join(f), f).unwrap();
+            }
+        };
+        populate();
         // Without --resume support nothing can be continued: the run starts again.
         prepare_regeneration(&run, false).unwrap();
         assert!(!run.exists());
-        for f in files {
-            std::fs::create_dir_all(run.join(f).parent().unwrap()).unwrap();
-            std::fs::write(run.join(f), f).unwrap();
-        }
+        populate();
+        assert!(cells::has_checkpoint(&run));
         prepare_regeneration(&run, true).unwrap();
         assert_eq!(
             tree(&run),
@@ -706,9 +710,10 @@ mod tests {
         // A run left without checkpoints (a model deleted after its run closed) starts from nothing.
         std::fs::remove_dir_all(run.join("checkpoints")).unwrap();
         std::fs::write(run.join(METRICS), "{}").unwrap();
-        prepare_regeneration(&run, true).unwrap();
+        assert!(!cells::has_checkpoint(&run));
+        prepare_regeneration(&run, false).unwrap();
         assert!(!run.exists());
         // Nothing there at all is fine too.
-        prepare_regeneration(&run, true).unwrap();
+        prepare_regeneration(&run, false).unwrap();
     }
 }
