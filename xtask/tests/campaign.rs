@@ -1,9 +1,10 @@
 //! End-to-end campaigns on the tiny random model of tests/fixtures and a synthetic 3-class task, with the
 //! real `xtask` and `ernie-ft` binaries: a campaign killed (SIGKILL of the runner in the middle of a cell),
 //! stopped (SIGINT) and resumed, with two jobs at once, ends with the same table as an uninterrupted one;
-//! `--report-only` marks missing seeds; deleted member models are retrained for the FMA cells (resuming when
-//! stopped; checked against the recorded weights on their numerics class, recorded as retrained on another);
-//! a cell of other numerics or another configuration is refused by name, and `--fresh` recomputes it.
+//! `--report-only` marks missing seeds; a campaign of fewer rows keeps the others in the table; deleted
+//! member models are retrained for the FMA cells (resuming when stopped; checked against the recorded
+//! weights on their numerics class, recorded as retrained on another); a cell of other numerics or another
+//! configuration is refused by name, and `--fresh` recomputes it.
 //!
 //! The ernie-ft binary: $ERNIE_FT_BIN, else xtask builds the workspace's (`cargo build --release`).
 
@@ -188,6 +189,10 @@ fn interrupted_and_resumed_campaign_ends_with_the_same_table() {
             e.path().display()
         );
     }
+
+    // Training a subset of the rows (here nothing is left to train) keeps the other rows in the table.
+    ok(&w.campaign("a", &["--rows", "adv"], &[], &[]));
+    assert_eq!(numbers(&a), numbers(&json(&w.p("a/table.json"))), "--rows adv dropped rows from the table");
 
     // Two jobs at once; the runner is SIGKILLed while a cell trains (its children checkpoint on SIGTERM).
     let o = w.campaign("b", &["--jobs", "2"], &[], &[("XTASK_CAMPAIGN_TEST_KILL_AFTER", "3")]);

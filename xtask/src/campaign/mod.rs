@@ -62,6 +62,18 @@ fn scan_cells(c: &Campaign) -> Result<BTreeMap<String, cells::OnDisk>> {
     c.specs.iter().map(|s| Ok((s.id.clone(), cells::scan(&c.cell_dir(&s.id))?))).collect()
 }
 
+/// Widen the campaign from the rows this invocation trains (`--rows`) to the rows its table reports: those
+/// and every other row of which the campaign directory holds a finished cell. The table is the directory's,
+/// so training a few rows must not drop the others' results from it.
+fn widen_to_table_rows(c: &mut Campaign) {
+    let chosen = std::mem::replace(&mut c.rows, rows::ROWS.iter().collect());
+    c.build_specs();
+    let with_cells: Vec<String> =
+        c.specs.iter().filter(|s| c.cell_dir(&s.id).join(cells::METRICS).is_file()).map(|s| s.row.key()).collect();
+    c.rows.retain(|r| chosen.iter().any(|x| x.key() == r.key()) || with_cells.contains(&r.key()));
+    c.build_specs();
+}
+
 /// `cargo xtask bench-<task>` (task given) or `bench-task` (task from --task).
 pub fn run_command(command: &str, task: Option<&str>, args: &[String]) -> Result<()> {
     let Some(o) = parse(command, task, args)? else {
@@ -71,6 +83,7 @@ pub fn run_command(command: &str, task: Option<&str>, args: &[String]) -> Result
     if c.opts.report_only {
         let disk = scan_cells(&c)?;
         planner::plan(&c.specs, &disk, None, false)?;
+        widen_to_table_rows(&mut c);
         report::write(&c, None)?;
         return Ok(());
     }
@@ -124,6 +137,7 @@ pub fn run_command(command: &str, task: Option<&str>, args: &[String]) -> Result
         plan.count(planner::Action::Regenerate)
     );
     let outcome = runner::run(&c, &plan, &lock_file)?;
+    widen_to_table_rows(&mut c);
     report::write(&c, Some(&c.identity))?;
     if outcome.stopped {
         eprintln!(
