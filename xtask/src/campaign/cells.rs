@@ -11,7 +11,7 @@
 //!   averaged model): never committed (.gitignore), deleted once no unfinished FMA cell needs them unless
 //!   `--keep-checkpoints`.
 
-use super::identity::Identity;
+use super::identity::{Host, Identity};
 use super::rows::Row;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,9 @@ pub struct Segment {
     pub hostname: String,
     /// The commands run, each as its argument list.
     pub commands: Vec<Vec<String>>,
+    /// The machine it ran on (absent in records written before it was recorded: then the cell's first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<Host>,
 }
 
 /// `cell.json`.

@@ -30,6 +30,11 @@ pub struct Host {
     /// GPU names (with --device cuda; from nvidia-smi).
     #[serde(default)]
     pub gpus: Vec<String>,
+    /// The processor generation, "<vendor> family <f> model <m>" from /proc/cpuinfo: virtual machines often
+    /// show one model name ("AMD EPYC") for generations of different speed. Part of the machine a step
+    /// time was measured on, not of the numerics class. Empty in records written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cpu_id: String,
 }
 
 impl Host {
@@ -38,8 +43,8 @@ impl Host {
         let field = |name: &str| {
             cpuinfo
                 .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_once(':'))
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim() == name)
                 .map(|(_, v)| v.trim().to_string())
         };
         let gpus = if cuda {
@@ -67,6 +72,10 @@ impl Host {
             avx512f: field("flags").is_some_and(|f| f.split_whitespace().any(|x| x == "avx512f")),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             gpus,
+            cpu_id: match (field("vendor_id"), field("cpu family"), field("model")) {
+                (Some(v), Some(f), Some(m)) => format!("{v} family {f} model {m}"),
+                _ => String::new(),
+            },
         }
     }
 
@@ -84,9 +93,13 @@ impl Host {
         }
     }
 
-    /// One line for the table's settings.
+    /// One line for the table's settings; cells whose lines differ ran on different machines.
     pub fn describe(&self) -> String {
-        let mut s = format!("{}, {} cores", self.class(), self.cores);
+        let mut s = self.class();
+        if !self.cpu_id.is_empty() {
+            s += &format!(", {}", self.cpu_id);
+        }
+        s += &format!(", {} cores", self.cores);
         if !self.gpus.is_empty() {
             s += &format!(", GPU {}", self.gpus.join(" + "));
         }

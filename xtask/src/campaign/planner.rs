@@ -274,7 +274,14 @@ mod tests {
             fingerprint: fp.into(),
             fingerprint_source: "final_weights_blake3".into(),
             device: "cpu".into(),
-            host: Host { hostname: "h".into(), cpu_model: "AMD EPYC".into(), avx512f: true, cores: 2, gpus: vec![] },
+            host: Host {
+                hostname: "h".into(),
+                cpu_model: "AMD EPYC".into(),
+                avx512f: true,
+                cores: 2,
+                gpus: vec![],
+                cpu_id: String::new(),
+            },
             binary: "b".into(),
         }
     }

@@ -487,6 +487,7 @@ fn start_cell(
         commit: c.identity.commit_short(),
         hostname: c.identity.host.hostname.clone(),
         commands: commands.clone(),
+        host: Some(c.identity.host.clone()),
     });
     cells::write_record(&dir, &rec)?;
     let what = match (&s.kind, regenerate) {

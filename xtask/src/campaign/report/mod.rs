@@ -12,7 +12,7 @@ mod settings;
 
 use super::cells::{self, CellRecord, CellSpec, Kind, METRICS};
 use super::chart::{self, ChartRow};
-use super::identity::Identity;
+use super::identity::{Host, Identity};
 use super::planner;
 use super::rows::{self, Row};
 use super::stats::{self, Interval, Summary};
@@ -64,6 +64,13 @@ impl CellData {
         self.metrics["steps"].as_f64()
     }
 
+    /// The machine its training finished on, whose speed its step time measures: the host of the segment
+    /// that finished it where recorded, else the host it started on.
+    pub fn machine(&self) -> &Host {
+        let finishing = self.record.segments.iter().find(|s| s.outcome.as_deref() == Some("finished"));
+        finishing.and_then(|s| s.host.as_ref()).unwrap_or(&self.record.identity.host)
+    }
+
     /// FMA: the members' mean accuracy (%).
     pub fn members_mean(&self) -> Option<f64> {
         self.metrics["members_mean_accuracy"].as_f64().map(|a| a * 100.0)
@@ -103,10 +110,10 @@ fn mean(v: &[f64]) -> Option<f64> {
 }
 
 /// The step-time ratio of the cells `cs` to base's cells `base`: each cell's s/step over the mean s/step of
-/// base's cells on the same host, averaged over the cells. A cell on a host where no base cell finished is
-/// left out: across machines the ratio would measure the machines, not the strategy.
+/// base's cells on the same machine, averaged over the cells. A cell on a machine where no base cell
+/// finished is left out: across machines the ratio would measure the machines, not the strategy.
 fn step_time_ratio(cs: &[&CellData], base: &[&CellData]) -> Option<f64> {
-    let host = |c: &CellData| c.record.identity.host.describe();
+    let host = |c: &CellData| c.machine().describe();
     let ratios: Vec<f64> = cs
         .iter()
         .filter_map(|c| {
@@ -300,7 +307,14 @@ mod tests {
             fingerprint: "f".into(),
             fingerprint_source: "s".into(),
             device: "cpu".into(),
-            host: Host { hostname: "h".into(), cpu_model: "cpu".into(), avx512f: false, cores: 2, gpus: vec![] },
+            host: Host {
+                hostname: "h".into(),
+                cpu_model: "cpu".into(),
+                avx512f: false,
+                cores: 2,
+                gpus: vec![],
+                cpu_id: String::new(),
+            },
             binary: "b".into(),
         };
         let record = CellRecord {
@@ -403,5 +417,43 @@ mod tests {
         let r = &stats[2];
         assert!(close(r.seconds_per_step.unwrap(), 14.5), "{r:?}");
         assert!(close(r.step_time_ratio.unwrap(), (15.0 / 7.5 + 14.0 / 7.5) / 2.0), "{r:?}");
+    }
+
+    #[test]
+    fn step_times_are_compared_on_the_machine_that_finished_the_cell() {
+        // Two virtual machines with the same model name ("AMD EPYC") and SIMD class, told apart by the
+        // processor generation their cells' finishing segments record; base seed 1 has no such record (an
+        // older cell) and counts as its first host.
+        let (base, ld) = (rows::by_key("base").unwrap(), rows::by_key("layer-decay").unwrap());
+        let newer = Host {
+            cpu_id: "AuthenticAMD family 26 model 2".into(),
+            ..train(base, 1, 0.0, 0.0, 0).record.identity.host
+        };
+        let segment = |outcome: &str, host: Option<&Host>| cells::Segment {
+            started: 0,
+            ended: Some(1),
+            outcome: Some(outcome.into()),
+            commit: "c".into(),
+            hostname: "h".into(),
+            commands: vec![],
+            host: host.cloned(),
+        };
+        let finished_on_newer = |mut c: CellData| {
+            let older = c.record.identity.host.clone();
+            c.record.segments = vec![segment("interrupted", Some(&older)), segment("finished", Some(&newer))];
+            c
+        };
+        let cells: Vec<CellData> = vec![
+            train(base, 1, 50.0, 6.9, 100),
+            finished_on_newer(train(base, 2, 50.0, 4.6, 100)),
+            finished_on_newer(train(ld, 2, 50.0, 4.6, 100)),
+        ];
+        let specs: Vec<CellSpec> = cells.iter().map(|c| c.spec.clone()).collect();
+        let by_id: BTreeMap<String, CellData> = cells.into_iter().map(|c| (c.spec.id.clone(), c)).collect();
+        let stats = compute("iflytek", &[base, ld], &specs, &by_id);
+        assert_eq!(stats[1].step_time_ratio, Some(1.0), "{:?}", stats[1]);
+        let machines = settings::hosts_of(&by_id);
+        assert_eq!(machines.len(), 2, "{machines:?}");
+        assert!(machines.keys().any(|m| m.contains("family 26 model 2")), "{machines:?}");
     }
 }

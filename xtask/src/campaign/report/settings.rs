@@ -18,7 +18,7 @@ pub(super) fn list(v: &Value) -> String {
 pub(super) fn hosts_of(cells: &BTreeMap<String, CellData>) -> BTreeMap<String, Vec<String>> {
     let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for c in cells.values() {
-        m.entry(c.record.identity.host.describe()).or_default().push(c.spec.id.clone());
+        m.entry(c.machine().describe()).or_default().push(c.spec.id.clone());
     }
     m
 }
