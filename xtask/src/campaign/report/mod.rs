@@ -64,11 +64,24 @@ impl CellData {
         self.metrics["steps"].as_f64()
     }
 
+    /// The segment in which its training (or its average) finished.
+    fn finishing_segment(&self) -> Option<&cells::Segment> {
+        self.record.segments.iter().find(|s| s.outcome.as_deref() == Some("finished"))
+    }
+
     /// The machine its training finished on, whose speed its step time measures: the host of the segment
     /// that finished it where recorded, else the host it started on.
     pub fn machine(&self) -> &Host {
-        let finishing = self.record.segments.iter().find(|s| s.outcome.as_deref() == Some("finished"));
-        finishing.and_then(|s| s.host.as_ref()).unwrap_or(&self.record.identity.host)
+        self.finishing_segment().and_then(|s| s.host.as_ref()).unwrap_or(&self.record.identity.host)
+    }
+
+    /// What its step time depends on besides the strategy: the machine that finished it and the
+    /// `--threads` of its training command there.
+    fn timing_conditions(&self) -> String {
+        let commands = self.finishing_segment().map_or(&[][..], |s| &s.commands[..]);
+        let train = commands.iter().find(|cmd| cmd.first().is_some_and(|w| w == "train"));
+        let threads = train.and_then(|cmd| settings::flag_value(cmd, "--threads"));
+        format!("{}, {} thread(s)", self.machine().describe(), threads.map_or("?", |t| t.as_str()))
     }
 
     /// FMA: the members' mean accuracy (%).
@@ -110,10 +123,10 @@ fn mean(v: &[f64]) -> Option<f64> {
 }
 
 /// The step-time ratio of the cells `cs` to base's cells `base`: each cell's s/step over the mean s/step of
-/// base's cells on the same machine, averaged over the cells. A cell on a machine where no base cell
-/// finished is left out: across machines the ratio would measure the machines, not the strategy.
+/// base's cells on the same machine with the same thread count, averaged over the cells. A cell without
+/// such base cells is left out: the ratio would measure the machines or the threads, not the strategy.
 fn step_time_ratio(cs: &[&CellData], base: &[&CellData]) -> Option<f64> {
-    let host = |c: &CellData| c.machine().describe();
+    let host = |c: &CellData| c.timing_conditions();
     let ratios: Vec<f64> = cs
         .iter()
         .filter_map(|c| {
@@ -420,33 +433,32 @@ mod tests {
     }
 
     #[test]
-    fn step_times_are_compared_on_the_machine_that_finished_the_cell() {
+    fn step_times_are_compared_on_the_machine_and_thread_count_that_finished_the_cell() {
         // Two virtual machines with the same model name ("AMD EPYC") and SIMD class, told apart by the
         // processor generation their cells' finishing segments record; base seed 1 has no such record (an
-        // older cell) and counts as its first host.
+        // older cell) and counts as its first host. Layer decay seed 3 trained on 2 threads, where no base
+        // cell did: it has no ratio.
         let (base, ld) = (rows::by_key("base").unwrap(), rows::by_key("layer-decay").unwrap());
-        let newer = Host {
-            cpu_id: "AuthenticAMD family 26 model 2".into(),
-            ..train(base, 1, 0.0, 0.0, 0).record.identity.host
-        };
-        let segment = |outcome: &str, host: Option<&Host>| cells::Segment {
+        let older = train(base, 1, 0.0, 0.0, 0).record.identity.host;
+        let newer = Host { cpu_id: "AuthenticAMD family 26 model 2".into(), ..older.clone() };
+        let segment = |outcome: &str, host: &Host, threads: &str| cells::Segment {
             started: 0,
             ended: Some(1),
             outcome: Some(outcome.into()),
             commit: "c".into(),
             hostname: "h".into(),
-            commands: vec![],
-            host: host.cloned(),
+            commands: vec![["train", "--seed", "1", "--threads", threads].map(String::from).to_vec()],
+            host: Some(host.clone()),
         };
-        let finished_on_newer = |mut c: CellData| {
-            let older = c.record.identity.host.clone();
-            c.record.segments = vec![segment("interrupted", Some(&older)), segment("finished", Some(&newer))];
+        let finished_on_newer = |mut c: CellData, threads: &str| {
+            c.record.segments = vec![segment("interrupted", &older, "1"), segment("finished", &newer, threads)];
             c
         };
         let cells: Vec<CellData> = vec![
             train(base, 1, 50.0, 6.9, 100),
-            finished_on_newer(train(base, 2, 50.0, 4.6, 100)),
-            finished_on_newer(train(ld, 2, 50.0, 4.6, 100)),
+            finished_on_newer(train(base, 2, 50.0, 4.6, 100), "1"),
+            finished_on_newer(train(ld, 2, 50.0, 4.6, 100), "1"),
+            finished_on_newer(train(ld, 3, 50.0, 2.5, 100), "2"),
         ];
         let specs: Vec<CellSpec> = cells.iter().map(|c| c.spec.clone()).collect();
         let by_id: BTreeMap<String, CellData> = cells.into_iter().map(|c| (c.spec.id.clone(), c)).collect();

@@ -34,7 +34,7 @@ pub(super) fn threads_of_cells(cells: &BTreeMap<String, CellData>) -> Vec<String
 }
 
 /// The word after `flag` in a command line's words, if the flag is there.
-fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a String> {
+pub(super) fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a String> {
     args.iter().position(|f| f == flag).and_then(|i| args.get(i + 1))
 }
 
@@ -105,7 +105,7 @@ pub(super) fn notes(c: &Campaign) -> Vec<String> {
         "Accuracy: the FINAL model's dev accuracy (%), mean ± sample standard deviation over the finished seeds. \"Best during training\" is the best of the evaluations during training (each epoch's end), a separate figure that picks its epoch on dev.".to_string(),
         "Δ vs base: paired by seed (the same seed means the same data order, dropout stream and noise; every cell has head seed 0, so the same initial head): the mean of the per-seed differences in percentage points with its 95% Student t interval (n - 1 degrees of freedom). With n = 1 there is no interval. \"Excludes 0\": the interval lies on one side of 0, i.e. the difference is unlikely to be seed noise.".into(),
         "FMA rows average the final models of their parent row (the same strategies without FMA). With N >= 3 seeds there is one FMA cell per seed k, averaging the N - 1 models of the other seeds (leave-one-out: N averages); with 2 seeds one cell averages both (n = 1); with 1 seed there is none. \"Avg - members\" is each average's accuracy minus the mean accuracy of the models it averages: the gain that averaging adds. An FMA cell's Δ vs base is its accuracy minus the mean base accuracy over the same seeds. Its costs are the parent row's training costs (averaging adds one pass over the weights and one evaluation).".into(),
-        "Costs: s/step is the mean training time per optimizer step (evaluation excluded); x base is each cell's s/step over the mean s/step of base's cells on the same host, averaged over the row's cells (cells on a host where base has no finished cell are left out: across machines the ratio would compare the machines); peak memory is the largest peak of the row's cells (device memory on CUDA, resident host memory on the CPU). Cells run side by side (--jobs > 1) share the machine: compare times within one campaign only.".into(),
+        "Costs: s/step is the mean training time per optimizer step (evaluation excluded); x base is each cell's s/step over the mean s/step of base's cells on the same machine with the same --threads, averaged over the row's cells (cells without such a base cell are left out: the ratio would compare the machines or the thread counts); peak memory is the largest peak of the row's cells (device memory on CUDA, resident host memory on the CPU). Cells run side by side (--jobs > 1) share the machine: compare times within one campaign only.".into(),
         "n = k/N: k of the row's N planned cells are finished; the rest are missing (rerun the campaign to complete them).".into(),
     ];
     if matches!(c.task.as_str(), "iflytek" | "afqmc") {
