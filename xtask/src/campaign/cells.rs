@@ -89,6 +89,7 @@ pub struct Segment {
     /// `finished`, `interrupted`, `failed (...)`, `regenerated weights`.
     pub outcome: Option<String>,
     pub commit: String,
+    /// Also in `host`; kept because the records written before `host` name their machine by this alone.
     pub hostname: String,
     /// The commands run, each as its argument list.
     pub commands: Vec<Vec<String>>,

@@ -78,9 +78,7 @@ impl CellData {
     /// What its step time depends on besides the strategy: the machine that finished it and the
     /// `--threads` of its training command there.
     fn timing_conditions(&self) -> String {
-        let commands = self.finishing_segment().map_or(&[][..], |s| &s.commands[..]);
-        let train = commands.iter().find(|cmd| cmd.first().is_some_and(|w| w == "train"));
-        let threads = train.and_then(|cmd| settings::flag_value(cmd, "--threads"));
+        let threads = self.finishing_segment().and_then(|s| settings::train_threads(s).next());
         format!("{}, {} thread(s)", self.machine().describe(), threads.map_or("?", |t| t.as_str()))
     }
 
@@ -126,13 +124,13 @@ fn mean(v: &[f64]) -> Option<f64> {
 /// base's cells on the same machine with the same thread count, averaged over the cells. A cell without
 /// such base cells is left out: the ratio would measure the machines or the threads, not the strategy.
 fn step_time_ratio(cs: &[&CellData], base: &[&CellData]) -> Option<f64> {
-    let host = |c: &CellData| c.timing_conditions();
     let ratios: Vec<f64> = cs
         .iter()
         .filter_map(|c| {
-            let on_host: Vec<f64> =
-                base.iter().filter(|b| host(b) == host(c)).filter_map(|b| b.seconds_per_step()).collect();
-            Some(c.seconds_per_step()? / mean(&on_host)?)
+            let conditions = c.timing_conditions();
+            let alike = base.iter().filter(|b| b.timing_conditions() == conditions);
+            let base_times: Vec<f64> = alike.filter_map(|b| b.seconds_per_step()).collect();
+            Some(c.seconds_per_step()? / mean(&base_times)?)
         })
         .collect();
     mean(&ratios)

@@ -3,6 +3,7 @@
 //! the columns.
 
 use super::CellData;
+use crate::campaign::cells::Segment;
 use crate::campaign::identity::{self, Identity};
 use crate::campaign::options::row_lr;
 use crate::campaign::rows;
@@ -27,10 +28,14 @@ pub(super) fn hosts_of(cells: &BTreeMap<String, CellData>) -> BTreeMap<String, V
 /// invocation that writes a table, `--report-only` above all, may differ from the ones that trained its
 /// cells, and the step times come from these).
 pub(super) fn threads_of_cells(cells: &BTreeMap<String, CellData>) -> Vec<String> {
-    let commands = cells.values().flat_map(|c| &c.record.segments).flat_map(|s| &s.commands);
-    let train_commands = commands.filter(|cmd| cmd.first().is_some_and(|c| c == "train"));
-    let threads = train_commands.filter_map(|cmd| flag_value(cmd, "--threads"));
-    threads.cloned().collect::<BTreeSet<_>>().into_iter().collect()
+    let segments = cells.values().flat_map(|c| &c.record.segments);
+    segments.flat_map(train_threads).cloned().collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+/// The `--threads` of a segment's `train` commands (one per training it ran).
+pub(super) fn train_threads(segment: &Segment) -> impl Iterator<Item = &String> {
+    let train_commands = segment.commands.iter().filter(|cmd| cmd.first().is_some_and(|c| c == "train"));
+    train_commands.filter_map(|cmd| flag_value(cmd, "--threads"))
 }
 
 /// The word after `flag` in a command line's words, if the flag is there.
