@@ -66,7 +66,10 @@ status)
             awk '/^=== /{open=1} /^final dev accuracy/{open=0} END{exit !open}' "$log" || continue
             note=" (regenerating its model)"
         fi
-        echo "$(basename "$cell")$note: $(grep -E '^step [0-9]+/' "$log" | tail -n 1 || true)"
+        # The last update of the log's last segment: an earlier segment's may be from a run that was lost
+        # with its machine's disk, and the new one restarted.
+        last=$(awk '/^=== /{step=""} /^step [0-9]+\//{step=$0} END{print step}' "$log")
+        echo "$(basename "$cell")$note: ${last:-no update logged yet in its current segment}"
     done
     if [[ -f "$check/base-seed1.json" ]]; then
         echo "PyTorch check of the base row: finished ($check/base-seed1.json)"
