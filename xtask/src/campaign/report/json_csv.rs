@@ -24,7 +24,7 @@ pub(super) fn table_json(t: &Table) -> Value {
                 "peak_memory_bytes": cd.and_then(|c| c.peak_bytes()),
                 "steps": cd.and_then(|c| c.steps()),
                 "final_weights_blake3": cd.and_then(|c| c.metrics["final_weights_blake3"].as_str().map(String::from)),
-                "host": cd.map(|c| c.record.identity.host.clone()),
+                "host": cd.map(|c| c.machine().clone()),
                 "commit": cd.map(|c| c.record.identity.commit_short()),
                 "fingerprint": cd.map(|c| c.record.identity.fingerprint.clone()),
             })

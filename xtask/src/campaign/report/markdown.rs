@@ -188,7 +188,7 @@ pub(super) fn markdown(t: &Table) -> String {
                     cd.seconds_per_step().map_or("-".into(), |x| format!("{x:.3}")),
                     mib(cd.peak_bytes()),
                     cd.steps().map_or("-".into(), |x| format!("{x:.0}")),
-                    cd.record.identity.host.class(),
+                    cd.machine().class(),
                     cd.record.identity.commit_short()
                 );
             }

@@ -465,5 +465,8 @@ mod tests {
         let machines = settings::hosts_of(&by_id);
         assert_eq!(machines.len(), 2, "{machines:?}");
         assert!(machines.keys().any(|m| m.contains("family 26 model 2")), "{machines:?}");
+        // The cells' own host (the Cells table, table.json) is the one that finished them, not the first.
+        assert_eq!(by_id["layer-decay-seed3"].machine(), &newer);
+        assert_eq!(by_id["base-seed1"].machine(), &older);
     }
 }
