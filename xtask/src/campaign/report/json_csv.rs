@@ -25,7 +25,7 @@ pub(super) fn table_json(t: &Table) -> Value {
                 "steps": cd.and_then(|c| c.steps()),
                 "final_weights_blake3": cd.and_then(|c| c.metrics["final_weights_blake3"].as_str().map(String::from)),
                 "host": cd.map(|c| c.machine().clone()),
-                "commit": cd.map(|c| c.record.identity.commit_short()),
+                "commit": cd.map(|c| c.commit()),
                 "fingerprint": cd.map(|c| c.record.identity.fingerprint.clone()),
             })
         })

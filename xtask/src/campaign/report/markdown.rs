@@ -189,7 +189,7 @@ pub(super) fn markdown(t: &Table) -> String {
                     mib(cd.peak_bytes()),
                     cd.steps().map_or("-".into(), |x| format!("{x:.0}")),
                     cd.machine().class(),
-                    cd.record.identity.commit_short()
+                    cd.commit()
                 );
             }
             None => md += &format!("| {} | missing | | | | | | | |\n", spec.id),

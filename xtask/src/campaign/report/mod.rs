@@ -75,6 +75,12 @@ impl CellData {
         self.finishing_segment().and_then(|s| s.host.as_ref()).unwrap_or(&self.record.identity.host)
     }
 
+    /// The commit its training (or its average) finished under, as `machine` names the host; the identity's
+    /// (first segment's) commit where no segment is recorded as finished.
+    pub fn commit(&self) -> String {
+        self.finishing_segment().map_or_else(|| self.record.identity.commit_short(), |s| s.commit.clone())
+    }
+
     /// What its step time depends on besides the strategy: the machine that finished it and the
     /// `--threads` of its training command there.
     fn timing_conditions(&self) -> String {
@@ -443,7 +449,7 @@ mod tests {
             started: 0,
             ended: Some(1),
             outcome: Some(outcome.into()),
-            commit: "c".into(),
+            commit: format!("{outcome}-commit"),
             hostname: "h".into(),
             commands: vec![["train", "--seed", "1", "--threads", threads].map(String::from).to_vec()],
             host: Some(host.clone()),
@@ -465,8 +471,11 @@ mod tests {
         let machines = settings::hosts_of(&by_id);
         assert_eq!(machines.len(), 2, "{machines:?}");
         assert!(machines.keys().any(|m| m.contains("family 26 model 2")), "{machines:?}");
-        // The cells' own host (the Cells table, table.json) is the one that finished them, not the first.
+        // The cells' own host and commit (the Cells table, table.json) are those that finished them, not
+        // the first segment's; a cell without segments names its identity's.
         assert_eq!(by_id["layer-decay-seed3"].machine(), &newer);
+        assert_eq!(by_id["layer-decay-seed3"].commit(), "finished-commit");
         assert_eq!(by_id["base-seed1"].machine(), &older);
+        assert_eq!(by_id["base-seed1"].commit(), by_id["base-seed1"].record.identity.commit_short());
     }
 }
