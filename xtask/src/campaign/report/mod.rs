@@ -81,6 +81,13 @@ impl CellData {
         self.finishing_segment().map_or_else(|| self.record.identity.commit_short(), |s| s.commit.clone())
     }
 
+    /// Every commit that ran a part of it: the one it started under and each segment's (a cell resumed
+    /// across sittings may span several commits, all with its numerics fingerprint).
+    pub fn commits(&self) -> BTreeSet<String> {
+        let segments = self.record.segments.iter().map(|s| s.commit.clone());
+        std::iter::once(self.record.identity.commit_short()).chain(segments).collect()
+    }
+
     /// What its step time depends on besides the strategy: the machine that finished it and the
     /// `--threads` of its training command there.
     fn timing_conditions(&self) -> String {
@@ -477,5 +484,11 @@ mod tests {
         assert_eq!(by_id["layer-decay-seed3"].commit(), "finished-commit");
         assert_eq!(by_id["base-seed1"].machine(), &older);
         assert_eq!(by_id["base-seed1"].commit(), by_id["base-seed1"].record.identity.commit_short());
+        // The settings name every commit that ran a segment, the finishing ones included.
+        let commits = settings::commits_of(&by_id);
+        for c in ["interrupted-commit", "finished-commit"] {
+            assert!(commits.contains(c), "{c} not in {commits:?}");
+        }
+        assert_eq!(by_id["layer-decay-seed3"].commits().len(), 3);
     }
 }

@@ -55,6 +55,11 @@ pub(super) fn learning_rate(c: &Campaign) -> String {
     }
 }
 
+/// Every commit that ran a part of the cells (see `CellData::commits`).
+pub(super) fn commits_of(cells: &BTreeMap<String, CellData>) -> BTreeSet<String> {
+    cells.values().flat_map(CellData::commits).collect()
+}
+
 pub(super) fn settings(c: &Campaign, current: Option<&Identity>, cells: &BTreeMap<String, CellData>) -> Value {
     let idents: Vec<&Identity> = cells.values().map(|c| &c.record.identity).collect();
     let set = |f: &dyn Fn(&Identity) -> String| {
@@ -90,7 +95,7 @@ pub(super) fn settings(c: &Campaign, current: Option<&Identity>, cells: &BTreeMa
             "numerics_classes_of_cells": set(&|i| i.numerics_class()),
             "fingerprint_source": set(&|i| i.fingerprint_source.clone()),
             "fingerprint_of_this_build": current.map(|i| i.fingerprint.clone()),
-            "commits_of_cells": set(&|i| i.commit_short()),
+            "commits_of_cells": commits_of(cells),
             "binaries_of_cells": set(&|i| i.binary.clone()),
         },
         "hosts_of_cells": hosts_of(cells),
