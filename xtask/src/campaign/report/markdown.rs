@@ -1,8 +1,8 @@
-//! table.md: the strategy table (accuracy, paired Δ vs base with its interval, FMA gain, costs), its notes,
-//! the settings that produced it and one line per cell.
+//! table.md: the strategy table (accuracy, paired Δ vs base with its interval, FMA gain, costs), the per-seed
+//! differences behind it, its notes, the settings that produced it and one line per cell.
 
 use super::settings::{hosts_of, learning_rate, list};
-use super::Table;
+use super::{PairedDifference, RowStats, Table};
 use crate::campaign::identity::Host;
 use crate::campaign::rows;
 use crate::campaign::stats::{Interval, Summary};
@@ -43,6 +43,29 @@ fn interval_cells(i: &Option<Interval>) -> [String; 3] {
             _ => [signed(i.mean), "none (n = 1)".into(), "-".into()],
         },
     }
+}
+
+/// The per-seed differences behind each row's Δ and FMA gain (none before a row has a finished cell).
+pub(super) fn paired_differences(stats: &[RowStats]) -> String {
+    let rows: Vec<&RowStats> = stats.iter().filter(|r| !r.paired.is_empty()).collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let list = |r: &RowStats, f: &dyn Fn(&PairedDifference) -> Option<f64>| {
+        let v: Vec<String> = r.paired.iter().filter_map(|p| Some(format!("{} {}", p.of, signed(f(p)?)))).collect();
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let mut md =
+        "\nPer seed (FMA: per average), in points: the differences the Δ and its interval summarise.\n\n".to_string();
+    md += "| row | Δ vs base | FMA: avg - members |\n|---|---|---|\n";
+    for r in rows {
+        md += &format!("| {} | {} | {} |\n", r.label, list(r, &|p| p.vs_base), list(r, &|p| p.vs_members));
+    }
+    md
 }
 
 /// The Markdown of the table, from the rows' statistics, the settings and notes of table.json, and the
@@ -87,6 +110,7 @@ pub(super) fn markdown(t: &Table) -> String {
             f2(r.published),
         );
     }
+    md += &paired_differences(stats);
     md += "\nNotes:\n\n";
     for n in notes {
         md += &format!("- {n}\n");

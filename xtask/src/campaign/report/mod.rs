@@ -121,12 +121,25 @@ pub struct RowStats {
     pub delta_vs_base: Option<Interval>,
     /// FMA: average minus the mean of its members (percentage points).
     pub fma_gain: Option<Interval>,
+    /// The differences behind `delta_vs_base` and `fma_gain`, one per seed (per average for FMA), in
+    /// seed order: what the interval summarises, for a reader to see which seeds gain.
+    pub paired: Vec<PairedDifference>,
     pub seconds_per_step: Option<f64>,
     pub step_time_ratio: Option<f64>,
     pub peak_memory_bytes: Option<f64>,
     pub memory_ratio: Option<f64>,
     pub steps: Option<f64>,
     pub published: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PairedDifference {
+    /// `seed 2`, or for an FMA cell the seeds it averages: `seeds 1+3`.
+    pub of: String,
+    /// Percentage points against base with the same seed (FMA: base's mean over the averaged seeds).
+    pub vs_base: Option<f64>,
+    /// FMA: the average's accuracy minus its members' mean (percentage points).
+    pub vs_members: Option<f64>,
 }
 
 fn mean(v: &[f64]) -> Option<f64> {
@@ -181,26 +194,43 @@ pub fn compute(
             let cs = by_row(row);
             let planned = specs.iter().filter(|s| s.row == *row).count();
             let accs: Vec<f64> = cs.iter().filter_map(|c| c.accuracy()).collect();
-            let (delta, gain) = if row.fma {
-                let deltas: Vec<f64> = cs
+            let paired: Vec<PairedDifference> = if row.fma {
+                let mut by_members: Vec<(&Vec<u64>, &CellData)> = cs
                     .iter()
-                    .filter_map(|c| {
-                        let Kind::Fma { members } = &c.spec.kind else {
-                            return None;
-                        };
-                        let base: Vec<f64> = members.iter().map(|s| base_acc.get(s).copied()).collect::<Option<_>>()?;
-                        Some(c.accuracy()? - mean(&base)?)
+                    .filter_map(|c| match &c.spec.kind {
+                        Kind::Fma { members } => Some((members, *c)),
+                        Kind::Train { .. } => None,
                     })
                     .collect();
-                let gains: Vec<f64> = cs.iter().filter_map(|c| Some(c.accuracy()? - c.members_mean()?)).collect();
-                (stats::interval(&deltas, stats::LEVEL), stats::interval(&gains, stats::LEVEL))
+                by_members.sort_by_key(|(members, _)| *members);
+                by_members
+                    .into_iter()
+                    .map(|(members, c)| {
+                        let base: Option<Vec<f64>> = members.iter().map(|s| base_acc.get(s).copied()).collect();
+                        let seeds: Vec<String> = members.iter().map(u64::to_string).collect();
+                        PairedDifference {
+                            of: format!("seeds {}", seeds.join("+")),
+                            vs_base: c.accuracy().zip(base.as_deref().and_then(mean)).map(|(a, b)| a - b),
+                            vs_members: c.accuracy().zip(c.members_mean()).map(|(a, m)| a - m),
+                        }
+                    })
+                    .collect()
             } else if *row == rows::base() {
-                (None, None)
+                vec![]
             } else {
-                let d: Vec<f64> =
-                    stats::paired(&seed_map(row, &|c| c.accuracy()), &base_acc).into_iter().map(|(_, d)| d).collect();
-                (stats::interval(&d, stats::LEVEL), None)
+                let d = stats::paired(&seed_map(row, &|c| c.accuracy()), &base_acc);
+                d.into_iter()
+                    .map(|(seed, d)| PairedDifference {
+                        of: format!("seed {seed}"),
+                        vs_base: Some(d),
+                        vs_members: None,
+                    })
+                    .collect()
             };
+            let interval_of = |f: &dyn Fn(&PairedDifference) -> Option<f64>| {
+                stats::interval(&paired.iter().filter_map(f).collect::<Vec<_>>(), stats::LEVEL)
+            };
+            let (delta, gain) = (interval_of(&|p| p.vs_base), interval_of(&|p| p.vs_members));
             let (sps, step_time_ratio, peak, steps) = costs(row);
             RowStats {
                 row: row.key(),
@@ -220,6 +250,7 @@ pub fn compute(
                 macro_f1: stats::summary(&cs.iter().filter_map(|c| c.macro_f1()).collect::<Vec<_>>()),
                 delta_vs_base: delta,
                 fma_gain: gain,
+                paired,
                 seconds_per_step: sps,
                 step_time_ratio,
                 peak_memory_bytes: peak,
@@ -404,6 +435,10 @@ mod tests {
         assert_eq!(d.excludes_zero, Some(false));
         assert!(close(a.seconds_per_step.unwrap(), 2.2) && close(a.step_time_ratio.unwrap(), 2.0));
         assert!(close(a.memory_ratio.unwrap(), 150.0 / 120.0));
+        // ... and the per-seed differences behind it, in seed order.
+        let per_seed: Vec<(&str, f64)> = a.paired.iter().map(|p| (p.of.as_str(), p.vs_base.unwrap())).collect();
+        assert_eq!(per_seed, [("seed 1", 1.0), ("seed 2", 2.0)]);
+        assert!(a.paired.iter().all(|p| p.vs_members.is_none()) && b.paired.is_empty());
 
         // fma (n = 1): gain 2 and delta to base 73 - mean(70, 72) = 2, neither with an interval; the costs are base's.
         let f = &stats[1];
@@ -411,6 +446,12 @@ mod tests {
         let (g, d) = (f.fma_gain.unwrap(), f.delta_vs_base.unwrap());
         assert!(close(g.mean, 2.0) && g.half_width.is_none() && close(d.mean, 2.0) && d.lo.is_none());
         assert!(f.best_during_training.is_none());
+        assert_eq!(f.paired.len(), 1);
+        assert_eq!(f.paired[0].of, "seeds 1+2");
+        assert!(close(f.paired[0].vs_base.unwrap(), 2.0) && close(f.paired[0].vs_members.unwrap(), 2.0));
+        let md = markdown::paired_differences(&stats);
+        assert!(md.contains("| +adv | seed 1 +1.00, seed 2 +2.00 | - |"), "{md}");
+        assert!(md.contains("| +fma | seeds 1+2 +2.00 | seeds 1+2 +2.00 |"), "{md}");
         assert_eq!(f.step_time_ratio, Some(1.0));
     }
 
