@@ -51,7 +51,7 @@ pub(super) fn paired_differences(stats: &[RowStats]) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    let list = |r: &RowStats, f: &dyn Fn(&PairedDifference) -> Option<f64>| {
+    let per_cell = |r: &RowStats, f: &dyn Fn(&PairedDifference) -> Option<f64>| {
         let v: Vec<String> = r.paired.iter().filter_map(|p| Some(format!("{} {}", p.of, signed(f(p)?)))).collect();
         if v.is_empty() {
             "-".to_string()
@@ -63,7 +63,7 @@ pub(super) fn paired_differences(stats: &[RowStats]) -> String {
         "\nPer seed (FMA: per average), in points: the differences the Δ and its interval summarise.\n\n".to_string();
     md += "| row | Δ vs base | FMA: avg - members |\n|---|---|---|\n";
     for r in rows {
-        md += &format!("| {} | {} | {} |\n", r.label, list(r, &|p| p.vs_base), list(r, &|p| p.vs_members));
+        md += &format!("| {} | {} | {} |\n", r.label, per_cell(r, &|p| p.vs_base), per_cell(r, &|p| p.vs_members));
     }
     md
 }
