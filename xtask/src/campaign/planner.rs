@@ -34,7 +34,9 @@ pub struct Decision {
 #[derive(Debug)]
 pub struct Plan {
     pub decisions: BTreeMap<String, Decision>,
-    /// Every cell in breadth-first order (seed 1's rows, seed 2's, ...; an FMA cell after its last member).
+    /// Every cell in the order to start them: first the cells that resume from a checkpoint (their
+    /// finished updates are already paid for, and the table gains a cell soonest), then breadth-first
+    /// (seed 1's rows, seed 2's, ...; an FMA cell after its last member).
     pub order: Vec<String>,
     /// Training cell -> the unfinished FMA cells that need its model.
     pub needed_by: BTreeMap<String, BTreeSet<String>>,
@@ -176,8 +178,12 @@ pub fn plan(
             ));
         }
     }
+    let resumes_checkpoint = |s: &CellSpec| {
+        let d = &decisions[&s.id];
+        d.action == Action::Resume && !d.discard && disk.get(&s.id).is_some_and(|d| d.checkpoint)
+    };
     let mut order: Vec<&CellSpec> = specs.iter().collect();
-    order.sort_by_key(|s| (s.order(), s.is_fma()));
+    order.sort_by_key(|s| (!resumes_checkpoint(s), s.order(), s.is_fma()));
     Ok(Plan { decisions, order: order.into_iter().map(|s| s.id.clone()).collect(), needed_by })
 }
 
@@ -395,6 +401,30 @@ mod tests {
         assert_eq!(a("adv-seed2"), Action::Run);
         assert_eq!(a("fma-seeds1+2"), Action::Run);
         assert_eq!(p.count(Action::Run), 2);
+    }
+
+    #[test]
+    fn cells_with_a_checkpoint_come_first_then_breadth_first() {
+        let s = specs(3);
+        let cur = ident("f", "c");
+        let mut disk = BTreeMap::new();
+        disk.insert("base-seed1".to_string(), finished(&s[0], &cur)); // model deleted: regenerated for FMA
+        disk.insert(
+            "adv-seed3".to_string(),
+            OnDisk { record: Some(record(&s[5], &cur, "interrupted")), checkpoint: true, ..Default::default() },
+        );
+        // Started, but its checkpoint was lost with its machine: restarts in its breadth-first place.
+        disk.insert(
+            "adv-seed2".to_string(),
+            OnDisk { record: Some(record(&s[3], &cur, "interrupted")), ..Default::default() },
+        );
+        let p = plan(&s, &disk, Some(&cur), false).unwrap();
+        assert_eq!(p.decisions["base-seed1"].action, Action::Regenerate);
+        assert_eq!(p.decisions["adv-seed2"].action, Action::Resume);
+        assert_eq!(p.decisions["adv-seed3"].action, Action::Resume);
+        assert_eq!(p.order[0], "adv-seed3");
+        assert_eq!(p.order[1..4], ["base-seed1", "adv-seed1", "base-seed2"]);
+        assert_eq!(p.order.len(), s.len());
     }
 
     #[test]

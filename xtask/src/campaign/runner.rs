@@ -1,5 +1,6 @@
 //! Runs the planned cells: up to `--jobs` ernie-ft processes at once, FMA cells as soon as their members'
-//! models exist, training cells in breadth-first order; closes each cell as its process ends.
+//! models exist, training cells in the plan's order (those with a checkpoint first, then breadth-first);
+//! closes each cell as its process ends.
 //!
 //! Interruptions. Each child runs in its own process group and the campaign forwards SIGINT / SIGTERM to
 //! every running child exactly once per signal it receives (a Ctrl-C in the terminal reaches the campaign
@@ -187,7 +188,7 @@ pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
                             || regeneration_due(id, &needed_by, &done, |f| spec(f).member_ids())
                     }
                 };
-                // FMA cells first (they are short and free their members' models), then breadth-first.
+                // FMA cells first (they are short and free their members' models), then the plan's order.
                 let pick = pending
                     .iter()
                     .position(|id| spec(id).is_fma() && ready(id))
