@@ -22,6 +22,7 @@ def load(run: pathlib.Path):
     if metrics.is_file():
         m = json.loads(metrics.read_text())
         return dict(finished=True, steps=m["steps"], history=m["history"], lr=m["lr"], epochs=m["config"]["epochs"],
+                    recipe=m["config"]["recipe"], seed=m["config"]["seed"], holdout=m["config"]["holdout"],
                     sps=m.get("seconds_per_step"), host=m.get("simd_class", ""), device=m.get("device", ""),
                     train_loss=m.get("train_loss_last_epoch"), total=m["steps"])
     states = sorted((run / "checkpoints").glob("step-*/state.json"))
@@ -30,18 +31,36 @@ def load(run: pathlib.Path):
     s = json.loads(states[-1].read_text())
     p = s["progress"]
     return dict(finished=False, steps=p["step"], history=p["history"], lr=s["config"]["lr"], epochs=s["config"]["epochs"],
+                recipe=s["config"]["recipe"], seed=s["config"]["seed"], holdout=s["config"]["holdout"],
                 sps=p["train_seconds"] / max(p["step"], 1), host=s.get("simd_class", ""), device=s.get("backend", ""),
                 train_loss=p.get("last_epoch_loss"), total=s["total_steps"])
+
+
+def cells(r):
+    """A run's columns from `status` on: status, held-out accuracy / macro-F1 / loss per epoch, last-epoch
+    train loss, s/step, host."""
+    h = r["history"]
+    acc = " / ".join(f"{e['dev']['accuracy'] * 100:.2f}" for e in h) or "-"
+    f1 = " / ".join(f"{e['dev']['macro_f1'] * 100:.2f}" for e in h) or "-"
+    loss = " / ".join(f"{e['dev']['loss']:.3f}" for e in h) or "-"
+    status = "finished" if r["finished"] else f"in progress: update {r['steps']} of {r['total']}"
+    tl = f"{r['train_loss']:.3f}" if r["train_loss"] else "-"
+    sps = f"{r['sps']:.2f}" if r["sps"] else "-"
+    return [status, acc, f1, loss, tl, sps, r["host"]]
+
+
+CELLS_HEADER = "status | held-out accuracy per epoch | macro-F1 per epoch | loss per epoch | last-epoch train loss | s/step | host"
+
+
+def load_runs(runs: pathlib.Path):
+    """Every run under `runs` that has finished or saved a training state."""
+    return [r for r in (load(d) for d in sorted(p for p in runs.iterdir() if p.is_dir())) if r]
 
 
 def main():
     runs = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "results/iflytek/lr-selection/runs")
     out = pathlib.Path(sys.argv[2] if len(sys.argv) > 2 else "results/iflytek/lr-selection.md")
-    rows = []
-    for d in sorted(p for p in runs.iterdir() if p.is_dir()):
-        r = load(d)
-        if r:
-            rows.append(r)
+    rows = load_runs(runs)
     rows.sort(key=lambda r: (r["epochs"], r["lr"]))
     md = ["# IFLYTEK: choosing the base learning rate on held-out TRAIN", ""]
     md += [
@@ -55,18 +74,11 @@ def main():
         f"held-out accuracy still rose by more than {RISE * 100:.0f} points over its last epoch, the number of epochs",
         "is chosen the same way too (runs of that lr with more epochs; each run has its own linear schedule).",
         "",
-        "| lr | epochs | status | held-out accuracy per epoch | macro-F1 per epoch | loss per epoch | last-epoch train loss | s/step | host |",
+        f"| lr | epochs | {CELLS_HEADER} |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        h = r["history"]
-        acc = " / ".join(f"{e['dev']['accuracy'] * 100:.2f}" for e in h) or "-"
-        f1 = " / ".join(f"{e['dev']['macro_f1'] * 100:.2f}" for e in h) or "-"
-        loss = " / ".join(f"{e['dev']['loss']:.3f}" for e in h) or "-"
-        status = "finished" if r["finished"] else f"in progress: update {r['steps']} of {r['total']}"
-        tl = f"{r['train_loss']:.3f}" if r["train_loss"] else "-"
-        sps = f"{r['sps']:.2f}" if r["sps"] else "-"
-        md.append(f"| {r['lr']:g} | {r['epochs']} | {status} | {acc} | {f1} | {loss} | {tl} | {sps} | {r['host']} |")
+        md.append(f"| {r['lr']:g} | {r['epochs']} | {' | '.join(cells(r))} |")
     done = [r for r in rows if r["finished"] and r["history"]]
     md.append("")
     if len(done) < len(rows) or not rows:
