@@ -135,6 +135,9 @@ pub struct OnDisk {
     pub run_finished: bool,
     /// `run/checkpoints/step-*`: a training-state checkpoint to resume from.
     pub checkpoint: bool,
+    /// The updates the newest checkpoint leaves to train (its state.json: total_steps - progress.step);
+    /// None without a checkpoint or where its state cannot be read.
+    pub updates_left: Option<u64>,
 }
 
 pub fn dir(cells: &Path, id: &str) -> PathBuf {
@@ -160,7 +163,21 @@ pub fn scan(cell_dir: &Path) -> Result<OnDisk> {
         weights: run.join("model.safetensors").is_file() && run.join("ernie_ft.json").is_file(),
         run_finished: run.join(METRICS).is_file(),
         checkpoint,
+        updates_left: if checkpoint { updates_left(&run) } else { None },
     })
+}
+
+/// The updates left after the newest training state in `run/checkpoints` (the step-N with the largest N).
+fn updates_left(run: &Path) -> Option<u64> {
+    let newest = std::fs::read_dir(run.join("checkpoints"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("step-")?.parse::<u64>().ok().map(|n| (n, e.path())))
+        .max_by_key(|(n, _)| *n)?
+        .1;
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(newest.join("state.json")).ok()?).ok()?;
+    Some(state["total_steps"].as_u64()?.saturating_sub(state["progress"]["step"].as_u64()?))
 }
 
 /// Whether a run directory holds a training-state checkpoint (checkpoints/step-N) to resume from.
@@ -308,6 +325,26 @@ mod tests {
         assert!(d.contains(&"inputs.train.lines: recorded 10, now 12".to_string()), "{d:?}");
         assert!(d.contains(&"inputs.train.blake3: recorded \"aa\", now \"bb\"".to_string()), "{d:?}");
         assert!(diff(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn scan_reads_the_updates_the_newest_checkpoint_leaves() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ckpts = tmp.path().join(RUN_DIR).join("checkpoints");
+        for (step, total) in [(100u64, 1116u64), (1000, 1116), (450, 1116)] {
+            let d = ckpts.join(format!("step-{step:08}"));
+            std::fs::create_dir_all(&d).unwrap();
+            let state = json!({"total_steps": total, "progress": {"step": step}});
+            std::fs::write(d.join("state.json"), state.to_string()).unwrap();
+        }
+        let d = scan(tmp.path()).unwrap();
+        assert!(d.checkpoint);
+        assert_eq!(d.updates_left, Some(116), "step-00001000 is the newest");
+        std::fs::write(ckpts.join("step-00001000/state.json"), "{").unwrap();
+        assert_eq!(scan(tmp.path()).unwrap().updates_left, None, "an unreadable state: unknown, not a guess");
+        std::fs::remove_dir_all(&ckpts).unwrap();
+        let d = scan(tmp.path()).unwrap();
+        assert!(!d.checkpoint && d.updates_left.is_none());
     }
 
     #[test]

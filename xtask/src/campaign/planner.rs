@@ -34,9 +34,9 @@ pub struct Decision {
 #[derive(Debug)]
 pub struct Plan {
     pub decisions: BTreeMap<String, Decision>,
-    /// Every cell in the order to start them: first the cells that resume from a checkpoint (their
-    /// finished updates are already paid for, and the table gains a cell soonest), then breadth-first
-    /// (seed 1's rows, seed 2's, ...; an FMA cell after its last member).
+    /// Every cell in the order to start them: first the cells that resume from a checkpoint, fewest
+    /// updates left first (their finished updates are already paid for, and the table gains a cell
+    /// soonest), then breadth-first (seed 1's rows, seed 2's, ...; an FMA cell after its last member).
     pub order: Vec<String>,
     /// Training cell -> the unfinished FMA cells that need its model.
     pub needed_by: BTreeMap<String, BTreeSet<String>>,
@@ -178,12 +178,14 @@ pub fn plan(
             ));
         }
     }
-    let resumes_checkpoint = |s: &CellSpec| {
+    // A checkpointed cell whose state cannot be read sorts after the others that resume.
+    let resume_rank = |s: &CellSpec| {
         let d = &decisions[&s.id];
-        d.action == Action::Resume && !d.discard && disk.get(&s.id).is_some_and(|d| d.checkpoint)
+        let on_disk = disk.get(&s.id).filter(|o| o.checkpoint && d.action == Action::Resume && !d.discard);
+        on_disk.map(|o| o.updates_left.unwrap_or(u64::MAX - 1)).unwrap_or(u64::MAX)
     };
     let mut order: Vec<&CellSpec> = specs.iter().collect();
-    order.sort_by_key(|s| (!resumes_checkpoint(s), s.order(), s.is_fma()));
+    order.sort_by_key(|s| (resume_rank(s), s.order(), s.is_fma()));
     Ok(Plan { decisions, order: order.into_iter().map(|s| s.id.clone()).collect(), needed_by })
 }
 
@@ -404,15 +406,20 @@ mod tests {
     }
 
     #[test]
-    fn cells_with_a_checkpoint_come_first_then_breadth_first() {
+    fn cells_with_a_checkpoint_come_first_nearest_to_done_first_then_breadth_first() {
         let s = specs(3);
         let cur = ident("f", "c");
         let mut disk = BTreeMap::new();
         disk.insert("base-seed1".to_string(), finished(&s[0], &cur)); // model deleted: regenerated for FMA
-        disk.insert(
-            "adv-seed3".to_string(),
-            OnDisk { record: Some(record(&s[5], &cur, "interrupted")), checkpoint: true, ..Default::default() },
-        );
+        let started = |spec: &CellSpec, updates_left: Option<u64>| OnDisk {
+            record: Some(record(spec, &cur, "interrupted")),
+            checkpoint: true,
+            updates_left,
+            ..Default::default()
+        };
+        disk.insert("adv-seed3".to_string(), started(&s[5], Some(400)));
+        disk.insert("base-seed3".to_string(), started(&s[4], None)); // state unreadable: after the others
+        disk.insert("adv-seed1".to_string(), started(&s[1], Some(900)));
         // Started, but its checkpoint was lost with its machine: restarts in its breadth-first place.
         disk.insert(
             "adv-seed2".to_string(),
@@ -422,8 +429,8 @@ mod tests {
         assert_eq!(p.decisions["base-seed1"].action, Action::Regenerate);
         assert_eq!(p.decisions["adv-seed2"].action, Action::Resume);
         assert_eq!(p.decisions["adv-seed3"].action, Action::Resume);
-        assert_eq!(p.order[0], "adv-seed3");
-        assert_eq!(p.order[1..4], ["base-seed1", "adv-seed1", "base-seed2"]);
+        assert_eq!(p.order[..3], ["adv-seed3", "adv-seed1", "base-seed3"]);
+        assert_eq!(p.order[3..5], ["base-seed1", "base-seed2"]);
         assert_eq!(p.order.len(), s.len());
     }
 
