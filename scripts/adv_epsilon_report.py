@@ -16,7 +16,7 @@ import pathlib
 import re
 import sys
 
-from lr_selection_report import CELLS_HEADER, cells, load_runs
+from lr_selection_report import CELLS_HEADER, cells, finish, load_runs
 
 DEFAULT_EPSILON = 1.0
 LR_SELECTION = pathlib.Path("results/iflytek/lr-selection.md")
@@ -89,14 +89,7 @@ def main():
             f" {p1 * 100:.2f}): the default stays."
         )
         md.append(f"Result: {verdict}")
-    md.append("")
-    md.append("s/step: wall-clock seconds per update on the machine that ran it, with other work beside it; not a"
-              " speed figure.")
-    notes = runs.parent / "notes.md"  # the reasoning, written by hand
-    if notes.is_file():
-        md += ["", notes.read_text().rstrip()]
-    out.write_text("\n".join(md) + "\n")
-    print(out.read_text())
+    finish(md, runs, out)
 
 
 if __name__ == "__main__":

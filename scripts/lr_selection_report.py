@@ -91,10 +91,15 @@ def main():
         md.append(f"{'Chosen' if settled else 'Best finished so far'}: lr {best['lr']:g}, {best['epochs']} epochs, held-out accuracy {h[-1]['dev']['accuracy'] * 100:.2f} "
                   f"(macro-F1 {h[-1]['dev']['macro_f1'] * 100:.2f}); last-epoch rise {rise * 100:+.2f} points"
                   + (" — still rising steeply: choose the epochs too." if rise > RISE else "."))
+    finish(md, runs, out)
+
+
+def finish(md, runs: pathlib.Path, out: pathlib.Path):
+    """Close a report: the s/step footnote, then RUNS/../notes.md (the reasoning, written by hand), into OUT."""
     md.append("")
     md.append("s/step: wall-clock seconds per update on the machine that ran it, with other work beside it; not a"
               " speed figure.")
-    notes = runs.parent / "notes.md"  # the reasoning behind the candidates, written by hand
+    notes = runs.parent / "notes.md"
     if notes.is_file():
         md += ["", notes.read_text().rstrip()]
     out.write_text("\n".join(md) + "\n")
