@@ -194,6 +194,25 @@ fn interrupted_and_resumed_campaign_ends_with_the_same_table() {
     ok(&w.campaign("a", &["--rows", "adv"], &[], &[]));
     assert_eq!(numbers(&a), numbers(&json(&w.p("a/table.json"))), "--rows adv dropped rows from the table");
 
+    // Training some rows alone keeps the models that the FMA rows left out will average, so that those
+    // rows, run later, train nothing again.
+    let o = w.campaign("c", &["--rows", "rdrop+layer-decay"], &[], &[]);
+    ok(&o);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("keeping the models of base-seed1"), "{}", text(&o));
+    for row in ["base", "rdrop+layer-decay"] {
+        for seed in 1..=3 {
+            let model = w.p(&format!("c/cells/{row}-seed{seed}/run/ernie_ft.json"));
+            assert!(model.is_file(), "{} is missing", model.display());
+        }
+    }
+    let o = w.campaign("c", &[], &[], &[]);
+    ok(&o);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("0 model(s) to regenerate"), "{}", text(&o));
+    assert_eq!(numbers(&a), numbers(&json(&w.p("c/table.json"))), "the table in two invocations differs");
+    for e in std::fs::read_dir(w.p("c/cells")).unwrap().flatten() {
+        assert!(!e.path().join("run").exists(), "{} kept its model", e.path().display());
+    }
+
     // Two jobs at once; the runner is SIGKILLed while a cell trains (its children checkpoint on SIGTERM).
     let o = w.campaign("b", &["--jobs", "2"], &[], &[("XTASK_CAMPAIGN_TEST_KILL_AFTER", "3")]);
     assert_eq!(o.status.signal(), Some(9), "{}", text(&o));

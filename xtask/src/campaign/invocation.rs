@@ -8,7 +8,7 @@ use super::options::{row_lr, Opts};
 use super::rows::Row;
 use super::setup::Input;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Everything the cells of one invocation share.
@@ -34,6 +34,10 @@ pub struct Campaign {
     pub threads_per_job: usize,
     pub gpus: Vec<usize>,
     pub keep_checkpoints: bool,
+    /// Training cells of this invocation whose models unfinished FMA cells of rows it does not run
+    /// (`--rows`) will average: kept like those its own FMA cells need, so that training a few rows now
+    /// does not mean training them again for their FMA row later.
+    pub models_for_other_rows: BTreeSet<String>,
     pub save_every: u64,
     // Set when the campaign trains (not for --report-only):
     pub bin: PathBuf,

@@ -26,7 +26,7 @@ pub mod stats;
 
 use anyhow::{bail, Context, Result};
 use identity::Identity;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -72,6 +72,23 @@ fn widen_to_table_rows(c: &mut Campaign) {
         c.specs.iter().filter(|s| c.cell_dir(&s.id).join(cells::METRICS).is_file()).map(|s| s.row.key()).collect();
     c.rows.retain(|r| chosen.iter().any(|x| x.key() == r.key()) || with_cells.contains(&r.key()));
     c.build_specs();
+}
+
+/// The training cells of this invocation whose models the unfinished FMA cells of the table's other rows
+/// (every row of [`rows::ROWS`] that `--rows` left out) need.
+fn models_for_other_rows(c: &mut Campaign) -> BTreeSet<String> {
+    let chosen = std::mem::replace(&mut c.rows, rows::ROWS.iter().collect());
+    c.build_specs();
+    let other_fma_cells: Vec<&cells::CellSpec> = c
+        .specs
+        .iter()
+        .filter(|s| s.is_fma() && !chosen.iter().any(|r| r.key() == s.row.key()))
+        .filter(|s| !c.cell_dir(&s.id).join(cells::METRICS).is_file())
+        .collect();
+    let needed: BTreeSet<String> = other_fma_cells.iter().flat_map(|s| s.member_ids()).collect();
+    c.rows = chosen;
+    c.build_specs();
+    needed.into_iter().filter(|id| c.spec_index.contains_key(id)).collect()
 }
 
 /// `cargo xtask bench-<task>` (task given) or `bench-task` (task from --task).
@@ -125,6 +142,13 @@ pub fn run_command(command: &str, task: Option<&str>, args: &[String]) -> Result
         c.threads_per_job
     );
     let lock_file = runner::lock(&c.cells_dir().join(".lock"))?;
+    c.models_for_other_rows = models_for_other_rows(&mut c);
+    if !c.models_for_other_rows.is_empty() && !c.keep_checkpoints {
+        eprintln!(
+            "keeping the models of {} for the FMA rows not run now (--rows), which average them",
+            c.models_for_other_rows.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
     let disk = scan_cells(&c)?;
     let plan = planner::plan(&c.specs, &disk, Some(&c.identity), c.opts.fresh)?;
     eprintln!(

@@ -145,7 +145,7 @@ pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
             }
             if spec(id).is_fma() {
                 remove_dir(&c.cell_dir(id).join(AVG_DIR))?;
-            } else if !needed_by.contains_key(id) {
+            } else if !keeps_model(c, &needed_by, id) {
                 remove_dir(&c.cell_dir(id).join(RUN_DIR))?;
                 weights.remove(id);
             }
@@ -280,7 +280,7 @@ pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
                                 set.remove(&r.id);
                                 if set.is_empty() {
                                     needed_by.remove(&m);
-                                    if !c.keep_checkpoints {
+                                    if !keeps_model(c, &needed_by, &m) {
                                         remove_dir(&c.cell_dir(&m).join(RUN_DIR))?;
                                         weights.remove(&m);
                                     }
@@ -443,7 +443,7 @@ fn start_cell(
                 // This ernie-ft cannot resume: an interrupted cell starts again.
                 remove_dir(&run)?;
             }
-            let keep_model = c.keep_checkpoints || regenerate || needed_by.contains_key(id);
+            let keep_model = regenerate || keeps_model(c, needed_by, id);
             vec![c.train_args(s.row, *seed, &run, gpu, keep_model)]
         }
         Kind::Fma { .. } => {
@@ -524,6 +524,12 @@ fn set_status(c: &Campaign, id: &str, status: &str) -> Result<()> {
 }
 
 /// Copy run/metrics.json into the cell (the mark of a finished cell) and delete what is not needed.
+/// Whether a training cell's model stays: `--keep-checkpoints`, or an unfinished FMA cell needs it (of
+/// this invocation: `needed_by`; of a row it does not run: `Campaign::models_for_other_rows`).
+fn keeps_model(c: &Campaign, needed_by: &BTreeMap<String, BTreeSet<String>>, id: &str) -> bool {
+    c.keep_checkpoints || needed_by.contains_key(id) || c.models_for_other_rows.contains(id)
+}
+
 fn close_train_cell(c: &Campaign, id: &str, needed_by: Option<&BTreeMap<String, BTreeSet<String>>>) -> Result<()> {
     let dir = c.cell_dir(id);
     let run = dir.join(RUN_DIR);
@@ -539,7 +545,7 @@ fn close_train_cell(c: &Campaign, id: &str, needed_by: Option<&BTreeMap<String, 
     super::write_atomic(&dir.join(METRICS), &bytes)?;
     if !c.keep_checkpoints {
         remove_dir(&run.join("checkpoints"))?;
-        if needed_by.is_some_and(|n| !n.contains_key(id)) {
+        if needed_by.is_some_and(|n| !keeps_model(c, n, id)) {
             remove_dir(&run)?;
         }
     }

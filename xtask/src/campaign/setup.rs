@@ -157,6 +157,7 @@ pub fn setup(o: Opts) -> Result<Campaign> {
         threads_per_job: (o.threads.unwrap_or(cores) / jobs).max(1),
         gpus: o.gpus.clone(),
         keep_checkpoints: o.keep_checkpoints,
+        models_for_other_rows: Default::default(),
         save_every: o.save_every.unwrap_or(if o.quick { 8 } else { 50 }),
         bin: PathBuf::new(),
         identity: Identity {
