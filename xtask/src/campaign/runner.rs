@@ -523,13 +523,13 @@ fn set_status(c: &Campaign, id: &str, status: &str) -> Result<()> {
     update_record(c, id, |r| r.status = status.to_string())
 }
 
-/// Copy run/metrics.json into the cell (the mark of a finished cell) and delete what is not needed.
 /// Whether a training cell's model stays: `--keep-checkpoints`, or an unfinished FMA cell needs it (of
 /// this invocation: `needed_by`; of a row it does not run: `Campaign::models_for_other_rows`).
 fn keeps_model(c: &Campaign, needed_by: &BTreeMap<String, BTreeSet<String>>, id: &str) -> bool {
     c.keep_checkpoints || needed_by.contains_key(id) || c.models_for_other_rows.contains(id)
 }
 
+/// Copy run/metrics.json into the cell (the mark of a finished cell) and delete what is not needed.
 fn close_train_cell(c: &Campaign, id: &str, needed_by: Option<&BTreeMap<String, BTreeSet<String>>>) -> Result<()> {
     let dir = c.cell_dir(id);
     let run = dir.join(RUN_DIR);
