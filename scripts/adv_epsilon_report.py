@@ -13,7 +13,6 @@ of two accuracies on the held-out examples; one seed on ~600 examples can detect
 """
 import math
 import pathlib
-import re
 import sys
 
 from lr_selection_report import CELLS_HEADER, cells, finish, load_runs
@@ -45,7 +44,7 @@ def main():
         adv = (r["recipe"] or {}).get("adv")
         if not adv or r["lr"] != 2e-4 or r["epochs"] != 6 or r["seed"] != 1 or not r["holdout"]:
             sys.exit(f"{runs}: a run that is not adv at lr 2e-4, 6 epochs, seed 1 on held-out TRAIN: {r}")
-        r["epsilon"], r["alpha"] = adv["epsilon"], adv["alpha"]
+        r["epsilon"] = adv["epsilon"]
     rows.sort(key=lambda r: r["epsilon"])
     md = ["# IFLYTEK: adv's epsilon on held-out TRAIN", ""]
     md += [

@@ -13,8 +13,8 @@
 # cell: --jobs 2), so that the cells' step times compare like with like; that gave about 25% more cells per
 # hour than one cell on 2 threads on an AMD EPYC (Zen 5) virtual machine, and little or none on an Intel Xeon
 # one, where each cell took about twice its time alone (results/iflytek/README.md): there, `start --jobs 1`.
-# The thread count does not change the numbers (crates/cli/tests/threads.rs). Logs: target/iflytek-campaign/*.log. The PyTorch venv comes from
-# scripts/torch-venv.sh.
+# The thread count does not change the numbers (crates/cli/tests/threads.rs). Logs:
+# target/iflytek-campaign/*.log. The PyTorch venv comes from scripts/torch-venv.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 logs=target/iflytek-campaign

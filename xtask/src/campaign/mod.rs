@@ -79,13 +79,13 @@ fn widen_to_table_rows(c: &mut Campaign) {
 fn models_for_other_rows(c: &mut Campaign) -> BTreeSet<String> {
     let chosen = std::mem::replace(&mut c.rows, rows::ROWS.iter().collect());
     c.build_specs();
-    let other_fma_cells: Vec<&cells::CellSpec> = c
+    let needed: BTreeSet<String> = c
         .specs
         .iter()
         .filter(|s| s.is_fma() && !chosen.iter().any(|r| r.key() == s.row.key()))
         .filter(|s| !c.cell_dir(&s.id).join(cells::METRICS).is_file())
+        .flat_map(|s| s.member_ids())
         .collect();
-    let needed: BTreeSet<String> = other_fma_cells.iter().flat_map(|s| s.member_ids()).collect();
     c.rows = chosen;
     c.build_specs();
     needed.into_iter().filter(|id| c.spec_index.contains_key(id)).collect()
