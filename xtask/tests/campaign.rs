@@ -222,6 +222,8 @@ fn interrupted_and_resumed_campaign_ends_with_the_same_table() {
     // Rerun: waits for the killed campaign's children, resumes; stopped by SIGINT a few cells later.
     let o = w.campaign("b", &["--jobs", "2"], &[], &[("XTASK_CAMPAIGN_TEST_SIGINT_AFTER", "4")]);
     assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    // The hook signals while a cell is in the middle of its run: that cell stops with a training state.
+    assert!(String::from_utf8_lossy(&o.stderr).contains(": interrupted (resumable)"), "{}", text(&o));
     let after_int = finished(&w.p("b"));
     assert!(after_int > after_kill && after_int < CELLS, "{after_kill} then {after_int} cells");
     let partial = std::fs::read_to_string(w.p("b/table.md")).unwrap();

@@ -169,8 +169,12 @@ pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
                 );
             }
             for r in &running {
-                // SAFETY: kill on a child's pid (it may have exited already: ESRCH is harmless).
-                unsafe { libc::kill(r.child.id() as libc::pid_t, sig) };
+                // SAFETY: kill on a child's pid (it may have exited already: ESRCH is harmless). A stopped
+                // child (SIGSTOP by a user or a test hook) acts on the signal only once continued.
+                unsafe {
+                    libc::kill(r.child.id() as libc::pid_t, sig);
+                    libc::kill(r.child.id() as libc::pid_t, libc::SIGCONT);
+                }
             }
             forwarded = n;
             out.stopped = true;
@@ -207,16 +211,26 @@ pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
             }
             if hook_due {
                 hook_due = false;
-                wait_for_a_checkpoint(c, &mut running);
+                let stopped = stop_a_child_mid_run(c, &mut running);
+                let resume = || {
+                    if let Some(pid) = stopped {
+                        // SAFETY: SIGCONT to our own child.
+                        unsafe { libc::kill(pid, libc::SIGCONT) };
+                    }
+                };
                 if kill_after.is_some_and(|k| closed_now >= k) {
                     eprintln!("campaign: test hook: SIGKILL after {closed_now} cells");
+                    // Continued an instant before the campaign dies: the kernel's SIGTERM finds it mid-run.
+                    resume();
                     unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
                 }
                 if sigint_after.is_some_and(|k| closed_now >= k) {
                     eprintln!("campaign: test hook: SIGINT after {closed_now} cells");
+                    // Forwarded to the stopped child first, then it is continued (as every child is).
                     unsafe { libc::kill(libc::getpid(), libc::SIGINT) };
                     continue;
                 }
+                resume();
             }
         }
         if running.is_empty() {
@@ -321,25 +335,46 @@ pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
     Ok(out)
 }
 
-/// Test hooks: let a running training cell write its first training-state checkpoint (so that the
-/// interruption lands in the middle of a run), for at most 20 s.
-fn wait_for_a_checkpoint(c: &Campaign, running: &mut [Running]) {
+/// Test hooks: wait (at most 20 s) for a running training cell that has written a training state with
+/// updates still to go, and leave that child stopped (SIGSTOP) inside its training loop, so that the signal
+/// a hook sends next lands in the middle of a run however loaded the machine is. Polling alone lost that
+/// race now and then on a busy 2-core machine, where a small run can end between two polls. "Inside its
+/// loop" holds when the run saves its last update too (the tests' `--save-every` divides its steps).
+/// Returns the stopped child's pid; the caller continues it (SIGCONT).
+fn stop_a_child_mid_run(c: &Campaign, running: &mut [Running]) -> Option<libc::pid_t> {
     let t = std::time::Instant::now();
     while t.elapsed() < Duration::from_secs(20) {
         let mut alive = false;
         for r in running.iter_mut() {
-            if matches!(r.child.try_wait(), Ok(None)) {
-                alive = true;
-                if cells::scan(&c.cell_dir(&r.id)).is_ok_and(|d| d.checkpoint) {
-                    return;
-                }
+            if !matches!(r.child.try_wait(), Ok(None)) {
+                continue;
             }
+            alive = true;
+            let dir = c.cell_dir(&r.id);
+            let mid_run = || cells::scan(&dir).is_ok_and(|d| d.updates_left.is_some_and(|n| n > 0));
+            if !mid_run() {
+                continue;
+            }
+            let pid = r.child.id() as libc::pid_t;
+            // SAFETY: signals to our own child, and a waitid that leaves its state to `Child` (WNOWAIT).
+            unsafe {
+                libc::kill(pid, libc::SIGSTOP);
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WSTOPPED | libc::WEXITED | libc::WNOWAIT);
+            }
+            // Checked again once it has stopped: it may have saved its last update in the meantime.
+            if matches!(r.child.try_wait(), Ok(None)) && mid_run() {
+                return Some(pid);
+            }
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
         }
         if !alive {
-            return;
+            return None;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    None
 }
 
 fn remove_dir(p: &Path) -> Result<()> {
