@@ -3,9 +3,9 @@
 //! closes each cell as its process ends.
 //!
 //! Interruptions. Each child runs in its own process group and the campaign forwards SIGINT / SIGTERM to
-//! every running child exactly once per signal it receives (a Ctrl-C in the terminal reaches the campaign
-//! alone), then stops launching, waits for the children to write their training-state checkpoints and
-//! exit, writes the table from the cells that exist and exits 130. If the campaign itself dies (SIGKILL,
+//! every running child exactly once per signal it receives, continuing a stopped one (a Ctrl-C in the
+//! terminal reaches the campaign alone), then stops launching, waits for the children to write their
+//! training-state checkpoints and exit, writes the table from the cells that exist and exits 130. If the campaign itself dies (SIGKILL,
 //! a crash), each child receives SIGTERM from the kernel (PR_SET_PDEATHSIG) and checkpoints likewise.
 //! The children inherit the campaign's lock on `<out>/cells/.lock`, so a rerun waits until the last child
 //! of an earlier invocation has exited before it reads the cells.
