@@ -5,8 +5,9 @@
 //! Interruptions. Each child runs in its own process group and the campaign forwards SIGINT / SIGTERM to
 //! every running child exactly once per signal it receives, continuing a stopped one (a Ctrl-C in the
 //! terminal reaches the campaign alone), then stops launching, waits for the children to write their
-//! training-state checkpoints and exit, writes the table from the cells that exist and exits 130. If the campaign itself dies (SIGKILL,
-//! a crash), each child receives SIGTERM from the kernel (PR_SET_PDEATHSIG) and checkpoints likewise.
+//! training-state checkpoints and exit, writes the table from the cells that exist and exits 130. If the
+//! campaign itself dies (SIGKILL, a crash), each child receives SIGTERM from the kernel (PR_SET_PDEATHSIG)
+//! and checkpoints likewise.
 //! The children inherit the campaign's lock on `<out>/cells/.lock`, so a rerun waits until the last child
 //! of an earlier invocation has exited before it reads the cells.
 
@@ -362,8 +363,12 @@ fn stop_a_child_mid_run(c: &Campaign, running: &mut [Running]) -> Option<libc::p
                 let mut info: libc::siginfo_t = std::mem::zeroed();
                 libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WSTOPPED | libc::WEXITED | libc::WNOWAIT);
             }
-            // Checked again once it has stopped: it may have saved its last update in the meantime.
-            if matches!(r.child.try_wait(), Ok(None)) && mid_run() {
+            // Checked again once it has stopped: it may have saved its last update, or exited (and been
+            // reaped by this try_wait: no signal to its pid then), in the meantime.
+            if !matches!(r.child.try_wait(), Ok(None)) {
+                continue;
+            }
+            if mid_run() {
                 return Some(pid);
             }
             // SAFETY: as above.
