@@ -1,6 +1,7 @@
 //! The CPU backend: reference kernels in f32 (real work) or f64 (gradient checks), threads via rayon. The
 //! `Backend` methods below call the kernels of [`ops`] (one file per op family).
 
+pub mod buffer;
 pub mod host_alloc;
 mod lanes;
 pub mod matmul;
@@ -123,7 +124,7 @@ impl<T: Float> Backend for Cpu<T> {
         parts.iter().map(|p| p.to_vec()).collect()
     }
     fn zeros(&self, len: usize) -> Vec<T> {
-        vec![T::zero(); len]
+        buffer::zeroed(len)
     }
     fn len(&self, buf: &Vec<T>) -> usize {
         buf.len()

@@ -2,6 +2,7 @@
 //! inverted dropout with counter-based masks.
 
 use super::map2;
+use crate::cpu::buffer::zeroed;
 use crate::philox::{to_uniform, RngStream};
 use crate::Float;
 use rayon::prelude::*;
@@ -38,7 +39,7 @@ pub fn dropout<T: Float>(x: &[T], p: f32, rng: RngStream) -> Vec<T> {
     if p <= 0.0 {
         return x.to_vec();
     }
-    let mut y = vec![T::zero(); x.len()];
+    let mut y = zeroed(x.len());
     const CHUNK: usize = 4096; // a multiple of 4: chunks start on Philox block boundaries
     y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).enumerate().for_each(|(c, (yc, xc))| {
         dropout_scales(yc, c * CHUNK, p, rng);

@@ -3,6 +3,7 @@
 use super::activation::dropout_scales;
 use super::SendPtr;
 use crate::backend::AttnShape;
+use crate::cpu::buffer::zeroed;
 use crate::cpu::matmul::{matmul, View};
 use crate::float::{dot_lanes, max_lanes_where, sum_lanes};
 use crate::philox::RngStream;
@@ -87,8 +88,8 @@ pub fn attention_fwd<T: Float>(
     rng: RngStream,
 ) -> (Vec<T>, Vec<T>) {
     let l = a.seq;
-    let mut probs = vec![T::zero(); a.score_len()];
-    let mut ctx = vec![T::zero(); a.batch * l * a.hidden()];
+    let mut probs = zeroed(a.score_len());
+    let mut ctx = zeroed(a.batch * l * a.hidden());
     let ctx_ptr = SendPtr(ctx.as_mut_ptr());
     // One dropped-probabilities block per thread, reused: every element is overwritten for each block.
     probs.par_chunks_mut(l * l).enumerate().for_each_init(
@@ -114,7 +115,7 @@ pub fn attention_fwd<T: Float>(
 /// context with `dropout_p = 0` and no noise.
 pub fn attention_infer<T: Float>(a: AttnShape, q: &[T], k: &[T], v: &[T], key_mask: &[u32]) -> Vec<T> {
     let l = a.seq;
-    let mut ctx = vec![T::zero(); a.batch * l * a.hidden()];
+    let mut ctx = zeroed(a.batch * l * a.hidden());
     let ctx_ptr = SendPtr(ctx.as_mut_ptr());
     (0..a.batch * a.heads).into_par_iter().for_each_init(
         || vec![T::zero(); l * l],
@@ -145,8 +146,8 @@ pub fn attention_bwd<T: Float>(
     let (l, d, hd) = (a.seq, a.head_dim, a.hidden());
     let scale = T::c(1.0 / (d as f64).sqrt());
     let n = a.batch * l * hd;
-    let (mut dq, mut dk, mut dv) = (vec![T::zero(); n], vec![T::zero(); n], vec![T::zero(); n]);
-    let mut dscores = if want_dscores { vec![T::zero(); a.score_len()] } else { Vec::new() };
+    let (mut dq, mut dk, mut dv) = (zeroed(n), zeroed(n), zeroed(n));
+    let mut dscores: Vec<T> = if want_dscores { zeroed(a.score_len()) } else { Vec::new() };
     let (pq, pk, pv) = (SendPtr(dq.as_mut_ptr()), SendPtr(dk.as_mut_ptr()), SendPtr(dv.as_mut_ptr()));
     let pds = SendPtr(dscores.as_mut_ptr());
     // Per-thread scratch blocks, reused: each is overwritten whole for every (b, h) block.

@@ -1,6 +1,7 @@
 //! Row copies: gather, scatter, slice, concatenation (the CUDA side: kernels/copy.cu, and embedding.cu's
 //! segment_add for the scatter).
 
+use crate::cpu::buffer::zeroed;
 use crate::Float;
 
 /// `out[r] = x[rows[r]]` for rows of `cols` scalars.
@@ -10,7 +11,7 @@ pub fn gather_rows<T: Float>(x: &[T], rows: &[usize], cols: usize) -> Vec<T> {
 
 /// `out` of `total_rows` rows, zero but `out[rows[r]] += dy[r]` (repeated rows add up, in order).
 pub fn scatter_rows<T: Float>(dy: &[T], rows: &[usize], cols: usize, total_rows: usize) -> Vec<T> {
-    let mut out = vec![T::zero(); total_rows * cols];
+    let mut out = zeroed(total_rows * cols);
     for (i, &r) in rows.iter().enumerate() {
         for j in 0..cols {
             out[r * cols + j] += dy[i * cols + j];
@@ -36,7 +37,7 @@ pub fn concat_rows<T: Float>(a: &[T], b: &[T]) -> Vec<T> {
 pub fn transpose<T: Float>(w: &[T], rows: usize, cols: usize) -> Vec<T> {
     assert_eq!(w.len(), rows * cols, "transpose: {} values for {rows} x {cols}", w.len());
     const TILE: usize = 32;
-    let mut t = vec![T::zero(); rows * cols];
+    let mut t = zeroed(rows * cols);
     for r0 in (0..rows).step_by(TILE) {
         for c0 in (0..cols).step_by(TILE) {
             for r in r0..(r0 + TILE).min(rows) {

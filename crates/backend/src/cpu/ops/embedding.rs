@@ -2,6 +2,7 @@
 
 use super::SendPtr;
 use crate::backend::TokShape;
+use crate::cpu::buffer::zeroed;
 use crate::Float;
 use rayon::prelude::*;
 
@@ -18,7 +19,7 @@ pub fn embed_sum_fwd<T: Float>(
     task_ids: &[u32],
 ) -> Vec<T> {
     let h = s.hidden;
-    let mut out = vec![T::zero(); s.batch * s.seq * h];
+    let mut out = zeroed(s.batch * s.seq * h);
     out.par_chunks_mut(h).enumerate().for_each(|(t, o)| {
         let (w, p, y) = (ids[t] as usize, t % s.seq, type_ids[t] as usize);
         for j in 0..h {

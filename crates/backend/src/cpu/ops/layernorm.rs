@@ -1,6 +1,7 @@
 //! LayerNorm with the residual add fused in, and its backward (the CUDA side: kernels/layernorm.cu).
 
 use super::{add, chunked_col_reduce};
+use crate::cpu::buffer::zeroed;
 use crate::float::{dot_lanes, sum_lanes};
 use crate::Float;
 use rayon::prelude::*;
@@ -21,9 +22,9 @@ pub fn layer_norm_fwd<T: Float>(
         None => Vec::new(),
     };
     let src = if residual.is_some() { &s[..] } else { x };
-    let mut y = vec![T::zero(); rows * cols];
-    let mut mean = vec![T::zero(); rows];
-    let mut rstd = vec![T::zero(); rows];
+    let mut y = zeroed(rows * cols);
+    let mut mean = zeroed(rows);
+    let mut rstd = zeroed(rows);
     let n = T::from_f64(cols as f64);
     y.par_chunks_mut(cols).zip(mean.par_iter_mut()).zip(rstd.par_iter_mut()).enumerate().for_each(
         |(r, ((yr, m), rs))| {
@@ -57,7 +58,7 @@ pub fn layer_norm_bwd<T: Float>(
 ) -> Vec<T> {
     let rows = dy.len() / cols;
     let n = T::from_f64(cols as f64);
-    let mut dx = vec![T::zero(); rows * cols];
+    let mut dx = zeroed(rows * cols);
     dx.par_chunks_mut(cols).enumerate().for_each(|(r, dxr)| {
         let (dyr, sr) = (&dy[r * cols..(r + 1) * cols], &s[r * cols..(r + 1) * cols]);
         let (mu, inv) = (mean[r], rstd[r]);

@@ -2,6 +2,7 @@
 //! cuBLASLt and kernels/linear.cu).
 
 use super::chunked_col_reduce;
+use crate::cpu::buffer::{repeated, zeroed};
 use crate::cpu::matmul::{matmul, View};
 use crate::Float;
 
@@ -47,15 +48,15 @@ fn bias_rows<T: Float>(b: Option<&[T]>, m: usize, n: usize) -> Vec<T> {
     match b {
         Some(b) => {
             assert_eq!(b.len(), n, "linear: bias of {} for {n} outputs", b.len());
-            b.repeat(m)
+            repeated(b, m)
         }
-        None => vec![T::zero(); m * n],
+        None => zeroed(m * n),
     }
 }
 
 /// `dx[m, k] = dy[m, n] @ w[n, k]`.
 pub fn linear_bwd_input<T: Float>(dy: &[T], w: &[T], m: usize, n: usize, k: usize) -> Vec<T> {
-    let mut dx = vec![T::zero(); m * k];
+    let mut dx = zeroed(m * k);
     matmul(m, k, n, &mut dx, 0, k, View::rows(dy, n), View::rows(w, k), false, true);
     dx
 }

@@ -1,6 +1,7 @@
 //! Fused losses over `[rows, classes]` logits, value and gradient in one pass (the CUDA side:
 //! kernels/loss.cu).
 
+use crate::cpu::buffer::zeroed;
 use crate::Float;
 use rayon::prelude::*;
 
@@ -14,8 +15,8 @@ fn log_sum_exp<T: Float>(v: &[T]) -> T {
 /// Returns (per-row loss, dlogits) with `dlogits = (softmax - onehot) * grad_scale`.
 pub fn softmax_ce<T: Float>(logits: &[T], labels: &[u32], classes: usize, grad_scale: f64) -> (Vec<T>, Vec<T>) {
     let rows = labels.len();
-    let mut loss = vec![T::zero(); rows];
-    let mut dl = vec![T::zero(); rows * classes];
+    let mut loss = zeroed(rows);
+    let mut dl = zeroed(rows * classes);
     dl.par_chunks_mut(classes).zip(loss.par_iter_mut()).enumerate().for_each(|(r, (g, lo))| {
         let x = &logits[r * classes..(r + 1) * classes];
         let lse = log_sum_exp(x);
@@ -37,9 +38,9 @@ pub fn softmax_ce<T: Float>(logits: &[T], labels: &[u32], classes: usize, grad_s
 #[allow(clippy::type_complexity)]
 pub fn sym_kl<T: Float>(a: &[T], b: &[T], classes: usize, grad_scale: f64) -> (Vec<T>, Vec<T>, Vec<T>) {
     let rows = a.len() / classes;
-    let mut kl = vec![T::zero(); rows];
-    let mut da = vec![T::zero(); a.len()];
-    let mut db = vec![T::zero(); b.len()];
+    let mut kl = zeroed(rows);
+    let mut da = zeroed(a.len());
+    let mut db = zeroed(b.len());
     kl.par_iter_mut().zip(da.par_chunks_mut(classes)).zip(db.par_chunks_mut(classes)).enumerate().for_each(
         |(r, ((k, ga), gb))| {
             let (x, y) = (&a[r * classes..(r + 1) * classes], &b[r * classes..(r + 1) * classes]);
@@ -71,8 +72,8 @@ pub fn sym_kl<T: Float>(a: &[T], b: &[T], classes: usize, grad_scale: f64) -> (V
 /// (kl per row, d kl / d b * grad_scale) = (q - p) * grad_scale. Adv's probe objective.
 pub fn kl_detached<T: Float>(a: &[T], b: &[T], classes: usize, grad_scale: f64) -> (Vec<T>, Vec<T>) {
     let rows = a.len() / classes;
-    let mut kl = vec![T::zero(); rows];
-    let mut db = vec![T::zero(); b.len()];
+    let mut kl = zeroed(rows);
+    let mut db = zeroed(b.len());
     kl.par_iter_mut().zip(db.par_chunks_mut(classes)).enumerate().for_each(|(r, (k, gb))| {
         let (x, y) = (&a[r * classes..(r + 1) * classes], &b[r * classes..(r + 1) * classes]);
         let (la, lb) = (log_sum_exp(x), log_sum_exp(y));

@@ -32,6 +32,7 @@ pub use noise::{normalize_per_example, randn_key_masked};
 pub use stats::{clip_scale, combine, count_correct, stats_mean};
 pub use vector::{axpby, sum_squares};
 
+use crate::cpu::buffer::zeroed;
 use crate::Float;
 use rayon::prelude::*;
 
@@ -53,7 +54,7 @@ fn chunked_col_reduce<T: Float>(
             p
         })
         .collect();
-    let mut out = vec![T::zero(); cols];
+    let mut out = zeroed(cols);
     for p in partials {
         for (o, v) in out.iter_mut().zip(p) {
             *o += v;
@@ -66,7 +67,7 @@ fn chunked_col_reduce<T: Float>(
 /// iterators do not).
 fn map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
     const CHUNK: usize = 1 << 14;
-    let mut out = vec![T::zero(); a.len()];
+    let mut out = zeroed(a.len());
     out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| {
         for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
             *o = f(a, b);
