@@ -2,7 +2,9 @@
 # Build portable x86-64 binaries here and stage them in .gpubin/ for the GPU machine (see docs/gpu-runbook.md).
 # The GPU machine has no Rust toolchain listed and no network (no crates.io), so the Rust side travels built.
 #
-# Usage (from the repository root):  bash scripts/gpu/stage-bins.sh [speed|iflytek|accuracy]
+# Usage (from the repository root):  bash scripts/gpu/stage-bins.sh [window|speed|iflytek|accuracy]
+#   window    what `speed` stages, every executable xz-compressed: small enough to travel beside the model,
+#             data and fixtures of scripts/gpu/stage-carry.sh in one remote command (remote.sh tests,iflytek,speed)
 #   speed     .gpubin/{ernie-ft, xtask, tests/<ernie-cuda test executables>, tests.txt}, stripped
 #             (scripts/gpu/remote.sh tests-speed)
 #   iflytek   .gpubin/{ernie-ft.xz, xtask.xz} (stripped, xz): beside .carry's model and data
@@ -15,7 +17,7 @@
 # machine's CPU (AVX-512) need not match the GPU machine's. The binaries need glibc >= 2.34.
 set -euo pipefail
 what=${1:-speed}
-case $what in speed|iflytek|accuracy) ;; *) echo "usage: $0 [speed|iflytek|accuracy]" >&2; exit 2 ;; esac
+case $what in window|speed|iflytek|accuracy) ;; *) echo "usage: $0 [window|speed|iflytek|accuracy]" >&2; exit 2 ;; esac
 root=$(git rev-parse --show-toplevel)
 cd "$root"
 grep -qx '/.gpubin/' .git/info/exclude 2>/dev/null || echo '/.gpubin/' >> .git/info/exclude
@@ -29,7 +31,7 @@ rm -rf .gpubin && mkdir -p .gpubin
 # command links this checkout's path to its own working copy (see docs/gpu-runbook.md).
 echo "$root" > .gpubin/built-at
 git rev-parse HEAD > .gpubin/commit
-if [[ $what == speed ]]; then
+if [[ $what == speed || $what == window ]]; then
     cargo build --release -p xtask
     cp "$rel/ernie-ft" "$rel/xtask" .gpubin/
     strip .gpubin/ernie-ft .gpubin/xtask
@@ -50,6 +52,9 @@ for line in sys.stdin:
         cp "$exe" ".gpubin/tests/$name" && strip ".gpubin/tests/$name"
     done < .gpubin/tests.txt
     (cd .gpubin/tests && ls) > .gpubin/tests.txt
+    if [[ $what == window ]]; then
+        for f in .gpubin/ernie-ft .gpubin/xtask .gpubin/tests/*; do xz -T0 -6 "$f"; done
+    fi
 fi
 if [[ $what == iflytek ]]; then
     cargo build --release -p xtask
