@@ -193,10 +193,17 @@ pub fn run(c: &Campaign, plan: &Plan, lock_file: &File) -> Result<Outcome> {
                             || regeneration_due(id, &needed_by, &done, |f| spec(f).member_ids())
                     }
                 };
-                // FMA cells first (they are short and free their members' models), then the plan's order.
+                // FMA cells first (they are short and free their members' models), then a model to train
+                // again whose FMA cell can then run at once, then the plan's order.
+                let has_model = |m: &str| weights.contains(m) || running.iter().any(|r| r.id == m);
+                let completes_an_fma = |id: &String| {
+                    plan.decisions[id].action == Action::Regenerate
+                        && completes_an_fma(id, &needed_by, has_model, |f| spec(f).member_ids())
+                };
                 let pick = pending
                     .iter()
                     .position(|id| spec(id).is_fma() && ready(id))
+                    .or_else(|| pending.iter().position(|id| !spec(id).is_fma() && ready(id) && completes_an_fma(id)))
                     .or_else(|| pending.iter().position(|id| !spec(id).is_fma() && ready(id)));
                 let Some(i) = pick else { break };
                 let id = pending.remove(i);
@@ -605,6 +612,20 @@ fn regeneration_due<M: Fn(&str) -> Vec<String>>(
     needed_by.get(id).is_some_and(|fmas| fmas.iter().any(|f| members(f).iter().all(|m| m == id || done.contains(m))))
 }
 
+/// Whether training `id`'s model (again) lets one of the FMA cells that need it run as soon as it is done:
+/// every other member's model is on disk or training (`has_model`). Among the models to train again, these
+/// go first, so that each FMA cell's two models are trained back to back: models are not committed, a new
+/// machine starts without them, and a pair trained back to back is what a short stay on one machine can
+/// finish, where the plan's order (seed by seed) would train one model of every row before the partners.
+fn completes_an_fma<H: Fn(&str) -> bool, M: Fn(&str) -> Vec<String>>(
+    id: &str,
+    needed_by: &BTreeMap<String, BTreeSet<String>>,
+    has_model: H,
+    members: M,
+) -> bool {
+    needed_by.get(id).is_some_and(|fmas| fmas.iter().any(|f| members(f).iter().all(|m| m == id || has_model(m))))
+}
+
 /// A regenerated model must be the one the cell recorded (same final weights) where the cell was computed
 /// on this numerics class. A cell from another class (AVX-512 or not, another GPU) cannot be reproduced
 /// bit for bit here: the same configuration trains a model with other last bits, hence other weights,
@@ -709,6 +730,31 @@ mod tests {
         assert!(regeneration_due("base-seed1", &needed_by, &done(&["base-seed1", "base-seed2"]), members));
         // Nothing needs it.
         assert!(!regeneration_due("base-seed2", &needed_by, &done(&["base-seed1", "base-seed2"]), members));
+    }
+
+    #[test]
+    fn a_model_whose_partner_is_on_disk_or_training_is_trained_again_first() {
+        let members = |f: &str| {
+            let (row, seeds) = f.rsplit_once("+fma-seeds").unwrap();
+            seeds.split('+').map(|s| format!("{row}-seed{s}")).collect::<Vec<_>>()
+        };
+        let mut needed_by: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        // The FMA cell of adv+ld seeds 1+3 is finished; four others still need their models.
+        for f in ["adv+ld+fma-seeds1+2", "adv+ld+fma-seeds2+3", "rd+ld+fma-seeds1+2", "rd+ld+fma-seeds1+3"] {
+            for m in members(f) {
+                needed_by.entry(m).or_default().insert(f.to_string());
+            }
+        }
+        let on = |ids: &'static [&'static str]| move |m: &str| ids.contains(&m);
+        // adv+ld seed 1's model is on disk: seed 2 completes 1+2; rd+ld seed 1 and adv+ld seed 3 complete nothing.
+        assert!(completes_an_fma("adv+ld-seed2", &needed_by, on(&["adv+ld-seed1"]), members));
+        assert!(!completes_an_fma("rd+ld-seed1", &needed_by, on(&["adv+ld-seed1"]), members));
+        assert!(!completes_an_fma("adv+ld-seed3", &needed_by, on(&["adv+ld-seed1"]), members));
+        // Seed 1 of adv+ld is not needed by 2+3, seed 3 is: with seed 2 on disk, seed 3 goes before rd+ld.
+        assert!(completes_an_fma("adv+ld-seed3", &needed_by, on(&["adv+ld-seed2"]), members));
+        assert!(!completes_an_fma("adv+ld-seed1", &needed_by, on(&["adv+ld-seed3"]), members));
+        // A cell that nothing needs completes nothing.
+        assert!(!completes_an_fma("base-seed1", &needed_by, on(&["base-seed2"]), members));
     }
 
     fn tree(dir: &Path) -> Vec<String> {
