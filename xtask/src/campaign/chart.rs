@@ -155,7 +155,7 @@ where
         .x_label_area_size(34)
         .y_label_area_size(64)
         .caption(
-            "paired difference to base (points): mean and 95% t interval over seeds; green: the interval excludes 0",
+            "paired difference to base (points): mean and 95% interval over seeds (FMA rows: jackknife); green: it excludes 0",
             (FONT, 18),
         )
         .build_cartesian_2d((0..n).into_segmented(), dlo..dhi)

@@ -117,7 +117,8 @@ pub struct RowStats {
     pub accuracy: Option<Summary>,
     pub best_during_training: Option<Summary>,
     pub macro_f1: Option<Summary>,
-    /// Paired difference to base (percentage points), with its 95% t interval.
+    /// Paired difference to base (percentage points), with its 95% interval (Student t; the jackknife's for
+    /// leave-one-out FMA averages).
     pub delta_vs_base: Option<Interval>,
     /// FMA: average minus the mean of its members (percentage points).
     pub fma_gain: Option<Interval>,
@@ -160,6 +161,23 @@ fn step_time_ratio(cs: &[&CellData], base: &[&CellData]) -> Option<f64> {
         })
         .collect();
     mean(&ratios)
+}
+
+/// The number of seeds N where `specs` (one row's planned cells) are FMA cells that each average N - 1 of
+/// N seeds' models (leave-one-out, N >= 3): their estimates share models, and their intervals are the
+/// jackknife's ([`stats::jackknife_interval`]). None for training rows and for one average of every seed.
+fn leave_one_out_seeds<'a>(specs: impl Iterator<Item = &'a CellSpec>) -> Option<usize> {
+    let mut sizes = BTreeSet::new();
+    let mut seeds = BTreeSet::new();
+    for s in specs {
+        let Kind::Fma { members } = &s.kind else { return None };
+        sizes.insert(members.len());
+        seeds.extend(members.iter().copied());
+    }
+    match sizes.into_iter().collect::<Vec<_>>()[..] {
+        [m] if m >= 2 && seeds.len() == m + 1 => Some(seeds.len()),
+        _ => None,
+    }
 }
 
 /// The statistics of every row of `rows`, from the finished `cells` (by id) of `specs`.
@@ -227,8 +245,13 @@ pub fn compute(
                     })
                     .collect()
             };
+            let loo_seeds = leave_one_out_seeds(specs.iter().filter(|s| s.row == *row));
             let interval_of = |f: &dyn Fn(&PairedDifference) -> Option<f64>| {
-                stats::interval(&paired.iter().filter_map(f).collect::<Vec<_>>(), stats::LEVEL)
+                let v: Vec<f64> = paired.iter().filter_map(f).collect();
+                match loo_seeds {
+                    Some(seeds) => stats::jackknife_interval(&v, seeds, stats::LEVEL),
+                    None => stats::interval(&v, stats::LEVEL),
+                }
             };
             let (delta, gain) = (interval_of(&|p| p.vs_base), interval_of(&|p| p.vs_members));
             let (sps, step_time_ratio, peak, steps) = costs(row);
@@ -531,5 +554,49 @@ mod tests {
             assert!(commits.contains(c), "{c} not in {commits:?}");
         }
         assert_eq!(by_id["layer-decay-seed3"].commits().len(), 3);
+    }
+
+    #[test]
+    fn leave_one_out_averages_get_the_jackknife_interval() {
+        // Base 50 on every seed and adv with layer decay 51, 52, 56 (per seed +1, +2, +6); each average of
+        // two of its models gains 0.5 over their mean, so its Δ vs base is the mean of two seeds' Δs + 0.5.
+        let (base, adv, fma) = (
+            rows::by_key("base").unwrap(),
+            rows::by_key("adv+layer-decay").unwrap(),
+            rows::by_key("adv+layer-decay+fma").unwrap(),
+        );
+        let acc = |s: u64| [51.0, 52.0, 56.0][s as usize - 1];
+        let mut cells: Vec<CellData> = vec![];
+        for s in 1..=3u64 {
+            cells.push(train(base, s, 50.0, 1.0, 100));
+            cells.push(train(adv, s, acc(s), 1.0, 100));
+        }
+        for k in 1..=3u64 {
+            let members: Vec<u64> = (1..=3).filter(|&s| s != k).collect();
+            let mean = members.iter().map(|&s| acc(s)).sum::<f64>() / 2.0;
+            cells.push(cell(
+                fma,
+                Kind::Fma { members },
+                json!({"accuracy": (mean + 0.5) / 100.0, "macro_f1": 0.5, "members_mean_accuracy": mean / 100.0}),
+            ));
+        }
+        let specs: Vec<CellSpec> = cells.iter().map(|c| c.spec.clone()).collect();
+        assert_eq!(leave_one_out_seeds(specs.iter().filter(|s| s.row == fma)), Some(3));
+        assert_eq!(leave_one_out_seeds(specs.iter().filter(|s| s.row == adv)), None);
+        let one_average = [cell(fma, Kind::Fma { members: vec![1, 2] }, json!({})).spec];
+        assert_eq!(leave_one_out_seeds(one_average.iter()), None);
+        let by_id: BTreeMap<String, CellData> = cells.into_iter().map(|c| (c.spec.id.clone(), c)).collect();
+        let stats = compute("iflytek", &[base, adv, fma], &specs, &by_id);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        let (ad, fd, fg) =
+            (stats[1].delta_vs_base.unwrap(), stats[2].delta_vs_base.unwrap(), stats[2].fma_gain.unwrap());
+        assert_eq!((ad.method, fd.method, fg.method), ("t", "jackknife", "jackknife"));
+        // Every average gains exactly 0.5: no spread, the point.
+        assert!(close(fg.mean, 0.5) && close(fg.half_width.unwrap(), 0.0), "{fg:?}");
+        // The Δs are the leave-one-out means of +1, +2, +6 plus 0.5: the jackknife's interval is the
+        // parent row's shifted by 0.5 (the t interval of the three Δs would be half as wide).
+        assert!(close(fd.mean, ad.mean + 0.5), "{fd:?}");
+        assert!(close(fd.half_width.unwrap(), ad.half_width.unwrap()), "{fd:?} vs {ad:?}");
+        assert!(close(fd.lo.unwrap(), ad.lo.unwrap() + 0.5) && fd.excludes_zero == ad.excludes_zero);
     }
 }
